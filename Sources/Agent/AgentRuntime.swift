@@ -1,0 +1,199 @@
+import Foundation
+import History
+import Logging
+import Modbus
+import Tags
+
+/// Why the agent could not start.
+public struct AgentStartError: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// What a reload changed.
+public struct ReloadSummary: Sendable, CustomStringConvertible {
+    public var kept: [String] = []
+    public var restarted: [String] = []
+    public var added: [String] = []
+    public var removed: [String] = []
+    public var ignored: [String] = []
+
+    public var description: String {
+        var parts: [String] = []
+        if !kept.isEmpty { parts.append("kept \(kept.joined(separator: ", "))") }
+        if !restarted.isEmpty { parts.append("restarted \(restarted.joined(separator: ", "))") }
+        if !added.isEmpty { parts.append("added \(added.joined(separator: ", "))") }
+        if !removed.isEmpty { parts.append("removed \(removed.joined(separator: ", "))") }
+        if !ignored.isEmpty { parts.append("needs a restart to apply: \(ignored.joined(separator: "; "))") }
+        return parts.isEmpty ? "nothing changed" : parts.joined(separator: "; ")
+    }
+}
+
+/// The running agent: per-device tag tables and pollers, the history writer, and the answers to CLI requests.
+///
+/// Drivers write tag tables; the change feed carries reported changes to the history writer (and, later, the
+/// publisher); the control socket reads tables and history. A reload swaps one immutable `Generation` for another,
+/// restarting only the devices whose definition or tags changed.
+public final class AgentRuntime: @unchecked Sendable {
+    /// One consistent configuration's worth of running parts.
+    struct Generation {
+        var configuration: AgentConfiguration
+        var directory: TagDirectory
+        var tables: [String: TagTable]
+        var pollers: [String: ModbusPoller]
+    }
+
+    public let configPath: String
+    public let startedAt = Date()
+    let logger = Logger(label: "edgepilot")
+    let feed: ChangeFeed
+    static let historyConsumer = 0
+
+    private let lock = NSLock()
+    private var generation: Generation
+    private var nextIDBase: Int32 = 0
+    private var reloads = 0
+    private let history: HistoryWriter
+    private let readerLock = NSLock()
+    private var reader: HistoryReader?
+
+    public init(configuration: AgentConfiguration, configPath: String) throws {
+        self.configPath = configPath
+        feed = ChangeFeed(consumers: 1)
+        generation = Generation(
+            configuration: configuration, directory: TagDirectory(tables: []), tables: [:], pollers: [:])
+        let store: HistoryStore
+        do {
+            store = try HistoryStore(path: configuration.history.path)
+        } catch {
+            throw AgentStartError(
+                "cannot open the history database \(configuration.history.path): \(error)\n"
+                    + "check that the directory exists and is writable by this user (the service's StateDirectory)")
+        }
+        history = HistoryWriter(
+            store: store, feed: feed, consumer: Self.historyConsumer, directory: TagDirectory(tables: []),
+            configuration: HistoryWriter.Configuration(configuration.history))
+        generation = try build(configuration, keeping: nil).generation
+    }
+
+    /// Starts history, then every poller.
+    public func start() {
+        history.use(directory: generation.directory)
+        history.start()
+        for poller in generation.pollers.values { poller.start() }
+        logger.info(
+            "started",
+            metadata: [
+                "devices": "\(generation.pollers.count)", "tags": "\(generation.directory.count)",
+                "history": "\(generation.configuration.history.path)",
+            ])
+    }
+
+    /// Stops pollers first, so every last change reaches the feed, then flushes and closes history.
+    public func stop() {
+        let current = lock.withLock { generation }
+        for poller in current.pollers.values { poller.stop() }
+        history.stop()
+        readerLock.withLock {
+            reader?.close()
+            reader = nil
+        }
+        let stats = history.statistics
+        logger.info("stopped", metadata: ["history_rows_written": "\(stats.rowsWritten)"])
+    }
+
+    /// Applies a new, already validated configuration; unaffected devices keep polling without a gap.
+    public func reload(_ configuration: AgentConfiguration) throws -> ReloadSummary {
+        let old = lock.withLock { generation }
+        var ignored: [String] = []
+        if configuration.history != old.configuration.history {
+            ignored.append("history settings")
+        }
+        if configuration.controlSocketPath != old.configuration.controlSocketPath {
+            ignored.append("control_socket")
+        }
+        var effective = configuration
+        effective.history = old.configuration.history
+        effective.controlSocketPath = old.configuration.controlSocketPath
+        var (next, summary) = try build(effective, keeping: old)
+        summary.ignored = ignored
+        let keptNames = Set(summary.kept)
+        for (name, poller) in old.pollers where !keptNames.contains(name) { poller.stop() }
+        // History must still resolve changes queued by the tables being replaced, so it sees both for now.
+        let retired = old.tables.filter { !keptNames.contains($0.key) }.map(\.value)
+        history.use(directory: TagDirectory(tables: Array(next.tables.values) + retired))
+        lock.withLock {
+            generation = next
+            reloads += 1
+        }
+        for (name, poller) in next.pollers where !keptNames.contains(name) { poller.start() }
+        return summary
+    }
+
+    private func build(
+        _ configuration: AgentConfiguration, keeping old: Generation?
+    ) throws -> (generation: Generation, summary: ReloadSummary) {
+        var summary = ReloadSummary()
+        var tables: [String: TagTable] = [:]
+        var pollers: [String: ModbusPoller] = [:]
+        for device in configuration.devices {
+            let tags = configuration.tags.filter { $0.device == device.name }
+            let groups = configuration.pollGroups.filter { g in tags.contains { $0.pollGroup == g.name } }
+            if let old, let oldDevice = old.configuration.device(named: device.name), oldDevice == device,
+                let table = old.tables[device.name], table.definitions == tags,
+                old.configuration.pollGroups.filter({ g in tags.contains { $0.pollGroup == g.name } }) == groups,
+                let poller = old.pollers[device.name]
+            {
+                tables[device.name] = table
+                pollers[device.name] = poller
+                summary.kept.append(device.name)
+                continue
+            }
+            let table = TagTable(definitions: tags, changes: feed, idBase: nextIDBase)
+            nextIDBase += Int32(max(1, tags.count))
+            do {
+                pollers[device.name] = try ModbusPoller(device: device, pollGroups: groups, table: table)
+            } catch {
+                throw AgentStartError("device \(device.name): \(error)")
+            }
+            tables[device.name] = table
+            if old?.tables[device.name] != nil {
+                summary.restarted.append(device.name)
+            } else {
+                summary.added.append(device.name)
+            }
+        }
+        if let old {
+            for name in old.tables.keys where tables[name] == nil { summary.removed.append(name) }
+        }
+        let generation = Generation(
+            configuration: configuration, directory: TagDirectory(tables: Array(tables.values)), tables: tables,
+            pollers: pollers)
+        return (generation, summary)
+    }
+
+    // MARK: - Views for the control socket and systemd
+
+    var current: Generation { lock.withLock { generation } }
+    var reloadCount: Int { lock.withLock { reloads } }
+    var historyStatistics: HistoryWriter.Statistics { history.statistics }
+
+    func recordAudit(_ record: AuditRecord) { history.record(audit: record) }
+
+    /// Runs `body` with the read-only history connection, opening it on first use.
+    func withHistoryReader<T>(_ body: (HistoryReader) throws -> T) throws -> T {
+        try readerLock.withLock {
+            if reader == nil { reader = try HistoryReader(path: current.configuration.history.path) }
+            return try body(reader!)
+        }
+    }
+
+    /// A one-line summary for systemd's STATUS=.
+    public func statusLine() -> String {
+        let g = current
+        let connected = g.pollers.values.filter { $0.stats.state == .connected }.count
+        let h = history.statistics
+        return "\(connected)/\(g.pollers.count) devices connected, \(g.directory.count) tags, "
+            + "\(h.rowsWritten) samples stored"
+    }
+}

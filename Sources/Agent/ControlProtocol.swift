@@ -1,0 +1,185 @@
+/// One request from the technician CLI to the running agent, sent as a JSON line over the control socket.
+public struct ControlRequest: Codable, Sendable {
+    public enum Command: String, Codable, Sendable {
+        case status, tags, read, write, history, audit
+    }
+
+    public var command: Command
+    /// Tag name (read, write, history) or glob pattern (tags).
+    public var tag: String?
+    /// The value to write, as the technician typed it; the agent converts it to the tag's type.
+    public var value: String?
+    /// Who asked, for the audit trail (e.g. `cli:uid=1000`).
+    public var source: String?
+    /// History range, microseconds since the Unix epoch.
+    public var since: Int64?
+    public var until: Int64?
+    public var limit: Int?
+
+    public init(
+        command: Command, tag: String? = nil, value: String? = nil, source: String? = nil, since: Int64? = nil,
+        until: Int64? = nil, limit: Int? = nil
+    ) {
+        self.command = command
+        self.tag = tag
+        self.value = value
+        self.source = source
+        self.since = since
+        self.until = until
+        self.limit = limit
+    }
+}
+
+/// The agent's answer: exactly one of the payloads, or an error the CLI prints as is.
+public struct ControlResponse: Codable, Sendable {
+    public var ok: Bool
+    public var error: String?
+    public var status: StatusReport?
+    public var tags: [TagReport]?
+    public var write: WriteReport?
+    public var history: [HistoryPoint]?
+    public var audit: [AuditReport]?
+
+    public init(
+        ok: Bool = true, error: String? = nil, status: StatusReport? = nil, tags: [TagReport]? = nil,
+        write: WriteReport? = nil, history: [HistoryPoint]? = nil, audit: [AuditReport]? = nil
+    ) {
+        self.ok = ok
+        self.error = error
+        self.status = status
+        self.tags = tags
+        self.write = write
+        self.history = history
+        self.audit = audit
+    }
+
+    public static func failure(_ message: String) -> ControlResponse { ControlResponse(ok: false, error: message) }
+}
+
+/// What `edgepilot status` shows.
+public struct StatusReport: Codable, Sendable {
+    public var version: String
+    public var pid: Int32
+    public var configPath: String
+    public var startedAt: Int64
+    public var uptimeSeconds: Double
+    public var reloads: Int
+    public var devices: [DeviceReport]
+    public var history: HistoryReport
+    public var tagCount: Int
+}
+
+/// One device's connection and polling state.
+public struct DeviceReport: Codable, Sendable {
+    public var name: String
+    public var endpoint: String
+    public var state: String
+    public var connects: UInt64
+    public var polls: UInt64
+    public var requests: UInt64
+    public var errors: UInt64
+    public var timeouts: UInt64
+    public var exceptions: UInt64
+    public var writes: UInt64
+    public var lastError: String?
+    public var lastErrorAt: Int64?
+    public var requestsPerCycle: Int
+    public var lastCycleMilliseconds: Double
+}
+
+/// The history database as `status` reports it.
+public struct HistoryReport: Codable, Sendable {
+    public var path: String
+    public var bytes: Int64
+    public var rows: Int64
+    public var oldest: Int64?
+    public var pending: Int
+    public var dropped: UInt64
+    public var commits: UInt64
+    public var lastError: String?
+}
+
+/// One tag's current state.
+public struct TagReport: Codable, Sendable {
+    public var name: String
+    public var device: String
+    public var type: String
+    public var value: JSONValue?
+    public var units: String?
+    public var quality: String
+    public var qualityText: String
+    public var timestamp: Int64
+    public var writable: Bool
+}
+
+/// The outcome of a write.
+public struct WriteReport: Codable, Sendable {
+    public var tag: String
+    public var value: JSONValue
+    public var result: String
+    public var readBack: JSONValue?
+}
+
+/// One stored sample.
+public struct HistoryPoint: Codable, Sendable {
+    public var timestamp: Int64
+    public var value: JSONValue?
+    public var quality: String
+}
+
+/// One audit entry (a write attempt, with who asked and what happened).
+public struct AuditReport: Codable, Sendable {
+    public var timestamp: Int64
+    public var source: String
+    public var tag: String
+    public var value: String
+    public var result: String
+    public var detail: String?
+}
+
+/// A tag value in JSON, keeping its kind (so `--json` consumers get numbers as numbers).
+public enum JSONValue: Codable, Sendable, Equatable, CustomStringConvertible {
+    case bool(Bool)
+    case int(Int64)
+    case uint(UInt64)
+    case double(Double)
+    case string(String)
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.singleValueContainer()
+        if let b = try? c.decode(Bool.self) {
+            self = .bool(b)
+        } else if let i = try? c.decode(Int64.self) {
+            self = .int(i)
+        } else if let u = try? c.decode(UInt64.self) {
+            self = .uint(u)
+        } else if let d = try? c.decode(Double.self) {
+            self = .double(d)
+        } else {
+            self = .string(try c.decode(String.self))
+        }
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.singleValueContainer()
+        switch self {
+        case .bool(let b): try c.encode(b)
+        case .int(let i): try c.encode(i)
+        case .uint(let u): try c.encode(u)
+        case .double(let d):
+            // JSON has no NaN or infinity; a PLC can still send them, so they travel as strings.
+            if d.isFinite { try c.encode(d) } else { try c.encode(String(d)) }
+        case .string(let s): try c.encode(s)
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .bool(let b): return b ? "true" : "false"
+        case .int(let i): return String(i)
+        case .uint(let u): return String(u)
+        case .double(let d): return String(d)
+        case .string(let s): return s
+        }
+    }
+}
