@@ -1,0 +1,132 @@
+#!/usr/bin/env python3
+"""Daemon benchmark: the real `edgepilot run` (release, static Swift stdlib) polling 10,000 tags over 10 simulated
+Modbus devices at 1 s, with history on. Prints requests per cycle against the minimum possible, the daemon's CPU%
+and RSS, and the simulator peer's CPU% measured over the same window. Figures are printed, never asserted.
+
+Usage: .venv/bin/python Benchmarks/agent/run.py [--devices 10] [--tags 1000] [--seconds 30] [--no-build]
+"""
+import argparse
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def rss_by_mapping(pid, top=6):
+    """Resident KiB per mapping name (file path, [heap], [stack:…], anonymous), largest first."""
+    totals, name = {}, "[anon]"
+    with open(f"/proc/{pid}/smaps") as f:
+        for line in f:
+            head = line.split()
+            if head and "-" in head[0] and ":" not in head[0]:
+                name = head[5] if len(head) > 5 else "[anon]"
+            elif head and head[0] == "Rss:":
+                totals[name] = totals.get(name, 0) + int(head[1])
+    return sorted(totals.items(), key=lambda kv: -kv[1])[:top]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--devices", type=int, default=10)
+    ap.add_argument("--tags", type=int, default=1000)
+    ap.add_argument("--seconds", type=float, default=30)
+    ap.add_argument("--warmup", type=float, default=5)
+    ap.add_argument("--no-build", action="store_true")
+    args = ap.parse_args()
+
+    if not args.no_build:
+        subprocess.run(
+            ["swift", "build", "-c", "release", "-j", "2", "--static-swift-stdlib", "--product", "edgepilot"],
+            cwd=ROOT, check=True)
+    bin_dir = subprocess.run(["swift", "build", "-c", "release", "--show-bin-path"], cwd=ROOT, check=True,
+                             capture_output=True, text=True).stdout.strip()
+    edgepilot = os.path.join(bin_dir, "edgepilot")
+
+    work = tempfile.mkdtemp(prefix="edgepilot-bench-")
+    plant = subprocess.Popen(
+        [sys.executable, os.path.join(ROOT, "Simulators", "bench_plant.py"), "--devices", str(args.devices),
+         "--tags", str(args.tags), "--dtype", "float32"], stdout=subprocess.PIPE, text=True)
+    ready = json.loads(plant.stdout.readline())
+    ports = ready["ports"]
+
+    lines = ["agent:", f"  control_socket: {work}/control.sock", "  log_level: warning",
+             "poll_groups:", "  - name: second", "    period: 1s",
+             "history:", f"  path: {work}/history.db", "  commit_interval: 500ms", "devices:"]
+    for d, port in enumerate(ports):
+        lines += [f"  - name: plc{d}", "    type: modbus_tcp", "    host: 127.0.0.1", f"    port: {port}",
+                  "    timeout: 1s"]
+    lines.append("tags:")
+    for d in range(args.devices):
+        for i in range(args.tags):
+            lines += [f"  - name: plc{d}/t{i}", f"    device: plc{d}", "    area: holding_register",
+                      f"    address: {2 * i}", "    type: float32", "    deadband: 0.01"]
+    config = os.path.join(work, "edgepilot.yaml")
+    with open(config, "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+    agent = subprocess.Popen([edgepilot, "run", "--config", config], stderr=open(os.path.join(work, "agent.log"), "w"))
+    env = dict(os.environ, EDGEPILOT_SOCKET=f"{work}/control.sock")
+    try:
+        deadline = time.time() + 30
+        while not os.path.exists(f"{work}/control.sock") and time.time() < deadline:
+            time.sleep(0.1)
+        time.sleep(args.warmup)
+        a0, p0, t0 = cpu_seconds(agent.pid), cpu_seconds(plant.pid), time.monotonic()
+        rss_max = 0
+        end = t0 + args.seconds
+        while time.monotonic() < end:
+            rss_max = max(rss_max, rss_kib(agent.pid))
+            time.sleep(0.5)
+        a1, p1, t1 = cpu_seconds(agent.pid), cpu_seconds(plant.pid), time.monotonic()
+        mappings = rss_by_mapping(agent.pid)
+        status = json.loads(subprocess.run([edgepilot, "status", "--json"], env=env, capture_output=True,
+                                           text=True, check=True).stdout)
+        tags = json.loads(subprocess.run([edgepilot, "tags", "plc3/*", "--json"], env=env, capture_output=True,
+                                         text=True, check=True).stdout)
+    finally:
+        agent.send_signal(signal.SIGTERM)
+        agent.wait(timeout=30)
+        plant.send_signal(signal.SIGTERM)
+        plant.wait(timeout=10)
+
+    wall = t1 - t0
+    requests = sum(d["requestsPerCycle"] for d in status["devices"])
+    # A float32 cannot straddle two requests, so one request carries at most 62 of them (124 registers).
+    minimum = args.devices * math.ceil(args.tags / (125 // 2))
+    good = sum(1 for t in tags if t["quality"] == "good")
+    placed = sum(1 for t in tags if t.get("value") is not None and round(t["value"]) == 3 * args.tags + int(t["name"].split("/t")[1]))
+    agent_cpu = 100 * (a1 - a0) / wall
+    plant_cpu = 100 * (p1 - p0) / wall
+    print(f"agent benchmark: {args.devices} devices x {args.tags} float32 tags at 1 s, {wall:.0f} s measured")
+    print(f"  requests per cycle      {requests} (minimum possible {minimum}, ratio {requests / minimum:.2f})")
+    print(f"  daemon CPU              {agent_cpu:.2f} % of one core (target <= 3 %)")
+    print(f"  daemon RSS (max)        {rss_max / 1024:.1f} MiB (target <= 20 MB)")
+    print(f"  peer CPU (pymodbus)     {plant_cpu:.2f} % of one core; daemon/peer ratio {agent_cpu / max(plant_cpu, 1e-9):.2f}")
+    print(f"  history                 {status['history']['rows']} rows, {status['history']['bytes'] / 1e6:.1f} MB")
+    print("  daemon RSS by mapping   " + ", ".join(f"{os.path.basename(n) or n} {kib / 1024:.1f} MiB" for n, kib in mappings))
+    print(f"  check: device plc3      {good}/{len(tags)} tags good, {placed}/{len(tags)} values at the right address")
+
+
+if __name__ == "__main__":
+    main()
