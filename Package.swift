@@ -23,6 +23,9 @@ let package = Package(
         .target(name: "Configuration", dependencies: ["Tags", "Yams"]),
         .target(name: "Modbus", dependencies: ["Tags", "CModbus"]),
         .target(name: "History", dependencies: ["Tags", "CSQLite"]),
+        // Models, MPC, dense QP solver, PID, supervisor. Pure Swift, no Foundation.
+        // libm because .squareRoot() calls sqrt() in debug builds.
+        .target(name: "Control", linkerSettings: [.linkedLibrary("m")]),
         // Runtime wiring: pollers, history writer, control socket, systemd notify, signals.
         .target(
             name: "Agent",
@@ -46,10 +49,12 @@ let package = Package(
         .testTarget(name: "TagsTests", dependencies: ["Tags"]),
         .testTarget(name: "ConfigurationTests", dependencies: ["Configuration"]),
         .testTarget(name: "ModbusTests", dependencies: ["Modbus", "Tags", "CAllocCounter", "TestSupport"]),
+        .testTarget(name: "ControlTests", dependencies: ["Control", "CAllocCounter"], exclude: ["Fixtures"]),
         .testTarget(name: "AgentTests", dependencies: ["Agent", "History", "TestSupport"]),
 
         .executableTarget(
             name: "pollbench", dependencies: ["Modbus", "Tags", "CAllocCounter"], path: "Benchmarks/pollbench",
             exclude: ["run.sh"]),
+        .executableTarget(name: "qpbench", dependencies: ["Control"], path: "Benchmarks/qpbench"),
     ]
 )
