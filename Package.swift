@@ -49,12 +49,17 @@ let package = Package(
         .testTarget(name: "TagsTests", dependencies: ["Tags"]),
         .testTarget(name: "ConfigurationTests", dependencies: ["Configuration"]),
         .testTarget(name: "ModbusTests", dependencies: ["Modbus", "Tags", "CAllocCounter", "TestSupport"]),
+        .testTarget(name: "HistoryTests", dependencies: ["History", "Tags", "CSQLite", "HistoryCrashWriter"]),
+        .executableTarget(name: "HistoryCrashWriter", dependencies: ["History"], path: "Tests/HistoryCrashWriter"),
         .testTarget(name: "ControlTests", dependencies: ["Control", "CAllocCounter"], exclude: ["Fixtures"]),
         .testTarget(name: "AgentTests", dependencies: ["Agent", "History", "TestSupport"]),
 
         .executableTarget(
             name: "pollbench", dependencies: ["Modbus", "Tags", "CAllocCounter"], path: "Benchmarks/pollbench",
             exclude: ["run.sh"]),
+        .executableTarget(
+            name: "historybench", dependencies: ["History", "CSQLite"], path: "Benchmarks/historybench",
+            exclude: ["peer.py"]),
         .executableTarget(name: "qpbench", dependencies: ["Control"], path: "Benchmarks/qpbench"),
     ]
 )
