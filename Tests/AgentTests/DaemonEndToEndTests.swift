@@ -16,7 +16,7 @@ import Testing
         let logPath: String
         let binary: String
 
-        init(binary: String, config: String) throws {
+        init(binary: String, config: String, environment: [String: String] = [:]) throws {
             self.binary = binary
             dir = try TemporaryDirectory("edgepilot-agent")
             socket = dir.path + "/control.sock"
@@ -26,6 +26,9 @@ import Testing
             _ = FileManager.default.createFile(atPath: logPath, contents: nil)
             process.executableURL = URL(fileURLWithPath: binary)
             process.arguments = ["run", "--config", configPath]
+            if !environment.isEmpty {
+                process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+            }
             let log = FileHandle(forWritingAtPath: logPath)!
             process.standardOutput = log
             process.standardError = log
@@ -269,6 +272,56 @@ import Testing
         #expect(eventually { (try? agent.tag("tank1/level")["quality"] as? String) == "disconnected" })
         #expect(eventually { (try? agent.device("plant")["lastError"] as? String) != nil })
         #expect(eventually(timeout: 15) { (try? agent.tag("tank1/level")["quality"] as? String) == "good" })
+    }
+
+    /// systemd's side of the notify protocol: a datagram socket that records what the agent sends.
+    @Test func speaksSystemdNotifyProtocol() throws {
+        let plant = try QuadTank()
+        defer { plant.stop() }
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let path = dir.path + "/notify.sock"
+        let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            for (i, b) in path.utf8.enumerated() { raw[i] = b }
+        }
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
+        }
+        try #require(bound == 0)
+        var timeout = timeval(tv_sec: 0, tv_usec: 100_000)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        var messages: [String] = []
+        func receive(until condition: () -> Bool) -> Bool {
+            var buffer = [UInt8](repeating: 0, count: 4096)
+            let deadline = Date().addingTimeInterval(15)
+            while Date() < deadline && !condition() {
+                let n = recv(fd, &buffer, buffer.count, 0)
+                if n > 0 { messages.append(String(decoding: buffer[..<n], as: UTF8.self)) }
+            }
+            return condition()
+        }
+        let agent = try Agent(
+            binary: edgepilot, config: Self.config(port: plant.port, secondDevice: false),
+            environment: ["NOTIFY_SOCKET": path, "WATCHDOG_USEC": "400000"])
+        defer {
+            _ = agent.stop()
+            agent.dir.remove()
+        }
+        #expect(receive { messages.contains { $0.hasPrefix("READY=1\nSTATUS=") } })
+        // Pings at half of WATCHDOG_USEC: several within a second.
+        #expect(receive { messages.filter { $0 == "WATCHDOG=1" }.count >= 3 })
+        agent.signal(SIGHUP)
+        #expect(receive { messages.contains { $0.hasPrefix("RELOADING=1") } })
+        #expect(receive { messages.filter { $0.hasPrefix("READY=1") }.count >= 2 })
+        agent.signal(SIGTERM)
+        #expect(receive { messages.contains { $0.hasPrefix("STOPPING=1") } })
+        #expect(agent.stop() == 0)
     }
 
     @Test func cliExplainsWhenTheAgentIsNotRunning() throws {
