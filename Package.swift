@@ -11,11 +11,16 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
+        .package(url: "https://github.com/apple/swift-certificates.git", from: "1.21.1"),
+        .package(url: "https://github.com/apple/swift-asn1.git", from: "1.7.4"),
+        .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
     ],
     targets: [
         // C libraries from Debian, found through pkg-config.
         .systemLibrary(name: "CModbus", pkgConfig: "libmodbus", providers: [.apt(["libmodbus-dev"])]),
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
+        .systemLibrary(name: "CMosquitto", pkgConfig: "libmosquitto", providers: [.apt(["libmosquitto-dev"])]),
 
         // Values, quality, the tag table and the configuration model; no I/O.
         .target(name: "Tags"),
@@ -23,6 +28,22 @@ let package = Package(
         .target(name: "Configuration", dependencies: ["Tags", "Yams"]),
         .target(name: "Modbus", dependencies: ["Tags", "CModbus"]),
         .target(name: "History", dependencies: ["Tags", "CSQLite"]),
+        // OPC UA binary client: transport → secure channel (None/Basic256Sha256/Aes128_Sha256_RsaOaep) → services.
+        .target(
+            name: "OPCUA",
+            dependencies: [
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+            ]
+        ),
+        // MQTT 3.1.1/5 client over libmosquitto: broker list, backoff, TLS, QoS 1 acknowledgements.
+        .target(name: "MQTT", dependencies: ["CMosquitto"]),
+        // Sparkplug B 3.0 payloads (generated from Proto/, committed) and the edge-node session state machine.
+        .target(
+            name: "Sparkplug", dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")],
+            exclude: ["Proto"]),
         // Models, MPC, dense QP solver, PID, supervisor. Pure Swift, no Foundation.
         // libm because .squareRoot() calls sqrt() in debug builds.
         .target(name: "Control", linkerSettings: [.linkedLibrary("m")]),
@@ -30,7 +51,7 @@ let package = Package(
         .target(
             name: "Agent",
             dependencies: [
-                "Tags", "Configuration", "Modbus", "History",
+                "Tags", "Configuration", "Modbus", "History", "Control",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -51,6 +72,17 @@ let package = Package(
         .testTarget(name: "ModbusTests", dependencies: ["Modbus", "Tags", "CAllocCounter", "TestSupport"]),
         .testTarget(name: "HistoryTests", dependencies: ["History", "Tags", "CSQLite", "HistoryCrashWriter"]),
         .executableTarget(name: "HistoryCrashWriter", dependencies: ["History"], path: "Tests/HistoryCrashWriter"),
+        .testTarget(
+            name: "OPCUATests",
+            dependencies: [
+                "OPCUA",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+            ]
+        ),
+        .testTarget(name: "MQTTTests", dependencies: ["MQTT"]),
+        .testTarget(name: "SparkplugTests", dependencies: ["Sparkplug", "MQTT"]),
         .testTarget(name: "ControlTests", dependencies: ["Control", "CAllocCounter"], exclude: ["Fixtures"]),
         .testTarget(name: "AgentTests", dependencies: ["Agent", "History", "TestSupport"]),
 
@@ -60,6 +92,7 @@ let package = Package(
         .executableTarget(
             name: "historybench", dependencies: ["History", "CSQLite"], path: "Benchmarks/historybench",
             exclude: ["peer.py"]),
+        .executableTarget(name: "sparkplugbench", dependencies: ["Sparkplug"], path: "Benchmarks/sparkplugbench"),
         .executableTarget(name: "qpbench", dependencies: ["Control"], path: "Benchmarks/qpbench"),
     ]
 )

@@ -1,0 +1,265 @@
+#!/usr/bin/env python3
+"""OPC UA server simulator for EdgePilot's OPC UA client tests (asyncua).
+
+Serves on 127.0.0.1 only. Prints one JSON line on stdout once listening:
+  {"event": "listening", "endpoint": "opc.tcp://127.0.0.1:PORT/", "port": PORT, "namespace": IDX, ...}
+then runs until SIGTERM/SIGINT (or is killed: the restart tests rely on a kill being harmless).
+
+Address space (namespace "urn:edgepilot:sim", string NodeIds unless noted):
+  QuadTank.h1..h4   Double levels of a quadruple-tank process, integrated every --period seconds
+  QuadTank.v1, v2   Double pump voltages, writable; they drive the levels
+  Scalar.<Type>     one writable variable per OPC UA built-in type
+  Array.<Type>      one-dimensional arrays; Matrix.Double is a 2x3 array with ArrayDimensions
+  Id.Numeric (i=4242), Id.Guid (g=...), Id.Opaque (b=...)   the other NodeId forms
+  Extra.N           --extra N writable Double variables, numeric NodeIds i=100000+k (bulk Read test)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import json
+import logging
+import math
+import os
+import signal
+import socket
+import sys
+import uuid
+from pathlib import Path
+
+from asyncua import Server, ua
+from asyncua.crypto import uacrypto
+from asyncua.crypto.cert_gen import generate_private_key, generate_self_signed_app_certificate
+from asyncua.crypto.permission_rules import User, UserRole
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+NAMESPACE_URI = "urn:edgepilot:sim"
+APPLICATION_URI = "urn:edgepilot:opcua-sim"
+GUID_ID = uuid.UUID("72962b91-fa75-4ae6-8d28-b404dc7daf63")
+OPAQUE_ID = bytes.fromhex("deadbeef0102")
+
+
+class SimUserManager:
+    """Anonymous is always allowed; a user name must be 'operator' with the configured password."""
+
+    def __init__(self, password: str) -> None:
+        self.password = password
+
+    def get_user(self, iserver, username=None, password=None, certificate=None):
+        if username is None and password is None:
+            return User(role=UserRole.User)
+        if username == "operator" and password == self.password:
+            return User(role=UserRole.User, name="operator")
+        return None
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def ensure_certificate(pki_dir: Path) -> tuple[Path, Path]:
+    """Reuses the pair if present, so a restarted server keeps the identity the client trusted."""
+    pki_dir.mkdir(parents=True, exist_ok=True)
+    cert_path = pki_dir / "server_cert.der"
+    key_path = pki_dir / "server_key.pem"
+    if cert_path.exists() and key_path.exists():
+        return cert_path, key_path
+    key = generate_private_key()
+    cert = generate_self_signed_app_certificate(
+        key,
+        "EdgePilot OPC UA simulator",
+        {"organizationName": "EdgePilot"},
+        [
+            x509.UniformResourceIdentifier(APPLICATION_URI),
+            x509.DNSName("localhost"),
+            x509.IPAddress(__import__("ipaddress").ip_address("127.0.0.1")),
+        ],
+        extended=[ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH],
+        days=30,
+    )
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
+        )
+    )
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.DER))
+    return cert_path, key_path
+
+
+def scalar_samples() -> list[tuple[str, object, ua.VariantType]]:
+    now = datetime.datetime(2024, 5, 17, 12, 30, 45, 123456, tzinfo=datetime.timezone.utc)
+    return [
+        ("Boolean", True, ua.VariantType.Boolean),
+        ("SByte", -12, ua.VariantType.SByte),
+        ("Byte", 200, ua.VariantType.Byte),
+        ("Int16", -30000, ua.VariantType.Int16),
+        ("UInt16", 60000, ua.VariantType.UInt16),
+        ("Int32", -2_000_000_000, ua.VariantType.Int32),
+        ("UInt32", 4_000_000_000, ua.VariantType.UInt32),
+        ("Int64", -9_000_000_000_000_000_000, ua.VariantType.Int64),
+        ("UInt64", 18_000_000_000_000_000_000, ua.VariantType.UInt64),
+        ("Float", 1.5, ua.VariantType.Float),
+        ("Double", 3.141592653589793, ua.VariantType.Double),
+        ("String", "Grüße, OPC UA", ua.VariantType.String),
+        ("DateTime", now, ua.VariantType.DateTime),
+        ("Guid", GUID_ID, ua.VariantType.Guid),
+        ("ByteString", b"\x00\x01\x02\xff", ua.VariantType.ByteString),
+        ("XmlElement", ua.XmlElement("<a>1</a>"), ua.VariantType.XmlElement),
+        ("NodeId", ua.NodeId("Some.Node", 2), ua.VariantType.NodeId),
+        ("ExpandedNodeId", ua.ExpandedNodeId(1234, 0, NamespaceUri="urn:x", ServerIndex=3), ua.VariantType.ExpandedNodeId),
+        ("StatusCode", ua.StatusCode(ua.StatusCodes.BadTypeMismatch), ua.VariantType.StatusCode),
+        ("QualifiedName", ua.QualifiedName("Name", 2), ua.VariantType.QualifiedName),
+        ("LocalizedText", ua.LocalizedText("Hallo", "de-DE"), ua.VariantType.LocalizedText),
+    ]
+
+
+async def build_address_space(server: Server, idx: int, extra: int) -> dict[str, object]:
+    objects = server.nodes.objects
+    tank = await objects.add_object(ua.NodeId("QuadTank", idx), ua.QualifiedName("QuadTank", idx))
+    nodes: dict[str, object] = {}
+    for name, value in (("h1", 12.4), ("h2", 12.7), ("h3", 1.8), ("h4", 1.4)):
+        nodes[name] = await tank.add_variable(
+            ua.NodeId(f"QuadTank.{name}", idx), ua.QualifiedName(name, idx), ua.Variant(value, ua.VariantType.Double)
+        )
+    for name in ("v1", "v2"):
+        node = await tank.add_variable(
+            ua.NodeId(f"QuadTank.{name}", idx), ua.QualifiedName(name, idx), ua.Variant(3.0, ua.VariantType.Double)
+        )
+        await node.set_writable()
+        nodes[name] = node
+
+    scalars = await objects.add_folder(ua.NodeId("Scalar", idx), ua.QualifiedName("Scalar", idx))
+    for name, value, vtype in scalar_samples():
+        node = await scalars.add_variable(ua.NodeId(f"Scalar.{name}", idx), name, ua.Variant(value, vtype))
+        await node.set_writable()
+
+    arrays = await objects.add_folder(ua.NodeId("Array", idx), ua.QualifiedName("Array", idx))
+    array_values = [
+        ("Boolean", [True, False, True], ua.VariantType.Boolean),
+        ("Int32", [1, -2, 3, -4], ua.VariantType.Int32),
+        ("Double", [0.5, 1.5, -2.25], ua.VariantType.Double),
+        ("String", ["a", "", "ç"], ua.VariantType.String),
+        ("ByteString", [b"\x01", b""], ua.VariantType.ByteString),
+    ]
+    for name, value, vtype in array_values:
+        node = await arrays.add_variable(ua.NodeId(f"Array.{name}", idx), name, ua.Variant(value, vtype))
+        await node.set_writable()
+    matrix_value = ua.Variant([1.0, 2.0, 3.0, 4.0, 5.0, 6.0], ua.VariantType.Double, Dimensions=[2, 3])
+    matrix = await arrays.add_variable(ua.NodeId("Matrix.Double", idx), "Matrix", matrix_value)
+    # add_variable drops the dimensions of the initial value; writing it again keeps them.
+    await matrix.write_value(ua.DataValue(matrix_value))
+    await matrix.set_writable()
+
+    ids = await objects.add_folder(ua.NodeId("Ids", idx), ua.QualifiedName("Ids", idx))
+    await ids.add_variable(ua.NodeId(4242, idx), "Id.Numeric", ua.Variant(42, ua.VariantType.Int32))
+    await ids.add_variable(ua.NodeId(GUID_ID, idx), "Id.Guid", ua.Variant("guid", ua.VariantType.String))
+    await ids.add_variable(
+        ua.NodeId(OPAQUE_ID, idx, ua.NodeIdType.ByteString), "Id.Opaque", ua.Variant("opaque", ua.VariantType.String)
+    )
+
+    if extra > 0:
+        # asyncua checks every new reference against all of the parent's references (quadratic), so the
+        # extra variables go into groups of 100 to keep start-up at seconds rather than a minute.
+        folder = await objects.add_folder(ua.NodeId("Extra", idx), ua.QualifiedName("Extra", idx))
+        group = folder
+        for k in range(extra):
+            if k % 100 == 0:
+                group = await folder.add_folder(ua.NodeId(f"Extra.Group{k // 100}", idx), f"Group{k // 100}")
+            node = await group.add_variable(
+                ua.NodeId(100000 + k, idx), f"Extra.{k}", ua.Variant(float(k), ua.VariantType.Double)
+            )
+            await node.set_writable()
+    return nodes
+
+
+async def run_tank(nodes: dict[str, object], period: float) -> None:
+    """A quadruple-tank process (Johansson 2000, minimum-phase parameters), Euler-integrated."""
+    a = [0.071, 0.057, 0.071, 0.057]
+    area = [28.0, 32.0, 28.0, 32.0]
+    k1, k2, g1, g2, grav = 3.33, 3.35, 0.7, 0.6, 981.0
+    while True:
+        h = [await nodes[n].read_value() for n in ("h1", "h2", "h3", "h4")]
+        v1 = await nodes["v1"].read_value()
+        v2 = await nodes["v2"].read_value()
+        q = [a[i] * math.sqrt(2 * grav * max(h[i], 0.0)) for i in range(4)]
+        dh = [
+            (-q[0] + q[2] + g1 * k1 * v1) / area[0],
+            (-q[1] + q[3] + g2 * k2 * v2) / area[1],
+            (-q[2] + (1 - g2) * k2 * v2) / area[2],
+            (-q[3] + (1 - g1) * k1 * v1) / area[3],
+        ]
+        # Time runs 10x faster than wall clock so that levels visibly move in short tests.
+        dt = period * 10.0
+        for i, name in enumerate(("h1", "h2", "h3", "h4")):
+            await nodes[name].write_value(ua.Variant(max(h[i] + dh[i] * dt, 0.0), ua.VariantType.Double))
+        await asyncio.sleep(period)
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--port", type=int, default=0, help="TCP port on 127.0.0.1; 0 picks a free one")
+    parser.add_argument("--pki-dir", type=Path, help="directory for the server certificate; enables secure endpoints")
+    parser.add_argument("--password", default="secret", help="password of user 'operator'")
+    parser.add_argument("--extra", type=int, default=0, help="number of extra Double variables (Extra.N)")
+    parser.add_argument("--period", type=float, default=0.1, help="seconds between tank updates")
+    parser.add_argument("--no-anonymous", action="store_true", help="reject anonymous sessions")
+    parser.add_argument("--verbose", action="store_true")
+    args = parser.parse_args()
+
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.ERROR, stream=sys.stderr)
+    port = args.port or free_port()
+    endpoint = f"opc.tcp://127.0.0.1:{port}/"
+
+    server = Server(user_manager=SimUserManager(args.password))
+    await server.init()
+    server.set_endpoint(endpoint)
+    server.set_server_name("EdgePilot OPC UA simulator")
+    await server.set_application_uri(APPLICATION_URI)
+    tokens = [ua.UserNameIdentityToken] if args.no_anonymous else [ua.AnonymousIdentityToken, ua.UserNameIdentityToken]
+    server.set_identity_tokens(tokens)
+    info: dict[str, object] = {}
+    if args.pki_dir is not None:
+        cert_path, key_path = ensure_certificate(args.pki_dir)
+        await server.load_certificate(str(cert_path))
+        await server.load_private_key(str(key_path))
+        server.set_security_policy(
+            [
+                ua.SecurityPolicyType.NoSecurity,
+                ua.SecurityPolicyType.Basic256Sha256_Sign,
+                ua.SecurityPolicyType.Basic256Sha256_SignAndEncrypt,
+                ua.SecurityPolicyType.Aes128Sha256RsaOaep_Sign,
+                ua.SecurityPolicyType.Aes128Sha256RsaOaep_SignAndEncrypt,
+            ]
+        )
+        info["certificate"] = str(cert_path)
+    else:
+        server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
+
+    idx = await server.register_namespace(NAMESPACE_URI)
+    nodes = await build_address_space(server, idx, args.extra)
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    async with server:
+        tank_task = asyncio.create_task(run_tank(nodes, args.period))
+        print(
+            json.dumps(
+                {"event": "listening", "endpoint": endpoint, "port": port, "namespace": idx, "pid": os.getpid(), **info}
+            ),
+            flush=True,
+        )
+        await stop.wait()
+        tank_task.cancel()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

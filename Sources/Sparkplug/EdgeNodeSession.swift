@@ -1,0 +1,466 @@
+import Foundation
+
+/// Static settings of a Sparkplug edge node.
+public struct EdgeNodeConfiguration: Sendable, Hashable {
+    public var groupID: String
+    public var edgeNodeID: String
+    /// The Primary Host Application whose STATE gates the births; nil publishes births right after CONNACK.
+    public var primaryHostID: String?
+    /// Send aliases in births and only aliases in NDATA/DDATA (smaller data messages).
+    public var useAliases: Bool
+
+    public init(groupID: String, edgeNodeID: String, primaryHostID: String? = nil, useAliases: Bool = true) {
+        self.groupID = groupID
+        self.edgeNodeID = edgeNodeID
+        self.primaryHostID = primaryHostID
+        self.useAliases = useAliases
+    }
+}
+
+/// An MQTT publish the caller must perform.
+public struct SparkplugPublication: Sendable, Hashable {
+    public var topic: String
+    public var payload: [UInt8]
+    /// 0 or 1.
+    public var qos: Int
+    public var retain: Bool
+}
+
+/// What the session asks its caller to do, in order.
+public enum EdgeNodeAction: Sendable, Hashable {
+    case publish(SparkplugPublication)
+    case subscribe(topic: String, qos: Int)
+    /// Disconnect from the current MQTT server (after the NDEATH published just before).
+    case disconnect
+    /// Connect to the next MQTT server of the list (Primary Host offline, or NCMD "Node Control/Next Server").
+    case nextServer
+    /// Writes from the host to node metrics (names resolved from aliases); Node Control metrics are handled by the
+    /// session and not included.
+    case nodeCommand([SparkplugMetric])
+    /// Writes from the host to a device's metrics.
+    case deviceCommand(deviceID: String, [SparkplugMetric])
+}
+
+/// The Sparkplug B 3.0 edge node session rules (chapters 4–6) as a pure, deterministic state machine.
+///
+/// It does no I/O and reads no clock: every input carries `now` (ms since the epoch, UTC) and every output is an
+/// `EdgeNodeAction` value for the caller to perform with its MQTT client, in order. That keeps the rules testable
+/// without a broker and lets the caller own threads and persistence. It is a value type; the caller serialises
+/// access (e.g. behind the lock that also guards its MQTT client calls).
+///
+/// Lifecycle per MQTT session: `prepareConnect` (gives the NDEATH Will with a new bdSeq; persist it, then
+/// CONNECT) → `connected` (subscriptions; births unless a Primary Host must be seen first) → data via
+/// `updateNode`/`updateDevice`, incoming messages via `handleMessage` → `connectionLost` or `shutdown`.
+public struct EdgeNodeSession: Sendable {
+    public static let bdSeqMetric = "bdSeq"
+    public static let rebirthMetric = "Node Control/Rebirth"
+    public static let nextServerMetric = "Node Control/Next Server"
+
+    /// Where the session is.
+    public enum Phase: Sendable, Hashable {
+        case disconnected
+        /// Connected, waiting for the Primary Host's STATE online=true before the births.
+        case waitingForPrimaryHost
+        /// NBIRTH and DBIRTHs published; data flows.
+        case online
+    }
+
+    struct MetricState: Sendable {
+        var name: String
+        var alias: UInt64?
+        var dataType: SparkplugDataType
+        var value: SparkplugValue?
+        var timestamp: UInt64?
+        var properties: [SparkplugProperty]
+        var isTransient: Bool
+    }
+
+    struct MetricTable: Sendable {
+        var metrics: [MetricState] = []
+        var byName: [String: Int] = [:]
+        var byAlias: [UInt64: Int] = [:]
+    }
+
+    struct Device: Sendable {
+        var table: MetricTable
+        var online: Bool
+        var born = false
+    }
+
+    public let configuration: EdgeNodeConfiguration
+    public private(set) var phase: Phase = .disconnected
+    /// The bdSeq of the current (or last) CONNECT's Will; nil before the first `prepareConnect`.
+    public private(set) var bdSeq: UInt8?
+    /// The seq of the last message published (NBIRTH resets it to 0).
+    public private(set) var seq: UInt8 = 0
+    private var lastBdSeq: UInt8?
+    /// The newest STATE timestamp seen from the Primary Host; older (e.g. stale retained) STATE is ignored.
+    public private(set) var lastStateTimestamp: UInt64?
+    private var node = MetricTable()
+    private var devices: [String: Device] = [:]
+    private var deviceOrder: [String] = []
+    private var nextAlias: UInt64 = 1
+
+    /// `nodeMetrics` are every metric the node itself will ever publish (names unique, values initial or null);
+    /// `lastBdSeq` is what the `BdSeqStore` holds.
+    public init(configuration: EdgeNodeConfiguration, nodeMetrics: [SparkplugMetric], lastBdSeq: UInt8?)
+        throws(SparkplugError)
+    {
+        try SparkplugTopic.validateID(configuration.groupID, role: "group id")
+        try SparkplugTopic.validateID(configuration.edgeNodeID, role: "edge node id")
+        if let host = configuration.primaryHostID { try SparkplugTopic.validateID(host, role: "primary host id") }
+        self.configuration = configuration
+        self.lastBdSeq = lastBdSeq
+        node = try makeTable(nodeMetrics, owner: "edge node '\(configuration.edgeNodeID)'")
+    }
+
+    public var isOnline: Bool { phase == .online }
+
+    // MARK: Topics
+
+    public func topic(_ type: SparkplugTopic.MessageType, device: String? = nil) -> String {
+        SparkplugTopic(
+            groupID: configuration.groupID, messageType: type, edgeNodeID: configuration.edgeNodeID, deviceID: device
+        ).description
+    }
+
+    // MARK: Connection lifecycle
+
+    /// The Will for the next CONNECT: NDEATH with a bdSeq one greater than the last CONNECT's (0 after 255, and 0
+    /// for the very first), QoS 1, not retained (tck-id-payloads-ndeath-will-message, -will-message-qos,
+    /// -will-message-retain, tck-id-payloads-ndeath-bdseq). The caller persists `bdSeq` before connecting.
+    public mutating func prepareConnect(now: UInt64) -> SparkplugPublication {
+        let next: UInt8 = lastBdSeq.map { $0 &+ 1 } ?? 0
+        lastBdSeq = next
+        bdSeq = next
+        phase = .disconnected
+        return ndeath(now: now)
+    }
+
+    /// CONNACK accepted: subscribe NCMD and DCMD at QoS 1 (and the Primary Host's STATE), then birth unless the
+    /// Primary Host must be seen online first (tck-id-operational-behavior-edge-node-birth-sequence-wait).
+    public mutating func connected(now: UInt64) -> [EdgeNodeAction] {
+        precondition(bdSeq != nil, "prepareConnect must provide the Will before connected")
+        var actions: [EdgeNodeAction] = [
+            .subscribe(topic: topic(.ncmd), qos: 1),
+            .subscribe(
+                topic: "\(SparkplugTopic.namespace)/\(configuration.groupID)/DCMD/\(configuration.edgeNodeID)/+", qos: 1
+            ),
+        ]
+        for id in deviceOrder { devices[id]?.born = false }
+        if let host = configuration.primaryHostID {
+            actions.append(.subscribe(topic: SparkplugTopic.state(hostID: host), qos: 1))
+            phase = .waitingForPrimaryHost
+        } else {
+            actions += birth(now: now)
+        }
+        return actions
+    }
+
+    /// The MQTT connection ended (the broker publishes the Will); nothing may be published until the next CONNECT.
+    public mutating func connectionLost() {
+        phase = .disconnected
+        for id in deviceOrder { devices[id]?.born = false }
+    }
+
+    /// Intentional disconnect: NDEATH first, then DISCONNECT (tck-id-operational-behavior-edge-node-intentional-
+    /// disconnect-ndeath), since MQTT 3.1.1's DISCONNECT makes the broker drop the Will.
+    public mutating func shutdown(now: UInt64) -> [EdgeNodeAction] {
+        guard phase != .disconnected, bdSeq != nil else { return [] }
+        let death = ndeath(now: now)
+        connectionLost()
+        return [.publish(death), .disconnect]
+    }
+
+    // MARK: Data
+
+    /// Changed node metrics → one NDATA (only while online; otherwise the values are kept for the next NBIRTH).
+    /// Each metric needs its declared name, a value of the declared type (or null) and a timestamp. Metrics
+    /// marked historical do not replace the live value carried by later births.
+    public mutating func updateNode(_ changes: [SparkplugMetric], now: UInt64) throws(SparkplugError)
+        -> [EdgeNodeAction]
+    {
+        let metrics = try apply(changes, to: &node, owner: "edge node")
+        guard phase == .online, !metrics.isEmpty else { return [] }
+        return [.publish(try message(.ndata, device: nil, metrics: metrics, now: now))]
+    }
+
+    /// Changed device metrics → one DDATA (only while the node is online and the device born).
+    public mutating func updateDevice(_ deviceID: String, _ changes: [SparkplugMetric], now: UInt64)
+        throws(SparkplugError) -> [EdgeNodeAction]
+    {
+        guard var device = devices[deviceID] else { throw .invalidRequest("unknown device '\(deviceID)'") }
+        let metrics = try apply(changes, to: &device.table, owner: "device '\(deviceID)'")
+        devices[deviceID] = device
+        guard phase == .online, device.born, !metrics.isEmpty else { return [] }
+        return [.publish(try message(.ddata, device: deviceID, metrics: metrics, now: now))]
+    }
+
+    // MARK: Devices
+
+    /// Declares a device with every metric it will ever publish. If the node is online and the device is
+    /// reachable, its DBIRTH goes out now.
+    public mutating func addDevice(_ deviceID: String, metrics: [SparkplugMetric], online: Bool = true, now: UInt64)
+        throws(SparkplugError) -> [EdgeNodeAction]
+    {
+        try SparkplugTopic.validateID(deviceID, role: "device id")
+        guard devices[deviceID] == nil else { throw .invalidRequest("device '\(deviceID)' is already declared") }
+        devices[deviceID] = Device(table: try makeTable(metrics, owner: "device '\(deviceID)'"), online: online)
+        deviceOrder.append(deviceID)
+        return online ? try deviceBirth(deviceID, now: now) : []
+    }
+
+    /// The device answers again: DBIRTH (when the node is online).
+    public mutating func deviceOnline(_ deviceID: String, now: UInt64) throws(SparkplugError) -> [EdgeNodeAction] {
+        guard devices[deviceID] != nil else { throw .invalidRequest("unknown device '\(deviceID)'") }
+        devices[deviceID]!.online = true
+        return try deviceBirth(deviceID, now: now)
+    }
+
+    /// The device stopped answering: DDEATH with seq and timestamp (tck-id-operational-behavior-device-ddeath).
+    public mutating func deviceOffline(_ deviceID: String, now: UInt64) throws(SparkplugError) -> [EdgeNodeAction] {
+        guard let device = devices[deviceID] else { throw .invalidRequest("unknown device '\(deviceID)'") }
+        devices[deviceID]!.online = false
+        guard phase == .online, device.born else { return [] }
+        devices[deviceID]!.born = false
+        return [.publish(try message(.ddeath, device: deviceID, metrics: [], now: now))]
+    }
+
+    // MARK: Incoming messages
+
+    /// A message on one of the session's subscriptions. Malformed payloads throw and leave the state unchanged.
+    public mutating func handleMessage(topic: String, payload: [UInt8], now: UInt64) throws(SparkplugError)
+        -> [EdgeNodeAction]
+    {
+        if let host = configuration.primaryHostID, topic == SparkplugTopic.state(hostID: host) {
+            return try handleState(payload, now: now)
+        }
+        let t = try SparkplugTopic(parsing: topic)
+        guard t.groupID == configuration.groupID, t.edgeNodeID == configuration.edgeNodeID else {
+            throw .invalidTopic(topic)
+        }
+        switch t.messageType {
+        case .ncmd: return try handleNodeCommand(payload, now: now)
+        case .dcmd:
+            guard let id = t.deviceID, let device = devices[id] else {
+                throw .invalidRequest("DCMD for undeclared device '\(t.deviceID ?? "")'")
+            }
+            let p = try SparkplugPayload(decoding: payload) { name, alias in
+                Self.lookup(device.table, name: name, alias: alias)?.dataType
+            }
+            return [
+                .deviceCommand(deviceID: id, try resolveNames(p.metrics, in: device.table, owner: "device '\(id)'"))
+            ]
+        default:
+            throw .invalidTopic(topic)
+        }
+    }
+
+    private struct StateMessage: Decodable {
+        var online: Bool
+        var timestamp: UInt64
+    }
+
+    private mutating func handleState(_ payload: [UInt8], now: UInt64) throws(SparkplugError) -> [EdgeNodeAction] {
+        let state: StateMessage
+        do {
+            state = try JSONDecoder().decode(StateMessage.self, from: Data(payload))
+        } catch {
+            throw .malformedPayload(
+                "STATE of '\(configuration.primaryHostID ?? "")' is not {\"online\": Bool, \"timestamp\": ms}: "
+                    + String(decoding: payload.prefix(200), as: UTF8.self))
+        }
+        // tck-id-message-flow-edge-node-birth-publish-phid-wait-timestamp: only STATE at least as new as the last
+        // one counts; an older retained message from a previous host session is stale.
+        if let last = lastStateTimestamp, state.timestamp < last { return [] }
+        lastStateTimestamp = state.timestamp
+        if state.online {
+            // tck-id-message-flow-edge-node-birth-publish-phid-wait-online
+            return phase == .waitingForPrimaryHost ? birth(now: now) : []
+        }
+        guard phase != .disconnected else { return [] }
+        // tck-id-operational-behavior-primary-application-state-with-multiple-servers-walk and
+        // tck-id-message-flow-edge-node-birth-publish-phid-offline: NDEATH, disconnect, next server.
+        return shutdown(now: now) + [.nextServer]
+    }
+
+    private mutating func handleNodeCommand(_ payload: [UInt8], now: UInt64) throws(SparkplugError) -> [EdgeNodeAction]
+    {
+        let p = try SparkplugPayload(decoding: payload) { name, alias in
+            if name == Self.rebirthMetric || name == Self.nextServerMetric { return .boolean }
+            return Self.lookup(node, name: name, alias: alias)?.dataType
+        }
+        var writes: [SparkplugMetric] = []
+        var rebirth = false
+        var nextServer = false
+        for m in p.metrics {
+            switch m.name {
+            case Self.rebirthMetric?: rebirth = rebirth || m.value == .boolean(true)
+            case Self.nextServerMetric?: nextServer = nextServer || m.value == .boolean(true)
+            default: writes.append(m)
+            }
+        }
+        var actions: [EdgeNodeAction] = []
+        if !writes.isEmpty {
+            actions.append(.nodeCommand(try resolveNames(writes, in: node, owner: "edge node")))
+        }
+        if nextServer && phase != .disconnected {
+            return actions + shutdown(now: now) + [.nextServer]
+        }
+        // Rebirth: a fresh NBIRTH (seq 0) and all DBIRTHs with the same bdSeq; no data in between because the
+        // caller performs these actions before any later update.
+        if rebirth && phase == .online {
+            actions += birth(now: now)
+        }
+        return actions
+    }
+
+    // MARK: Births and deaths
+
+    private func ndeath(now: UInt64) -> SparkplugPublication {
+        // tck-id-payloads-ndeath-seq: no seq in NDEATH.
+        let payload = SparkplugPayload(
+            timestamp: now,
+            metrics: [SparkplugMetric(name: Self.bdSeqMetric, timestamp: now, value: .int64(Int64(bdSeq ?? 0)))])
+        // Encoding constant, well-typed metrics cannot fail.
+        let bytes = (try? payload.serialized()) ?? []
+        return SparkplugPublication(topic: topic(.ndeath), payload: bytes, qos: 1, retain: false)
+    }
+
+    /// NBIRTH (seq 0, bdSeq of this connection's Will, Node Control metrics, every node metric) followed by one
+    /// DBIRTH per reachable device (tck-id-payloads-nbirth-seq, -nbirth-bdseq, -nbirth-rebirth-req,
+    /// tck-id-payloads-dbirth-order).
+    private mutating func birth(now: UInt64) -> [EdgeNodeAction] {
+        phase = .online
+        seq = 0
+        var metrics: [SparkplugMetric] = [
+            SparkplugMetric(name: Self.bdSeqMetric, timestamp: now, value: .int64(Int64(bdSeq ?? 0))),
+            // Never aliased: hosts send Rebirth by name, and it must work even when alias state is lost.
+            SparkplugMetric(name: Self.rebirthMetric, timestamp: now, value: .boolean(false)),
+            SparkplugMetric(name: Self.nextServerMetric, timestamp: now, value: .boolean(false)),
+        ]
+        metrics += node.metrics.map { birthMetric($0, now: now) }
+        let payload = SparkplugPayload(timestamp: now, seq: 0, metrics: metrics)
+        // The table only holds values whose type was checked on the way in, so encoding cannot fail.
+        let bytes = (try? payload.serialized()) ?? []
+        var actions: [EdgeNodeAction] = [
+            .publish(SparkplugPublication(topic: topic(.nbirth), payload: bytes, qos: 0, retain: false))
+        ]
+        for id in deviceOrder {
+            devices[id]!.born = false
+            if devices[id]!.online, let a = try? deviceBirth(id, now: now) { actions += a }
+        }
+        return actions
+    }
+
+    private mutating func deviceBirth(_ id: String, now: UInt64) throws(SparkplugError) -> [EdgeNodeAction] {
+        guard phase == .online, let device = devices[id], device.online, !device.born else { return [] }
+        devices[id]!.born = true
+        let metrics = device.table.metrics.map { birthMetric($0, now: now) }
+        return [.publish(try message(.dbirth, device: id, metrics: metrics, now: now, namesOnly: true))]
+    }
+
+    private func birthMetric(_ m: MetricState, now: UInt64) -> SparkplugMetric {
+        var out = SparkplugMetric(
+            name: m.name, alias: m.alias, timestamp: m.timestamp ?? now, nullOf: m.dataType, properties: m.properties,
+            isTransient: m.isTransient)
+        out.value = m.value
+        return out
+    }
+
+    /// A seq-carrying message (DBIRTH, NDATA, DDATA, DDEATH): seq = previous + 1, 255 → 0
+    /// (tck-id-payloads-sequence-num-incrementing). Data metrics carry only the alias when aliases are used
+    /// (tck-id-payloads-alias-data-cmd-requirement).
+    private mutating func message(
+        _ type: SparkplugTopic.MessageType, device: String?, metrics: [SparkplugMetric], now: UInt64,
+        namesOnly: Bool = false
+    ) throws(SparkplugError) -> SparkplugPublication {
+        seq = seq &+ 1
+        let payload = SparkplugPayload(timestamp: now, seq: UInt64(seq), metrics: metrics)
+        return SparkplugPublication(
+            topic: topic(type, device: device), payload: try payload.serialized(), qos: 0, retain: false)
+    }
+
+    // MARK: Metric tables
+
+    private mutating func makeTable(_ metrics: [SparkplugMetric], owner: String) throws(SparkplugError) -> MetricTable {
+        var table = MetricTable()
+        for m in metrics {
+            guard let name = m.name, !name.isEmpty else {
+                throw .invalidRequest("\(owner): every metric needs a name")
+            }
+            guard table.byName[name] == nil else { throw .invalidRequest("\(owner): metric '\(name)' declared twice") }
+            guard name != Self.bdSeqMetric, !name.hasPrefix("Node Control/") else {
+                throw .invalidRequest("\(owner): metric name '\(name)' is reserved for the session")
+            }
+            if let v = m.value, v.dataType != m.dataType {
+                throw .invalidValue(
+                    context: "\(owner) metric '\(name)'", reason: "declared \(m.dataType), value is \(v.dataType)")
+            }
+            if [.unknown, .dataSet, .template, .propertySet, .propertySetList].contains(m.dataType) {
+                throw .unsupportedDataType(context: "\(owner) metric '\(name)'", m.dataType.rawValue)
+            }
+            var alias: UInt64?
+            if configuration.useAliases {
+                // tck-id-payloads-alias-uniqueness: one counter across the node and all its devices.
+                alias = nextAlias
+                nextAlias += 1
+            }
+            table.byName[name] = table.metrics.count
+            if let alias { table.byAlias[alias] = table.metrics.count }
+            table.metrics.append(
+                MetricState(
+                    name: name, alias: alias, dataType: m.dataType, value: m.value, timestamp: m.timestamp,
+                    properties: m.properties, isTransient: m.isTransient))
+        }
+        return table
+    }
+
+    private static func lookup(_ table: MetricTable, name: String?, alias: UInt64?) -> MetricState? {
+        if let name, let i = table.byName[name] { return table.metrics[i] }
+        if let alias, let i = table.byAlias[alias] { return table.metrics[i] }
+        return nil
+    }
+
+    /// Checks changes against the declarations, stores live values, and returns the metrics to publish.
+    private func apply(_ changes: [SparkplugMetric], to table: inout MetricTable, owner: String) throws(SparkplugError)
+        -> [SparkplugMetric]
+    {
+        var out: [SparkplugMetric] = []
+        out.reserveCapacity(changes.count)
+        for var m in changes {
+            guard let name = m.name, let i = table.byName[name] else {
+                throw .unknownMetric("\(owner) has no metric '\(m.label)' (declare it before the birth)")
+            }
+            let declared = table.metrics[i]
+            guard m.dataType == declared.dataType else {
+                throw .invalidValue(
+                    context: "\(owner) metric '\(name)'",
+                    reason: "declared \(declared.dataType), update is \(m.dataType)")
+            }
+            if !m.isHistorical {
+                table.metrics[i].value = m.value
+                table.metrics[i].timestamp = m.timestamp
+            }
+            if let alias = declared.alias {
+                m.alias = alias
+                m.name = nil
+            }
+            out.append(m)
+        }
+        return out
+    }
+
+    private func resolveNames(_ metrics: [SparkplugMetric], in table: MetricTable, owner: String)
+        throws(SparkplugError) -> [SparkplugMetric]
+    {
+        var out = metrics
+        for i in out.indices where out[i].name == nil {
+            guard let alias = out[i].alias, let m = Self.lookup(table, name: nil, alias: alias) else {
+                throw .unknownMetric("\(owner): command for \(out[i].label), which this node did not declare")
+            }
+            out[i].name = m.name
+        }
+        return out
+    }
+}
