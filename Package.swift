@@ -85,6 +85,9 @@ let package = Package(
         .testTarget(name: "SparkplugTests", dependencies: ["Sparkplug", "MQTT"]),
         .testTarget(name: "ControlTests", dependencies: ["Control", "CAllocCounter"], exclude: ["Fixtures"]),
         .testTarget(name: "AgentTests", dependencies: ["Agent", "History", "TestSupport"]),
+        .testTarget(
+            name: "LoopTests",
+            dependencies: ["Agent", "Control", "Configuration", "Tags", "History", "CAllocCounter", "TestSupport"]),
 
         .executableTarget(
             name: "pollbench", dependencies: ["Modbus", "Tags", "CAllocCounter"], path: "Benchmarks/pollbench",

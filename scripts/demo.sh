@@ -41,7 +41,8 @@ export EDGEPILOT_SOCKET="$run/control.sock"
 "$bin" status
 echo
 echo "Try, in another terminal:  export EDGEPILOT_SOCKET=$run/control.sock"
-echo "  $bin write pump1/voltage 4.5        # raise pump 1; watch tank1 and tank4 rise"
+echo "  $bin loops                          # the tanks loop under MPC"
+echo "  $bin loop tanks setpoint tank1/level 14   # change a setpoint; watch it settle"
 echo "  $bin history tank1/level --since 2m"
 echo
 if [ -t 1 ]; then

@@ -41,6 +41,7 @@ public final class AgentRuntime: @unchecked Sendable {
         var directory: TagDirectory
         var tables: [String: TagTable]
         var pollers: [String: ModbusPoller]
+        var loops: [String: LoopRunner] = [:]
     }
 
     public let configPath: String
@@ -81,6 +82,7 @@ public final class AgentRuntime: @unchecked Sendable {
         history.use(directory: generation.directory)
         history.start()
         for poller in generation.pollers.values { poller.start() }
+        for loop in generation.loops.values { loop.start() }
         logger.info(
             "started",
             metadata: [
@@ -92,6 +94,8 @@ public final class AgentRuntime: @unchecked Sendable {
     /// Stops pollers first, so every last change reaches the feed, then flushes and closes history.
     public func stop() {
         let current = lock.withLock { generation }
+        // Loops first: no write may follow the stop; the MVs keep their last values and the heartbeat stops.
+        for loop in current.loops.values { loop.stop() }
         for poller in current.pollers.values { poller.stop() }
         history.stop()
         readerLock.withLock {
@@ -118,6 +122,7 @@ public final class AgentRuntime: @unchecked Sendable {
         var (next, summary) = try build(effective, keeping: old)
         summary.ignored = ignored
         let keptNames = Set(summary.kept)
+        for (name, loop) in old.loops where next.loops[name] !== loop { loop.stop() }
         for (name, poller) in old.pollers where !keptNames.contains(name) { poller.stop() }
         // History must still resolve changes queued by the tables being replaced, so it sees both for now.
         let retired = old.tables.filter { !keptNames.contains($0.key) }.map(\.value)
@@ -127,6 +132,7 @@ public final class AgentRuntime: @unchecked Sendable {
             reloads += 1
         }
         for (name, poller) in next.pollers where !keptNames.contains(name) { poller.start() }
+        for (name, loop) in next.loops where old.loops[name] !== loop { loop.start() }
         return summary
     }
 
@@ -166,10 +172,53 @@ public final class AgentRuntime: @unchecked Sendable {
         if let old {
             for name in old.tables.keys where tables[name] == nil { summary.removed.append(name) }
         }
-        let generation = Generation(
+        var generation = Generation(
             configuration: configuration, directory: TagDirectory(tables: Array(tables.values)), tables: tables,
             pollers: pollers)
+        generation.loops = try buildLoops(generation, keeping: old, summary: &summary)
         return (generation, summary)
+    }
+
+    /// Keeps a loop whose definition is unchanged and whose devices kept their pollers; builds the others.
+    private func buildLoops(
+        _ g: Generation, keeping old: Generation?, summary: inout ReloadSummary
+    ) throws -> [String: LoopRunner] {
+        var loops: [String: LoopRunner] = [:]
+        for d in g.configuration.loops {
+            let tags = d.cvs.map(\.tag) + d.mvs.map(\.tag) + d.dvs + (d.heartbeatTag.map { [$0] } ?? [])
+            let devices = Set(
+                tags.compactMap { name in
+                    g.directory.locate(name: name).map { $0.table.definitions[$0.index].device }
+                })
+            if let old, let runner = old.loops[d.name], runner.definition == d,
+                devices.allSatisfy({ old.pollers[$0] != nil && old.pollers[$0] === g.pollers[$0] })
+            {
+                loops[d.name] = runner
+                summary.kept.append("loop \(d.name)")
+                continue
+            }
+            do {
+                loops[d.name] = try LoopRunner(
+                    definition: d,
+                    bind: { name in
+                        guard let (table, index) = g.directory.locate(name: name) else { return nil }
+                        return LoopTagBinding(
+                            table: table, index: index, poller: g.pollers[table.definitions[index].device])
+                    },
+                    audit: { [weak self] in self?.recordAudit($0) })
+            } catch {
+                throw AgentStartError("\(error)")
+            }
+            if old?.loops[d.name] != nil {
+                summary.restarted.append("loop \(d.name)")
+            } else if old != nil {
+                summary.added.append("loop \(d.name)")
+            }
+        }
+        if let old {
+            for name in old.loops.keys where loops[name] == nil { summary.removed.append("loop \(name)") }
+        }
+        return loops
     }
 
     // MARK: - Views for the control socket and systemd

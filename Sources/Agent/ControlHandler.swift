@@ -17,6 +17,7 @@ extension AgentRuntime {
             guard let report = tagReport(name) else { return .failure(unknownTag(name)) }
             return ControlResponse(tags: [report])
         case .write: return write(request)
+        case .loops, .loopMode, .loopSetpoint, .loopManual, .loopTune: return handleLoop(request)
         case .history: return historyQuery(request)
         case .audit:
             do {

@@ -2,6 +2,7 @@
 public struct ControlRequest: Codable, Sendable {
     public enum Command: String, Codable, Sendable {
         case status, tags, read, write, history, audit
+        case loops, loopMode, loopSetpoint, loopManual, loopTune
     }
 
     public var command: Command
@@ -15,11 +16,16 @@ public struct ControlRequest: Codable, Sendable {
     public var since: Int64?
     public var until: Int64?
     public var limit: Int?
+    /// Loop commands: the loop's name (nil = every loop for `loops`), and the tuning to apply.
+    public var loop: String?
+    public var tune: LoopTuneRequest?
 
     public init(
         command: Command, tag: String? = nil, value: String? = nil, source: String? = nil, since: Int64? = nil,
-        until: Int64? = nil, limit: Int? = nil
+        until: Int64? = nil, limit: Int? = nil, loop: String? = nil, tune: LoopTuneRequest? = nil
     ) {
+        self.loop = loop
+        self.tune = tune
         self.command = command
         self.tag = tag
         self.value = value
@@ -39,11 +45,16 @@ public struct ControlResponse: Codable, Sendable {
     public var write: WriteReport?
     public var history: [HistoryPoint]?
     public var audit: [AuditReport]?
+    public var loops: [LoopSnapshot]?
+    public var kpis: [LoopKPIReport]?
 
     public init(
         ok: Bool = true, error: String? = nil, status: StatusReport? = nil, tags: [TagReport]? = nil,
-        write: WriteReport? = nil, history: [HistoryPoint]? = nil, audit: [AuditReport]? = nil
+        write: WriteReport? = nil, history: [HistoryPoint]? = nil, audit: [AuditReport]? = nil,
+        loops: [LoopSnapshot]? = nil, kpis: [LoopKPIReport]? = nil
     ) {
+        self.loops = loops
+        self.kpis = kpis
         self.ok = ok
         self.error = error
         self.status = status

@@ -50,10 +50,11 @@ public enum ConfigurationLoader {
         top.reportUnknownKeys(sink: &builder.sink)
         builder.validate()
         guard !builder.sink.hasErrors else { throw ConfigurationError(builder.sink.diagnostics) }
-        let configuration = AgentConfiguration(
+        var configuration = AgentConfiguration(
             devices: builder.devices.map(\.0), tags: builder.tags.map(\.0),
             pollGroups: builder.pollGroups.map(\.0), history: builder.history,
             controlSocketPath: builder.controlSocket, logLevel: builder.logLevel)
+        configuration.loops = builder.loops.map(\.0)
         var locations: [String: ConfigDiagnostic] = [:]
         for (tag, location) in builder.tags {
             locations[tag.name] = ConfigDiagnostic(
@@ -98,6 +99,7 @@ struct Builder {
     var history = HistorySettings(path: "/var/lib/edgepilot/history.db")
     var controlSocket = AgentConfiguration.defaultControlSocketPath
     var logLevel = LogLevel.info
+    var loops: [(LoopDefinition, Location)] = []
 
     init(sink: DiagnosticSink, baseDirectory: String) {
         self.sink = sink
@@ -127,6 +129,7 @@ struct Builder {
         for node in top.list("devices", sink: &sink) ?? [] { readDevice(node) }
         for node in top.list("tags", sink: &sink) ?? [] { readTag(node) }
         for node in top.list("tag_files", sink: &sink) ?? [] { readTagFile(node) }
+        for node in top.list("loops", sink: &sink) ?? [] { readLoop(node) }
     }
 
     mutating func readPollGroup(_ node: Node) {
@@ -293,5 +296,6 @@ struct Builder {
         for i in tags.indices where tags[i].0.pollGroup.isEmpty { tags[i].0.pollGroup = fallback }
         ConfigValidator.validate(
             devices: devices, tags: tags, pollGroups: pollGroups, history: history, sink: &sink)
+        LoopValidator.validate(loops: loops, tags: tags, pollGroups: pollGroups, sink: &sink)
     }
 }

@@ -222,6 +222,8 @@ public struct AgentConfiguration: Sendable, Hashable {
     public var history: HistorySettings
     public var controlSocketPath: String
     public var logLevel: LogLevel
+    /// Control loops (MPC with a PID base layer) the agent runs.
+    public var loops: [LoopDefinition] = []
 
     public static let defaultControlSocketPath = "/run/edgepilot/control.sock"
 

@@ -258,9 +258,14 @@ struct ConfigCommand: ParsableCommand {
             let report: Report
             do {
                 let loaded = try ConfigurationLoader.load(contentsOf: file)
+                // Controllers are built as the agent would build them: stability and tuning errors only show then.
+                let loopProblems = LoopFactory.check(loaded.configuration).map {
+                    Diagnostic(severity: "error", file: file, line: 0, column: 1, message: $0, hint: nil)
+                }
                 report = Report(
-                    file: file, ok: true, devices: loaded.configuration.devices.count,
-                    tags: loaded.configuration.tags.count, diagnostics: loaded.warnings.map(Self.diagnostic))
+                    file: file, ok: loopProblems.isEmpty, devices: loaded.configuration.devices.count,
+                    tags: loaded.configuration.tags.count,
+                    diagnostics: loaded.warnings.map(Self.diagnostic) + loopProblems)
             } catch {
                 report = Report(
                     file: file, ok: false, devices: 0, tags: 0, diagnostics: error.diagnostics.map(Self.diagnostic))

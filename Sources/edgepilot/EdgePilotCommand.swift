@@ -19,6 +19,7 @@ struct EdgePilot: ParsableCommand {
             RunCommand.self, StatusCommand.self, TagsCommand.self, ReadCommand.self, WriteCommand.self,
             HistoryCommand.self,
             AuditCommand.self, ConfigCommand.self,
+            LoopsCommand.self, LoopCommand.self,
             ModbusCommand.self,
         ]
     )

@@ -1,0 +1,110 @@
+import Foundation
+import Tags
+import Testing
+
+@testable import Configuration
+
+/// `config check` on loops: wiring mistakes a control engineer makes, each reported at the loop's line.
+@Suite struct LoopConfigurationTests {
+    static let plant = """
+        poll_groups:
+          - name: fast
+            period: 100ms
+        devices:
+          - name: plc
+            type: modbus_tcp
+            host: 127.0.0.1
+        tags:
+          - name: level
+            device: plc
+            area: input_register
+            address: 0
+            type: float32
+          - name: pump
+            device: plc
+            area: holding_register
+            address: 0
+            type: float32
+            writable: true
+            limits: {min: 0, max: 10}
+          - name: valve
+            device: plc
+            area: holding_register
+            address: 2
+            type: float32
+        """
+
+    func errors(_ loop: String) -> [ConfigDiagnostic] {
+        do {
+            _ = try ConfigurationLoader.parse(yaml: Self.plant + "\nloops:\n" + loop, file: "plant.yaml")
+            return []
+        } catch {
+            return error.errors
+        }
+    }
+
+    /// A one-state model in flow style, appended as the last key of a loop item.
+    static let model =
+        "\n    model: {type: state_space, a: [[0.9]], b: [[0.1]], c: [[1]], operating_point: {mvs: [3], cvs: [12]}}\n"
+
+    @Test func aWellFormedLoopLoads() throws {
+        let loop = """
+              - name: tank
+                period: 100ms
+                cvs:
+                  - {tag: level, setpoint: 12}
+                mvs:
+                  - {tag: pump, low: 0, high: 8, rate: 1, pid: {cv: level, gain: 1, integral_time: 10s}}
+            """
+        let loaded = try ConfigurationLoader.parse(
+            yaml: Self.plant + "\nloops:\n" + loop + Self.model, file: "plant.yaml")
+        #expect(loaded.configuration.loops.map(\.name) == ["tank"])
+    }
+
+    @Test func mvMustBeWritableAndInsideItsTagLimits() {
+        let loop = """
+              - name: tank
+                period: 100ms
+                cvs:
+                  - {tag: level, setpoint: 12}
+                mvs:
+                  - {tag: valve, low: 0, high: 8, rate: 1, pid: {cv: level, gain: 1, integral_time: 10s}}
+                  - {tag: pump, low: 0, high: 20, rate: 1, pid: {cv: level, gain: 1, integral_time: 10s}}
+            """
+        let e = errors(loop + Self.model)
+        #expect(e.contains { $0.message.contains("MV 'valve' is not writable") && $0.line >= 27 }, "\(e)")
+        #expect(e.contains { $0.message.contains("'pump'") && $0.message.contains("limits") })
+    }
+
+    @Test func modelDimensionsMustMatchTheLoop() {
+        let loop = """
+              - name: tank
+                period: 100ms
+                cvs:
+                  - {tag: level, setpoint: 12}
+                mvs:
+                  - {tag: pump, low: 0, high: 8, rate: 1, pid: {cv: level, gain: 1, integral_time: 10s}}
+                model:
+                  type: state_space
+                  a: [[0.9, 0], [0, 0.8]]
+                  b: [[0.1]]
+                  c: [[1, 0]]
+                  operating_point: {mvs: [3], cvs: [12]}
+            """
+        let e = errors(loop)
+        #expect(e.contains { $0.message.contains("model B must be 2×1") })
+    }
+
+    @Test func unknownTagsAreNamed() {
+        let loop = """
+              - name: tank
+                period: 100ms
+                cvs:
+                  - {tag: levle, setpoint: 12}
+                mvs:
+                  - {tag: pump, low: 0, high: 8, rate: 1, pid: {cv: levle, gain: 1, integral_time: 10s}}
+            """
+        let e = errors(loop + Self.model)
+        #expect(e.contains { $0.message.contains("levle") })
+    }
+}
