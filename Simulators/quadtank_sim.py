@@ -1,13 +1,14 @@
 #!/usr/bin/env python3
-"""Quadruple-tank plant simulator serving Modbus TCP (pymodbus), with fault switches.
+"""Quadruple-tank plant simulator serving Modbus TCP or RTU (pymodbus), with fault switches.
 
 The plant is the nonlinear quadruple-tank process of K. H. Johansson, "The quadruple-tank
 process", IEEE Trans. Control Systems Technology 8(3):456-465, 2000. The register map and the
 fault-control protocol are documented in Simulators/README.md; keep the two in step.
 
 Start:  .venv/bin/python Simulators/quadtank_sim.py --port 0 --control-port 0
-It prints one JSON line {"event":"listening",...} with the chosen ports, then serves until
-SIGINT/SIGTERM.
+    or  .venv/bin/python Simulators/quadtank_sim.py --serial /dev/ttyX --baud 19200 --parity E
+It prints one JSON line {"event":"listening",...} with the chosen ports (or serial line), then
+serves until SIGINT/SIGTERM.
 
 Why pymodbus: the simulator must be an implementation of Modbus independent of libmodbus (which
 EdgePilot uses), so that framing or byte-order mistakes on either side show up in tests.
@@ -31,8 +32,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pymodbus.constants import ExcCodes
+from pymodbus.framer import FramerType
 from pymodbus.pdu import ExceptionResponse, ModbusPDU
-from pymodbus.server import ModbusTcpServer
+from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.server.requesthandler import ServerRequestHandler
 from pymodbus.simulator import DataType, SimData, SimDevice
 
@@ -288,6 +290,9 @@ class Stats:
     replies_lost: int = 0  # request answered after its connection was dropped
     connections_accepted: int = 0
     connections_dropped: int = 0
+    # Serial (RTU) only: requests for another unit id, and broadcasts (unit 0); neither is answered.
+    ignored_other_unit: int = 0
+    broadcasts: int = 0
 
 
 def touched_ranges(pdu: ModbusPDU) -> list[tuple[int, int]]:
@@ -418,6 +423,18 @@ class FaultingRequestHandler(ServerRequestHandler):
         stats = sim.stats
         stats.requests += 1
         stats.by_function[pdu.function_code] = stats.by_function.get(pdu.function_code, 0) + 1
+        if sim.serial and pdu.dev_id == 0:
+            # RTU broadcast (Modbus over Serial Line 2.2): every device executes a write, none
+            # replies. Reads make no sense broadcast and are dropped.
+            stats.broadcasts += 1
+            if pdu.function_code in WRITE_FUNCTIONS:
+                await self._respond(pdu, dev_id=sim.unit)
+            return
+        if sim.serial and sim.unit != 0 and pdu.dev_id != sim.unit:
+            # On a shared serial line a device ignores frames for other addresses: the master sees
+            # silence (a timeout), not the gateway exception a TCP server sends.
+            stats.ignored_other_unit += 1
+            return
         delay = sim.faults.delay_s
         if delay > 0:
             await asyncio.sleep(delay)
@@ -432,13 +449,14 @@ class FaultingRequestHandler(ServerRequestHandler):
             stats.exceptions_sent += 1
         self.server_send(response, addr)
 
-    async def _respond(self, pdu: ModbusPDU) -> ModbusPDU:
+    async def _respond(self, pdu: ModbusPDU, dev_id: int | None = None) -> ModbusPDU:
         sim = self.server.sim
+        dev_id = pdu.dev_id if dev_id is None else dev_id
         code = sim.faults.exception_for(pdu)
         if code:
             sim.stats.exceptions_injected += 1
             return ExceptionResponse(pdu.function_code, code)
-        if sim.unit != 0 and pdu.dev_id != sim.unit:
+        if sim.unit != 0 and dev_id != sim.unit:
             # A TCP gateway answers this for a unit behind it that does not respond.
             return ExceptionResponse(pdu.function_code, ExcCodes.GATEWAY_NO_RESPONSE)
         if pdu.function_code in (1, 2, 5, 15):
@@ -450,7 +468,7 @@ class FaultingRequestHandler(ServerRequestHandler):
         # Snapshot first: the datastore hook clamps the written values in place, in this list.
         request_regs = list(pdu.registers)
         try:
-            response = await pdu.datastore_update(self.server.context, pdu.dev_id)
+            response = await pdu.datastore_update(self.server.context, dev_id)
         except Exception as exc:  # never let one bad request kill the connection handler
             log.error("request %s failed: %r", pdu, exc)
             return ExceptionResponse(pdu.function_code, ExcCodes.DEVICE_FAILURE)
@@ -461,8 +479,33 @@ class FaultingRequestHandler(ServerRequestHandler):
         return response
 
 
+    def callback_disconnected(self, exc: Exception | None) -> None:
+        super().callback_disconnected(exc)
+        sim = self.server.sim
+        if sim.serial and exc is not None and not sim.stopped.is_set():
+            # pymodbus does not reopen a lost serial port (it only re-listens TCP); a device
+            # that silently went deaf would be worse than one that says so and exits.
+            sim.fatal = f"serial port {sim.serial} lost: {exc}"
+            sim.stopped.set()
+
+
+WRITE_FUNCTIONS = frozenset((5, 6, 15, 16, 22))
+# Linux device majors of Unix98 pseudo-terminal slaves (/dev/pts/N), see devices.txt.
+PTY_SLAVE_MAJORS = range(136, 144)
+
+
 class QuadTankServer(ModbusTcpServer):
     """pymodbus TCP server whose connections use FaultingRequestHandler."""
+
+    sim: "Simulator"
+
+    def callback_new_connection(self) -> ServerRequestHandler:
+        self.sim.stats.connections_accepted += 1
+        return FaultingRequestHandler(self, self.trace_packet, self.trace_pdu, self.trace_connect)
+
+
+class QuadTankSerialServer(ModbusSerialServer):
+    """pymodbus serial server (RTU framer) whose one "connection", the port, uses FaultingRequestHandler."""
 
     sim: "Simulator"
 
@@ -477,10 +520,13 @@ class Simulator:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.unit = args.unit
+        self.serial: str | None = args.serial  # serial port path in RTU mode, None for TCP
+        self.fatal: str | None = None  # why the simulator stopped on its own, if it did
+        self.pty = False  # the serial port is a pseudo-terminal (parity cannot be set on it)
         self.plant = Plant(QuadTankParams(gamma=tuple(args.gamma)), args)  # type: ignore[arg-type]
         self.faults = Faults()
         self.stats = Stats()
-        self.server: QuadTankServer | None = None
+        self.server: QuadTankServer | QuadTankSerialServer | None = None
         self.port = 0
         self.control_port = 0
         self._control: asyncio.base_events.Server | None = None
@@ -616,6 +662,8 @@ class Simulator:
 
     def drop_connections(self, reset: bool = False) -> int:
         assert self.server is not None
+        if self.serial:
+            raise ValueError(f"drop and refuse need Modbus TCP; this simulator serves serial port {self.serial}")
         conns = list(self.server.active_connections.values())
         for conn in conns:
             transport = conn.transport
@@ -719,6 +767,8 @@ class Simulator:
                 "connections_accepted": self.stats.connections_accepted,
                 "connections_active": len(self.server.active_connections) if self.server else 0,
                 "connections_dropped": self.stats.connections_dropped,
+                "ignored_other_unit": self.stats.ignored_other_unit,
+                "broadcasts": self.stats.broadcasts,
                 "overruns": p.overruns,
             },
         }
@@ -812,22 +862,37 @@ class Simulator:
 
     async def run(self) -> None:
         args = self.args
-        server = QuadTankServer(self.build_device(), address=(args.host, args.port))
-        server.sim = self
-        self.server = server
-        await server.serve_forever(background=True)
-        self.port = server.transport.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+        if self.serial:
+            await self._open_serial()
+        else:
+            server = QuadTankServer(self.build_device(), address=(args.host, args.port))
+            server.sim = self
+            self.server = server
+            await server.serve_forever(background=True)
+            self.port = server.transport.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+        server = self.server
         self._control = await asyncio.start_server(
             self._control_client, "127.0.0.1", args.control_port, limit=65536
         )
         self.control_port = self._control.sockets[0].getsockname()[1]
         self._tasks.append(asyncio.get_running_loop().create_task(self._physics()))
+        if self.serial:
+            where: dict[str, Any] = {
+                "serial": self.serial,
+                "framer": "rtu",
+                "baud": args.baud,
+                "parity": args.parity,
+                "bytesize": 8,
+                "stopbits": args.stopbits,
+                "pty": self.pty,
+            }
+        else:
+            where = {"host": args.host, "port": self.port}
         print(
             json.dumps(
                 {
                     "event": "listening",
-                    "host": args.host,
-                    "port": self.port,
+                    **where,
                     "control_port": self.control_port,
                     "unit": self.unit,
                     "pid": os.getpid(),
@@ -845,7 +910,38 @@ class Simulator:
             self._reopen_task.cancel()
         self._control.close()
         await server.shutdown()
-        print(json.dumps({"event": "stopped"}), flush=True)
+        if not self.fatal:  # main() reports a fatal stop as an error event
+            print(json.dumps({"event": "stopped"}), flush=True)
+
+    async def _open_serial(self) -> None:
+        args = self.args
+        assert self.serial is not None
+        # pymodbus reports a port it cannot open only as "Could not start listen"; open it once
+        # here so the error says which path and why.
+        try:
+            fd = os.open(self.serial, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+        except OSError as exc:
+            raise OSError(exc.errno, f"cannot open serial port {self.serial}: {exc.strerror}") from None
+        try:
+            self.pty = os.major(os.fstat(fd).st_rdev) in PTY_SLAVE_MAJORS
+        finally:
+            os.close(fd)
+        # A pseudo-terminal has no parity bit: Linux forces CS8 without PARENB on it, and recent
+        # kernels fail a tcsetattr whose only change is PARENB, which pyserial's second
+        # reconfiguration (pymodbus sets timeout=0 after opening) is. So ask a pty for no parity;
+        # the bytes on it are the same either way.
+        server = QuadTankSerialServer(
+            self.build_device(),
+            framer=FramerType.RTU,
+            port=self.serial,
+            baudrate=args.baud,
+            bytesize=8,
+            parity="N" if self.pty else args.parity,
+            stopbits=args.stopbits,
+        )
+        server.sim = self
+        self.server = server
+        await server.serve_forever(background=True)
 
 
 def _number(msg: dict, key: str, lo: float, hi: float) -> float:
@@ -877,7 +973,7 @@ def _int_set(msg: dict, key: str, lo: int, hi: int) -> set[int] | None:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(
-        description="Quadruple-tank plant (Johansson 2000) as a Modbus TCP server, with fault switches."
+        description="Quadruple-tank plant (Johansson 2000) as a Modbus TCP or RTU server, with fault switches."
     )
     ap.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1)")
     ap.add_argument("--port", type=int, default=5020, help="Modbus TCP port; 0 = pick a free one (default 5020)")
@@ -893,7 +989,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--step-seconds", type=float, default=0.1, help="RK4 integration step in simulated seconds (default 0.1)")
     ap.add_argument("--heartbeat-timeout", type=float, default=3.0, help="seconds without a heartbeat change before 'heartbeat lost' (default 3)")
     ap.add_argument("--log-level", default="WARNING", help="Python log level for stderr (default WARNING)")
+    rtu = ap.add_argument_group("Modbus RTU (instead of TCP; --host and --port are then ignored)")
+    rtu.add_argument("--serial", metavar="PATH", default=None,
+                     help="serve Modbus RTU on this serial port (e.g. /dev/ttyUSB0 or one end of a pty pair)")
+    rtu.add_argument("--baud", type=int, default=19200, help="baud rate (default 19200)")
+    rtu.add_argument("--parity", choices=("N", "E", "O"), default="E", help="parity (default E, as the Modbus serial spec)")
+    rtu.add_argument("--stopbits", type=int, choices=(1, 2), default=1, help="stop bits (default 1)")
     args = ap.parse_args(argv)
+    if args.serial is not None and not (args.unit == 0 or 1 <= args.unit <= 247):
+        ap.error("--unit must be 1..247 (or 0 = any) on a serial line; 0 is the broadcast address there")
+    if args.baud <= 0:
+        ap.error("--baud must be > 0")
     if not 0 <= args.unit <= 255:
         ap.error("--unit must be 0..255")
     if not (0 <= args.port <= 65535 and 0 <= args.control_port <= 65535):
@@ -911,12 +1017,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    # The signal mask survives exec: a parent that starts us from a libdispatch worker thread
+    # (Swift's Foundation.Process in a Swift Testing test) hands us SIGTERM and SIGINT blocked,
+    # and then only SIGKILL would stop us, without the "stopped" line.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    sim = Simulator(args)
     try:
-        asyncio.run(Simulator(args).run())
+        asyncio.run(sim.run())
     except (OSError, RuntimeError) as exc:  # bind failures surface as either
         print(json.dumps({"event": "error", "error": str(exc)}), flush=True)
+        return 1
+    if sim.fatal:
+        print(json.dumps({"event": "error", "error": sim.fatal}), flush=True)
         return 1
     return 0
 

@@ -126,15 +126,31 @@ public final class ModbusConnection {
     ///
     /// Over TCP a late reply may still be on its way after a timeout; flushing cannot catch it, so the socket is
     /// replaced (libmodbus would otherwise report a transaction-id mismatch on the next request). On a serial line
-    /// the pending bytes are flushed.
+    /// the line is drained until it has been silent for one response timeout (see `drainSerialLine`).
     public func resynchronize() throws(ModbusError) {
         guard isConnected else { throw .disconnected }
         if case .modbusTCP = device.transport {
             close()
             try connect()
         } else {
-            flush()
+            drainSerialLine()
         }
+    }
+
+    /// RTU frames carry no transaction id, so a reply that arrives after its request timed out is taken for the
+    /// answer to the next request of the same function and size: a good-quality value in the wrong tag (seen with
+    /// the simulator answering 150 ms after a 300 ms timeout). A flush right after the timeout misses such a reply,
+    /// which is still on its way; so discard input until the line has been quiet for a whole response timeout. A
+    /// reply later than that stays indistinguishable; the response timeout must cover the device.
+    private func drainSerialLine() {
+        let quiet = Int32(clamping: max(1, device.timeoutMilliseconds))
+        var descriptor = pollfd(fd: modbus_get_socket(context), events: Int16(POLLIN), revents: 0)
+        // Bounded, so a device that never stops talking cannot hold the poller forever.
+        for _ in 0..<8 {
+            _ = modbus_flush(context)
+            if poll(&descriptor, 1, quiet) == 0 { return }
+        }
+        _ = modbus_flush(context)
     }
 
     /// Discards bytes still in flight (a late answer to a timed-out request) so they cannot pair with the next one.
