@@ -3,7 +3,11 @@
 Modbus devices at 1 s, with history on. Prints requests per cycle against the minimum possible, the daemon's CPU%
 and RSS, and the simulator peer's CPU% measured over the same window. Figures are printed, never asserted.
 
-Usage: .venv/bin/python Benchmarks/agent/run.py [--devices 10] [--tags 1000] [--seconds 30] [--no-build]
+With --loop, the quadruple-tank simulator joins as an 11th device and the agent runs the demo's MPC loop on it at
+--loop-period (default 100 ms) during the whole measurement; the loop's wake-up jitter p50/p99/max, missed
+deadlines and solve times are printed from `edgepilot loops --json`.
+
+Usage: .venv/bin/python Benchmarks/agent/run.py [--devices 10] [--tags 1000] [--seconds 30] [--loop] [--no-build]
 """
 import argparse
 import json
@@ -33,6 +37,43 @@ def rss_kib(pid):
     return 0
 
 
+LOOP_TAGS = """\
+  - {name: tank1/level, device: plant, area: input_register, address: 0, type: float32, poll_group: fast}
+  - {name: tank2/level, device: plant, area: input_register, address: 2, type: float32, poll_group: fast}
+  - {name: pump1/voltage, device: plant, area: holding_register, address: 0, type: float32, poll_group: fast,
+     writable: true, limits: {min: 0, max: 10}}
+  - {name: pump2/voltage, device: plant, area: holding_register, address: 2, type: float32, poll_group: fast,
+     writable: true, limits: {min: 0, max: 10}}
+  - {name: agent/heartbeat, device: plant, area: holding_register, address: 20, type: uint16, poll_group: fast,
+     writable: true, limits: {min: 0, max: 65535}}"""
+
+# The demo loop of Config/demo-plant.yaml, at the benchmark's period.
+LOOP = """\
+loops:
+  - name: tanks
+    period: %s
+    mode: mpc
+    heartbeat: agent/heartbeat
+    realtime_priority: %s
+    cvs:
+      - {tag: tank1/level, setpoint: 12.3, soft_low: 2, soft_high: 18}
+      - {tag: tank2/level, setpoint: 12.8, soft_low: 2, soft_high: 18}
+    mvs:
+      - {tag: pump1/voltage, low: 0.5, high: 8, rate: 0.2, move_weight: 0.2,
+         pid: {cv: tank1/level, gain: 1.5, integral_time: 30s}}
+      - {tag: pump2/voltage, low: 0.5, high: 8, rate: 0.2, move_weight: 0.2,
+         pid: {cv: tank2/level, gain: 1.35, integral_time: 40s}}
+    model:
+      type: state_space
+      continuous: true
+      a: [[-0.016037, 0, 0.043934, 0], [0, -0.011034, 0, 0.033234], [0, 0, -0.043934, 0], [0, 0, 0, -0.033234]]
+      b: [[0.08325, 0], [0, 0.062812], [0, 0.047857], [0.031219, 0]]
+      c: [[1, 0, 0, 0], [0, 1, 0, 0]]
+      operating_point: {mvs: [3, 3], cvs: [12.263, 12.783]}
+    horizons: {prediction: 60, control: 10}
+    supervisor: {max_input_age: 3s, solve_budget: 20ms, healthy_period: 10s, fallback: pid}"""
+
+
 def rss_by_mapping(pid, top=6):
     """Resident KiB per mapping name (file path, [heap], [stack:…], anonymous), largest first."""
     totals, name = {}, "[anon]"
@@ -53,6 +94,9 @@ def main():
     ap.add_argument("--seconds", type=float, default=30)
     ap.add_argument("--warmup", type=float, default=5)
     ap.add_argument("--no-build", action="store_true")
+    ap.add_argument("--loop", action="store_true", help="also run the quadruple-tank MPC loop")
+    ap.add_argument("--loop-period", default="100ms")
+    ap.add_argument("--realtime-priority", type=int, default=50, help="SCHED_FIFO priority of the loop thread")
     args = ap.parse_args()
 
     if not args.no_build:
@@ -69,6 +113,12 @@ def main():
          "--tags", str(args.tags), "--dtype", "float32"], stdout=subprocess.PIPE, text=True)
     ready = json.loads(plant.stdout.readline())
     ports = ready["ports"]
+    tank = None
+    if args.loop:
+        tank = subprocess.Popen(
+            [sys.executable, os.path.join(ROOT, "Simulators", "quadtank_sim.py"), "--port", "0", "--control-port", "0"],
+            stdout=subprocess.PIPE, text=True)
+        tank_port = json.loads(tank.stdout.readline())["port"]
 
     lines = ["agent:", f"  control_socket: {work}/control.sock", "  log_level: warning",
              "poll_groups:", "  - name: second", "    period: 1s",
@@ -76,11 +126,20 @@ def main():
     for d, port in enumerate(ports):
         lines += [f"  - name: plc{d}", "    type: modbus_tcp", "    host: 127.0.0.1", f"    port: {port}",
                   "    timeout: 1s"]
+    if args.loop:
+        # The simulator answers exception 2 for unmapped addresses, as PLCs do, so reads must not span gaps.
+        lines += ["  - name: plant", "    type: modbus_tcp", "    host: 127.0.0.1", f"    port: {tank_port}",
+                  "    timeout: 500ms", "    max_gap: 0"]
+        lines[lines.index("poll_groups:") + 1:lines.index("poll_groups:") + 1] = ["  - name: fast", "    period: 100ms"]
     lines.append("tags:")
+    if args.loop:
+        lines += LOOP_TAGS.splitlines()
     for d in range(args.devices):
         for i in range(args.tags):
             lines += [f"  - name: plc{d}/t{i}", f"    device: plc{d}", "    area: holding_register",
                       f"    address: {2 * i}", "    type: float32", "    deadband: 0.01"]
+    if args.loop:
+        lines += (LOOP % (args.loop_period, args.realtime_priority)).splitlines()
     config = os.path.join(work, "edgepilot.yaml")
     with open(config, "w") as f:
         f.write("\n".join(lines) + "\n")
@@ -104,11 +163,16 @@ def main():
                                            text=True, check=True).stdout)
         tags = json.loads(subprocess.run([edgepilot, "tags", "plc3/*", "--json"], env=env, capture_output=True,
                                          text=True, check=True).stdout)
+        loops = json.loads(subprocess.run([edgepilot, "loops", "--json"], env=env, capture_output=True, text=True,
+                                          check=True).stdout) if args.loop else []
     finally:
         agent.send_signal(signal.SIGTERM)
         agent.wait(timeout=30)
         plant.send_signal(signal.SIGTERM)
         plant.wait(timeout=10)
+        if tank:
+            tank.send_signal(signal.SIGTERM)
+            tank.wait(timeout=10)
 
     wall = t1 - t0
     requests = sum(d["requestsPerCycle"] for d in status["devices"])
@@ -125,6 +189,12 @@ def main():
     print(f"  peer CPU (pymodbus)     {plant_cpu:.2f} % of one core; daemon/peer ratio {agent_cpu / max(plant_cpu, 1e-9):.2f}")
     print(f"  history                 {status['history']['rows']} rows, {status['history']['bytes'] / 1e6:.1f} MB")
     print("  daemon RSS by mapping   " + ", ".join(f"{os.path.basename(n) or n} {kib / 1024:.1f} MiB" for n, kib in mappings))
+    for loop in loops:
+        t, sv = loop["timing"], loop["solver"]
+        print(f"  loop {loop['name']} at {loop['periodMilliseconds']} ms: mode {loop['mode']} ({loop.get('reason') or 'no reason'}), {t['cycles']} cycles, "
+              f"jitter p50 {t['jitterP50Microseconds']:.0f} µs / p99 {t['jitterP99Microseconds']:.0f} µs / "
+              f"max {t['jitterMaxMicroseconds']:.0f} µs, missed deadlines {t['missedDeadlines']}, "
+              f"solve p99 {sv['p99Microseconds']:.0f} µs, scheduling {loop['scheduling']}")
     print(f"  check: device plc3      {good}/{len(tags)} tags good, {placed}/{len(tags)} values at the right address")
 
 
