@@ -51,14 +51,14 @@ let package = Package(
         .target(
             name: "Agent",
             dependencies: [
-                "Tags", "Configuration", "Modbus", "History", "Control",
+                "Tags", "Configuration", "Modbus", "History", "Control", "OPCUA",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .executableTarget(
             name: "edgepilot",
             dependencies: [
-                "Agent", "Configuration", "Modbus", "Tags",
+                "Agent", "Configuration", "Modbus", "Tags", "OPCUA",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -85,9 +85,9 @@ let package = Package(
         .testTarget(name: "SparkplugTests", dependencies: ["Sparkplug", "MQTT"]),
         .testTarget(name: "ControlTests", dependencies: ["Control", "CAllocCounter"], exclude: ["Fixtures"]),
         .testTarget(name: "AgentTests", dependencies: ["Agent", "History", "TestSupport"]),
+        .testTarget(name: "OPCUAAgentTests", dependencies: ["Agent", "Configuration", "OPCUA", "Tags", "TestSupport"]),
         .testTarget(
-            name: "LoopTests",
-            dependencies: ["Agent", "Control", "Configuration", "Tags", "History", "CAllocCounter", "TestSupport"]),
+            name: "LoopTests", dependencies: ["Agent", "Control", "Configuration", "Tags", "History", "CAllocCounter", "TestSupport"]),
 
         .executableTarget(
             name: "pollbench", dependencies: ["Modbus", "Tags", "CAllocCounter"], path: "Benchmarks/pollbench",

@@ -178,6 +178,17 @@ async def build_address_space(server: Server, idx: int, extra: int) -> dict[str,
     return nodes
 
 
+async def run_churn(server: Server, idx: int, extra: int, period: float) -> None:
+    """Changes every Extra.N value each period, for subscription throughput benchmarks."""
+    ids = [ua.NodeId(100000 + k, idx) for k in range(extra)]
+    tick = 0
+    while True:
+        tick += 1
+        for k, node_id in enumerate(ids):
+            await server.write_attribute_value(node_id, ua.DataValue(ua.Variant(float(k + tick), ua.VariantType.Double)))
+        await asyncio.sleep(period)
+
+
 async def run_tank(nodes: dict[str, object], period: float) -> None:
     """A quadruple-tank process (Johansson 2000, minimum-phase parameters), Euler-integrated."""
     a = [0.071, 0.057, 0.071, 0.057]
@@ -208,6 +219,9 @@ async def main() -> None:
     parser.add_argument("--password", default="secret", help="password of user 'operator'")
     parser.add_argument("--extra", type=int, default=0, help="number of extra Double variables (Extra.N)")
     parser.add_argument("--period", type=float, default=0.1, help="seconds between tank updates")
+    parser.add_argument(
+        "--churn-period", type=float, default=0.0, help="if > 0, rewrite every Extra.N value this often (benchmarks)"
+    )
     parser.add_argument("--no-anonymous", action="store_true", help="reject anonymous sessions")
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args()
@@ -251,6 +265,9 @@ async def main() -> None:
 
     async with server:
         tank_task = asyncio.create_task(run_tank(nodes, args.period))
+        churn_task = (
+            asyncio.create_task(run_churn(server, idx, args.extra, args.churn_period)) if args.churn_period > 0 else None
+        )
         print(
             json.dumps(
                 {"event": "listening", "endpoint": endpoint, "port": port, "namespace": idx, "pid": os.getpid(), **info}
@@ -259,6 +276,8 @@ async def main() -> None:
         )
         await stop.wait()
         tank_task.cancel()
+        if churn_task is not None:
+            churn_task.cancel()
 
 
 if __name__ == "__main__":

@@ -41,6 +41,8 @@ public final class AgentRuntime: @unchecked Sendable {
         var directory: TagDirectory
         var tables: [String: TagTable]
         var pollers: [String: ModbusPoller]
+        /// Every device's driver: the Modbus pollers above and the OPC UA drivers.
+        var drivers: [String: any DeviceDriver] = [:]
         var loops: [String: LoopRunner] = [:]
     }
 
@@ -81,12 +83,12 @@ public final class AgentRuntime: @unchecked Sendable {
     public func start() {
         history.use(directory: generation.directory)
         history.start()
-        for poller in generation.pollers.values { poller.start() }
+        for driver in generation.drivers.values { driver.start() }
         for loop in generation.loops.values { loop.start() }
         logger.info(
             "started",
             metadata: [
-                "devices": "\(generation.pollers.count)", "tags": "\(generation.directory.count)",
+                "devices": "\(generation.drivers.count)", "tags": "\(generation.directory.count)",
                 "history": "\(generation.configuration.history.path)",
             ])
     }
@@ -96,7 +98,7 @@ public final class AgentRuntime: @unchecked Sendable {
         let current = lock.withLock { generation }
         // Loops first: no write may follow the stop; the MVs keep their last values and the heartbeat stops.
         for loop in current.loops.values { loop.stop() }
-        for poller in current.pollers.values { poller.stop() }
+        for driver in current.drivers.values { driver.stop() }
         history.stop()
         readerLock.withLock {
             reader?.close()
@@ -123,7 +125,7 @@ public final class AgentRuntime: @unchecked Sendable {
         summary.ignored = ignored
         let keptNames = Set(summary.kept)
         for (name, loop) in old.loops where next.loops[name] !== loop { loop.stop() }
-        for (name, poller) in old.pollers where !keptNames.contains(name) { poller.stop() }
+        for (name, driver) in old.drivers where !keptNames.contains(name) { driver.stop() }
         // History must still resolve changes queued by the tables being replaced, so it sees both for now.
         let retired = old.tables.filter { !keptNames.contains($0.key) }.map(\.value)
         history.use(directory: TagDirectory(tables: Array(next.tables.values) + retired))
@@ -131,7 +133,7 @@ public final class AgentRuntime: @unchecked Sendable {
             generation = next
             reloads += 1
         }
-        for (name, poller) in next.pollers where !keptNames.contains(name) { poller.start() }
+        for (name, driver) in next.drivers where !keptNames.contains(name) { driver.start() }
         for (name, loop) in next.loops where old.loops[name] !== loop { loop.start() }
         return summary
     }
@@ -142,23 +144,31 @@ public final class AgentRuntime: @unchecked Sendable {
         var summary = ReloadSummary()
         var tables: [String: TagTable] = [:]
         var pollers: [String: ModbusPoller] = [:]
+        var drivers: [String: any DeviceDriver] = [:]
         for device in configuration.devices {
             let tags = configuration.tags.filter { $0.device == device.name }
             let groups = configuration.pollGroups.filter { g in tags.contains { $0.pollGroup == g.name } }
             if let old, let oldDevice = old.configuration.device(named: device.name), oldDevice == device,
                 let table = old.tables[device.name], table.definitions == tags,
                 old.configuration.pollGroups.filter({ g in tags.contains { $0.pollGroup == g.name } }) == groups,
-                let poller = old.pollers[device.name]
+                let driver = old.drivers[device.name]
             {
                 tables[device.name] = table
-                pollers[device.name] = poller
+                pollers[device.name] = old.pollers[device.name]
+                drivers[device.name] = driver
                 summary.kept.append(device.name)
                 continue
             }
             let table = TagTable(definitions: tags, changes: feed, idBase: nextIDBase)
             nextIDBase += Int32(max(1, tags.count))
             do {
-                pollers[device.name] = try ModbusPoller(device: device, pollGroups: groups, table: table)
+                if case .opcua = device.transport {
+                    drivers[device.name] = try OPCUADeviceDriver(device: device, pollGroups: groups, table: table)
+                } else {
+                    let poller = try ModbusPoller(device: device, pollGroups: groups, table: table)
+                    pollers[device.name] = poller
+                    drivers[device.name] = poller
+                }
             } catch {
                 throw AgentStartError("device \(device.name): \(error)")
             }
@@ -175,6 +185,7 @@ public final class AgentRuntime: @unchecked Sendable {
         var generation = Generation(
             configuration: configuration, directory: TagDirectory(tables: Array(tables.values)), tables: tables,
             pollers: pollers)
+        generation.drivers = drivers
         generation.loops = try buildLoops(generation, keeping: old, summary: &summary)
         return (generation, summary)
     }
@@ -240,9 +251,9 @@ public final class AgentRuntime: @unchecked Sendable {
     /// A one-line summary for systemd's STATUS=.
     public func statusLine() -> String {
         let g = current
-        let connected = g.pollers.values.filter { $0.stats.state == .connected }.count
+        let connected = g.drivers.values.filter { $0.driverStatus.state == "connected" }.count
         let h = history.statistics
-        return "\(connected)/\(g.pollers.count) devices connected, \(g.directory.count) tags, "
+        return "\(connected)/\(g.drivers.count) devices connected, \(g.directory.count) tags, "
             + "\(h.rowsWritten) samples stored"
     }
 }

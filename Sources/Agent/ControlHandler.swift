@@ -39,14 +39,15 @@ extension AgentRuntime {
     func status() -> StatusReport {
         let g = current
         let devices = g.configuration.devices.map { device -> DeviceReport in
-            let s = g.pollers[device.name]?.stats
+            let s = g.drivers[device.name]?.driverStatus
             return DeviceReport(
-                name: device.name, endpoint: endpoint(device.transport), state: s?.state.rawValue ?? "stopped",
+                name: device.name, endpoint: endpoint(device.transport), state: s?.state ?? "stopped",
                 connects: s?.connects ?? 0, polls: s?.polls ?? 0, requests: s?.requests ?? 0, errors: s?.errors ?? 0,
                 timeouts: s?.timeouts ?? 0, exceptions: s?.exceptions ?? 0, writes: s?.writes ?? 0,
                 lastError: s?.lastError, lastErrorAt: s?.lastError == nil ? nil : s?.lastErrorTime,
-                requestsPerCycle: s?.lastRequestsPerCycle ?? 0,
-                lastCycleMilliseconds: Double(s?.lastCycleNanoseconds ?? 0) / 1e6)
+                requestsPerCycle: s?.requestsPerCycle ?? 0,
+                lastCycleMilliseconds: Double(s?.lastCycleNanoseconds ?? 0) / 1e6, reconnects: s?.reconnects,
+                monitoredItems: s?.monitoredItems, notifications: s?.notifications)
         }
         let writer = historyStatistics
         let stored = try? withHistoryReader { try $0.stats() }
@@ -99,7 +100,7 @@ extension AgentRuntime {
         }
         let g = current
         guard let (table, index) = g.directory.locate(name: name),
-            let poller = g.pollers[table.definitions[index].device]
+            let driver = g.drivers[table.definitions[index].device]
         else {
             audit("refused", "unknown tag")
             return .failure(unknownTag(name))
@@ -111,16 +112,15 @@ extension AgentRuntime {
             return .failure("'\(text)' is not a valid value for \(name): expected \(expected)")
         }
         do {
-            let result = try poller.write(tag: index, value)
-            audit("ok", "function \(result.functionCode)")
+            let result = try driver.writeTag(index, value)
+            audit("ok", result.detail)
             logger.notice("write", metadata: ["tag": "\(name)", "value": "\(value)", "source": "\(source)"])
             return ControlResponse(
                 write: WriteReport(
                     tag: name, value: JSONValue(value), result: "written", readBack: result.readBack.map(JSONValue.init)
                 ))
         } catch {
-            let refused: Bool
-            if case .refused = error { refused = true } else { refused = false }
+            let refused = error.isRefusal
             audit(refused ? "refused" : "failed", "\(error)")
             logger.warning(
                 "write \(refused ? "refused" : "failed")",
@@ -154,6 +154,7 @@ func endpoint(_ transport: DeviceTransport) -> String {
     case .modbusTCP(let host, let port): return "modbus-tcp://\(host):\(port)"
     case .modbusRTU(let device, let baud, let parity, let dataBits, let stopBits):
         return "modbus-rtu://\(device)?\(baud)-\(dataBits)\(parity.letter)\(stopBits)"
+    case .opcua(let settings): return settings.endpointURL
     }
 }
 

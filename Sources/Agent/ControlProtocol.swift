@@ -96,6 +96,10 @@ public struct DeviceReport: Codable, Sendable {
     public var lastErrorAt: Int64?
     public var requestsPerCycle: Int
     public var lastCycleMilliseconds: Double
+    /// Connections lost and made again; OPC UA: monitored items and value changes received.
+    public var reconnects: UInt64? = nil
+    public var monitoredItems: Int? = nil
+    public var notifications: UInt64? = nil
 }
 
 /// The history database as `status` reports it.

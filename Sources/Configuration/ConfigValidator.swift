@@ -33,10 +33,7 @@ enum ConfigValidator {
                 if tag.scaling != nil { error("\(what): scaling applies to numbers only, not \(tag.type)") }
                 if tag.deadband > 0 { diagnose(&sink, at, "\(what): deadband is ignored for \(tag.type)", .warning) }
             }
-            if case .opcua = tag.source {
-                error("\(what) names an OPC UA node, but device '\(device.name)' is a Modbus device")
-                continue
-            }
+            if OPCUAValidator.check(tag, device: device, at: at, sink: &sink) { continue }
             guard case .modbus(let area, let address) = tag.source else { continue }
             if area.isBitArea != (tag.type == .bool) {
                 error(

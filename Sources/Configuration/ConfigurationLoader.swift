@@ -136,13 +136,16 @@ struct Builder {
         guard var r = MappingReader(node, what: "a poll group", sink: &sink) else { return }
         let name = r.string("name", required: true, sink: &sink)
         let period = r.duration("period", required: true, sink: &sink)
+        let subscription = readPollGroupMode(&r)
         r.reportUnknownKeys(sink: &sink)
         guard let name, let period else { return }
         if period < 10 {
             sink.error(r.line, 1, "poll group '\(name)' period \(period)ms is below the 10ms minimum")
             return
         }
-        pollGroups.append((PollGroup(name: name, periodMilliseconds: period), Location(file: sink.file, line: r.line)))
+        var group = PollGroup(name: name, periodMilliseconds: period)
+        group.subscription = subscription
+        pollGroups.append((group, Location(file: sink.file, line: r.line)))
     }
 
     mutating func readHistory(_ node: Node) {
@@ -201,13 +204,15 @@ struct Builder {
                     serialDevice: serial, baud: baud, parity: parity, dataBits: dataBits, stopBits: stopBits)
             }
             device.unitID = r.int("unit_id", range: 1...247, sink: &sink) ?? 1
+        case "opcua":
+            transport = readOPCUADevice(&r, what: what, device: &device)
         case nil:
             break
         case let other?:
             let v = r.value("type")
             sink.error(
                 v?.line ?? r.line, v?.column ?? 1, "\(what) has unknown type '\(other)'",
-                hint: "use modbus_tcp or modbus_rtu")
+                hint: "use modbus_tcp, modbus_rtu or opcua")
         }
         if let ms = r.duration("timeout", sink: &sink) {
             if ms < 1 || ms > 60_000 {

@@ -7,12 +7,12 @@ import Tags
 struct TagFields {
     static let all = [
         "name", "device", "area", "address", "type", "order", "units", "description", "deadband", "writable",
-        "scaling", "limits", "poll_group", "node",
+        "scaling", "limits", "poll_group", "node", "browse_path",
     ]
     /// Columns a CSV register map may have; `scaling` and `limits` are flattened into their parts.
     static let csvColumns = [
         "name", "device", "area", "address", "type", "order", "units", "description", "deadband", "writable",
-        "raw_low", "raw_high", "eng_low", "eng_high", "min", "max", "poll_group",
+        "raw_low", "raw_high", "eng_low", "eng_high", "min", "max", "poll_group", "node", "browse_path",
     ]
 
     let file: String
@@ -51,7 +51,8 @@ struct TagFields {
         }
         let type: TagDataType?
         if let t = text("type") {
-            type = TagDataType(configName: t)
+            let opcua = text("node") != nil || text("browse_path") != nil
+            type = TagDataType(configName: t) ?? (opcua ? TagDataType(opcuaName: t) : nil)
             if type == nil {
                 fail(
                     "type", "\(what) has unknown type '\(t)'",
@@ -64,6 +65,9 @@ struct TagFields {
         var source: TagSource?
         if let node = text("node") {
             source = .opcua(node: node)
+            if text("browse_path") != nil { fail("browse_path", "\(what) has both node and browse_path; give one") }
+        } else if let path = text("browse_path") {
+            source = .opcuaBrowsePath(path)
         } else {
             let area: ModbusArea?
             if let a = text("area") {

@@ -67,6 +67,8 @@ public enum TagSource: Sendable, Hashable {
     case modbus(area: ModbusArea, address: Int)
     /// An OPC UA node, as its string form (`ns=2;s=Tank1.Level`) or a browse path.
     case opcua(node: String)
+    /// An OPC UA node found by browse path from the Objects folder (`Objects/2:Plant/2:Level`), resolved at connect.
+    case opcuaBrowsePath(String)
 }
 
 /// One configured tag: what to read, how to decode and scale it, and whether it may be written.
@@ -132,6 +134,7 @@ public enum SerialParity: String, Sendable, Hashable, CaseIterable {
 public enum DeviceTransport: Sendable, Hashable {
     case modbusTCP(host: String, port: Int)
     case modbusRTU(serialDevice: String, baud: Int, parity: SerialParity, dataBits: Int, stopBits: Int)
+    case opcua(OPCUAEndpointSettings)
 }
 
 /// One PLC or I/O device the agent polls.
@@ -177,6 +180,8 @@ public struct DeviceDefinition: Sendable, Hashable {
 public struct PollGroup: Sendable, Hashable {
     public var name: String
     public var periodMilliseconds: Int
+    /// Set for `mode: subscribe`: the group's OPC UA tags are monitored, not polled.
+    public var subscription: OPCUASubscriptionSettings? = nil
 
     public init(name: String, periodMilliseconds: Int) {
         self.name = name

@@ -20,7 +20,7 @@ struct EdgePilot: ParsableCommand {
             HistoryCommand.self,
             AuditCommand.self, ConfigCommand.self,
             LoopsCommand.self, LoopCommand.self,
-            ModbusCommand.self,
+            ModbusCommand.self, OPCUACommand.self,
         ]
     )
 }

@@ -1,0 +1,110 @@
+import Modbus
+import Tags
+
+/// What the runtime needs of the thing that keeps one device's tag table current, whatever its protocol.
+///
+/// Modbus pollers and OPC UA drivers both conform, so starting, stopping, writing and `status` treat every device
+/// alike; protocol-specific detail stays in the driver.
+public protocol DeviceDriver: AnyObject, Sendable {
+    var device: DeviceDefinition { get }
+    var table: TagTable { get }
+    func start()
+    func stop()
+    /// Checks and performs a write of `value` (engineering units) to tag `index` of `table`; callable from any thread.
+    func writeTag(_ index: Int, _ value: TagValue) throws(DeviceWriteError) -> DeviceWriteOutcome
+    /// A snapshot of the counters, readable from any thread.
+    var driverStatus: DeviceDriverStatus { get }
+}
+
+/// Why a write through a `DeviceDriver` did not happen or did not succeed.
+public enum DeviceWriteError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// Refused before reaching the device (not writable, outside limits, wrong type); the text says why.
+    case refused(String)
+    /// The device or the connection failed it.
+    case failed(String)
+
+    public var description: String {
+        switch self {
+        case .refused(let reason): return "write refused: \(reason)"
+        case .failed(let reason): return "write failed: \(reason)"
+        }
+    }
+
+    public var isRefusal: Bool {
+        if case .refused = self { return true }
+        return false
+    }
+}
+
+/// A write the device accepted.
+public struct DeviceWriteOutcome: Sendable, Equatable {
+    /// For the audit trail: how it was written (`function 16`, `Variant Double`).
+    public var detail: String
+    /// The value read back right after the write, nil if that read failed.
+    public var readBack: TagValue?
+
+    public init(detail: String, readBack: TagValue?) {
+        self.detail = detail
+        self.readBack = readBack
+    }
+}
+
+/// Connection state and counters of one driver, as `edgepilot status` shows them.
+public struct DeviceDriverStatus: Sendable, Equatable {
+    /// `connecting`, `connected`, `backing_off`, `reconnecting`, `stopped`, `disabled`, `idle`.
+    public var state: String = "idle"
+    public var connects: UInt64 = 0
+    /// Connections lost and made again (without counting the first connect).
+    public var reconnects: UInt64 = 0
+    public var polls: UInt64 = 0
+    public var requests: UInt64 = 0
+    public var errors: UInt64 = 0
+    public var timeouts: UInt64 = 0
+    public var exceptions: UInt64 = 0
+    public var writes: UInt64 = 0
+    public var lastError: String?
+    /// Unix microseconds of `lastError`.
+    public var lastErrorTime: Int64 = 0
+    public var requestsPerCycle: Int = 0
+    public var lastCycleNanoseconds: Int64 = 0
+    /// OPC UA: monitored items in subscriptions, and value changes received through them.
+    public var monitoredItems: Int?
+    public var notifications: UInt64?
+
+    public init() {}
+}
+
+extension ModbusPoller: DeviceDriver {
+    public func writeTag(_ index: Int, _ value: TagValue) throws(DeviceWriteError) -> DeviceWriteOutcome {
+        do {
+            let result = try write(tag: index, value)
+            return DeviceWriteOutcome(detail: "function \(result.functionCode)", readBack: result.readBack)
+        } catch {
+            if case .refused = error { throw .refused("\(error)".replacingPrefix("write refused: ")) }
+            throw .failed("\(error)".replacingPrefix("write failed: "))
+        }
+    }
+
+    public var driverStatus: DeviceDriverStatus {
+        let s = stats
+        var d = DeviceDriverStatus()
+        d.state = s.state.rawValue
+        d.connects = s.connects
+        d.reconnects = s.connects > 0 ? s.connects - 1 : 0
+        d.polls = s.polls
+        d.requests = s.requests
+        d.errors = s.errors
+        d.timeouts = s.timeouts
+        d.exceptions = s.exceptions
+        d.writes = s.writes
+        d.lastError = s.lastError
+        d.lastErrorTime = s.lastErrorTime
+        d.requestsPerCycle = s.lastRequestsPerCycle
+        d.lastCycleNanoseconds = s.lastCycleNanoseconds
+        return d
+    }
+}
+
+extension String {
+    func replacingPrefix(_ prefix: String) -> String { hasPrefix(prefix) ? String(dropFirst(prefix.count)) : self }
+}
