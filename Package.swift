@@ -87,7 +87,8 @@ let package = Package(
         .testTarget(name: "AgentTests", dependencies: ["Agent", "History", "TestSupport"]),
         .testTarget(name: "OPCUAAgentTests", dependencies: ["Agent", "Configuration", "OPCUA", "Tags", "TestSupport"]),
         .testTarget(
-            name: "LoopTests", dependencies: ["Agent", "Control", "Configuration", "Tags", "History", "CAllocCounter", "TestSupport"]),
+            name: "LoopTests",
+            dependencies: ["Agent", "Control", "Configuration", "Tags", "History", "CAllocCounter", "TestSupport"]),
 
         .executableTarget(
             name: "pollbench", dependencies: ["Modbus", "Tags", "CAllocCounter"], path: "Benchmarks/pollbench",
