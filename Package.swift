@@ -51,7 +51,7 @@ let package = Package(
         .target(
             name: "Agent",
             dependencies: [
-                "Tags", "Configuration", "Modbus", "History", "Control", "OPCUA",
+                "Tags", "Configuration", "Modbus", "History", "Control", "OPCUA", "MQTT", "Sparkplug",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -83,6 +83,9 @@ let package = Package(
         ),
         .testTarget(name: "MQTTTests", dependencies: ["MQTT"]),
         .testTarget(name: "SparkplugTests", dependencies: ["Sparkplug", "MQTT"]),
+        .testTarget(
+            name: "SparkplugAgentTests",
+            dependencies: ["Agent", "Configuration", "History", "Sparkplug", "Tags", "TestSupport"], exclude: ["Peers"]),
         .testTarget(name: "ControlTests", dependencies: ["Control", "CAllocCounter"], exclude: ["Fixtures"]),
         .testTarget(name: "AgentTests", dependencies: ["Agent", "History", "TestSupport"]),
         .testTarget(name: "OPCUAAgentTests", dependencies: ["Agent", "Configuration", "OPCUA", "Tags", "TestSupport"]),

@@ -59,10 +59,12 @@ public final class AgentRuntime: @unchecked Sendable {
     private let history: HistoryWriter
     private let readerLock = NSLock()
     private var reader: HistoryReader?
+    /// The Sparkplug B edge node, when configured (see Sparkplug/EdgeNodePublisher.swift).
+    private(set) var sparkplug: EdgeNodePublisher?
 
     public init(configuration: AgentConfiguration, configPath: String) throws {
         self.configPath = configPath
-        feed = ChangeFeed(consumers: 1)
+        feed = ChangeFeed(consumers: Self.changeFeedConsumers(for: configuration))
         generation = Generation(
             configuration: configuration, directory: TagDirectory(tables: []), tables: [:], pollers: [:])
         let store: HistoryStore
@@ -77,6 +79,7 @@ public final class AgentRuntime: @unchecked Sendable {
             store: store, feed: feed, consumer: Self.historyConsumer, directory: TagDirectory(tables: []),
             configuration: HistoryWriter.Configuration(configuration.history))
         generation = try build(configuration, keeping: nil).generation
+        sparkplug = try makeSparkplugPublisher(configuration)
     }
 
     /// Starts history, then every poller.
@@ -85,6 +88,7 @@ public final class AgentRuntime: @unchecked Sendable {
         history.start()
         for driver in generation.drivers.values { driver.start() }
         for loop in generation.loops.values { loop.start() }
+        sparkplug?.start()
         logger.info(
             "started",
             metadata: [
@@ -99,6 +103,8 @@ public final class AgentRuntime: @unchecked Sendable {
         // Loops first: no write may follow the stop; the MVs keep their last values and the heartbeat stops.
         for loop in current.loops.values { loop.stop() }
         for driver in current.drivers.values { driver.stop() }
+        // After the drivers (their last changes are published or stored), before history (command audits).
+        sparkplug?.stop()
         history.stop()
         readerLock.withLock {
             reader?.close()
@@ -129,6 +135,7 @@ public final class AgentRuntime: @unchecked Sendable {
         // History must still resolve changes queued by the tables being replaced, so it sees both for now.
         let retired = old.tables.filter { !keptNames.contains($0.key) }.map(\.value)
         history.use(directory: TagDirectory(tables: Array(next.tables.values) + retired))
+        sparkplug?.use(sparkplugView(next, retired: retired))
         lock.withLock {
             generation = next
             reloads += 1

@@ -18,6 +18,7 @@ extension AgentRuntime {
             return ControlResponse(tags: [report])
         case .write: return write(request)
         case .loops, .loopMode, .loopSetpoint, .loopManual, .loopTune: return handleLoop(request)
+        case .mqttStatus, .mqttRebirth: return handleMQTT(request)
         case .history: return historyQuery(request)
         case .audit:
             do {
@@ -55,11 +56,13 @@ extension AgentRuntime {
             path: g.configuration.history.path, bytes: stored?.bytes ?? 0, rows: stored?.rows ?? 0,
             oldest: stored?.oldestTimestamp, pending: feed.pending(consumer: Self.historyConsumer),
             dropped: writer.feedDropped, commits: writer.commits, lastError: writer.lastError)
-        return StatusReport(
+        var report = StatusReport(
             version: AgentVersion.current, pid: getpid(), configPath: configPath,
             startedAt: Int64(startedAt.timeIntervalSince1970 * 1_000_000),
             uptimeSeconds: Date().timeIntervalSince(startedAt), reloads: reloadCount, devices: devices,
             history: history, tagCount: g.directory.count)
+        report.sparkplug = sparkplugStatus()
+        return report
     }
 
     func tags(matching pattern: String?) -> [TagReport] {

@@ -3,6 +3,7 @@ public struct ControlRequest: Codable, Sendable {
     public enum Command: String, Codable, Sendable {
         case status, tags, read, write, history, audit
         case loops, loopMode, loopSetpoint, loopManual, loopTune
+        case mqttStatus, mqttRebirth
     }
 
     public var command: Command
@@ -47,6 +48,8 @@ public struct ControlResponse: Codable, Sendable {
     public var audit: [AuditReport]?
     public var loops: [LoopSnapshot]?
     public var kpis: [LoopKPIReport]?
+    /// `mqtt status` / `mqtt rebirth`: the Sparkplug edge node's state.
+    public var mqtt: MQTTStatusReport? = nil
 
     public init(
         ok: Bool = true, error: String? = nil, status: StatusReport? = nil, tags: [TagReport]? = nil,
@@ -78,6 +81,8 @@ public struct StatusReport: Codable, Sendable {
     public var devices: [DeviceReport]
     public var history: HistoryReport
     public var tagCount: Int
+    /// The Sparkplug edge node, when configured (backlog, drops, session).
+    public var sparkplug: MQTTStatusReport? = nil
 }
 
 /// One device's connection and polling state.

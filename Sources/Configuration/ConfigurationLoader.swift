@@ -55,6 +55,7 @@ public enum ConfigurationLoader {
             pollGroups: builder.pollGroups.map(\.0), history: builder.history,
             controlSocketPath: builder.controlSocket, logLevel: builder.logLevel)
         configuration.loops = builder.loops.map(\.0)
+        configuration.sparkplug = builder.sparkplug?.0
         var locations: [String: ConfigDiagnostic] = [:]
         for (tag, location) in builder.tags {
             locations[tag.name] = ConfigDiagnostic(
@@ -100,6 +101,7 @@ struct Builder {
     var controlSocket = AgentConfiguration.defaultControlSocketPath
     var logLevel = LogLevel.info
     var loops: [(LoopDefinition, Location)] = []
+    var sparkplug: (SparkplugSettings, Location)?
 
     init(sink: DiagnosticSink, baseDirectory: String) {
         self.sink = sink
@@ -130,6 +132,7 @@ struct Builder {
         for node in top.list("tags", sink: &sink) ?? [] { readTag(node) }
         for node in top.list("tag_files", sink: &sink) ?? [] { readTagFile(node) }
         for node in top.list("loops", sink: &sink) ?? [] { readLoop(node) }
+        if let node = top.value("sparkplug") { readSparkplug(node) }
     }
 
     mutating func readPollGroup(_ node: Node) {
@@ -302,5 +305,6 @@ struct Builder {
         ConfigValidator.validate(
             devices: devices, tags: tags, pollGroups: pollGroups, history: history, sink: &sink)
         LoopValidator.validate(loops: loops, tags: tags, pollGroups: pollGroups, sink: &sink)
+        validateSparkplug()
     }
 }

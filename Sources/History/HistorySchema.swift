@@ -54,6 +54,26 @@ public enum HistorySchema {
                 INSERT INTO counters(name, value) VALUES ('sample_rows', (SELECT count(*) FROM samples));
                 INSERT INTO counters(name, value) VALUES ('audit_rows', (SELECT count(*) FROM audit));
                 """),
+        // Sparkplug store-and-forward: samples waiting for the broker, append-only in time order. AUTOINCREMENT so
+        // an id is never reused: a late acknowledgement can then only ever delete the rows it really covers.
+        // `size` is each row's share of the byte bound (see ForwardQueue.swift); the counters keep count, bytes and
+        // drops exact without scanning the table.
+        Migration(
+            version: 3, summary: "store-and-forward queue",
+            sql: """
+                CREATE TABLE forward_queue (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT,
+                    tag_id INTEGER NOT NULL,
+                    ts INTEGER NOT NULL,
+                    value,
+                    quality INTEGER NOT NULL,
+                    quality_detail INTEGER NOT NULL DEFAULT 0,
+                    size INTEGER NOT NULL
+                );
+                INSERT INTO counters(name, value) VALUES ('forward_rows', 0);
+                INSERT INTO counters(name, value) VALUES ('forward_bytes', 0);
+                INSERT INTO counters(name, value) VALUES ('forward_dropped', 0);
+                """),
     ]
 
     /// The schema version this build writes.

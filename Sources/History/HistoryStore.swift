@@ -43,7 +43,7 @@ public final class HistoryStore {
 
     public let path: String
     public let options: Options
-    private let db: SQLiteConnection
+    let db: SQLiteConnection
     private var tagIDs: [String: Int64] = [:]
     private var lastTag: (name: String, id: Int64) = ("", 0)
     private var trimmingForSize = false

@@ -229,6 +229,8 @@ public struct AgentConfiguration: Sendable, Hashable {
     public var logLevel: LogLevel
     /// Control loops (MPC with a PID base layer) the agent runs.
     public var loops: [LoopDefinition] = []
+    /// The Sparkplug B edge node (MQTT publisher); nil when the agent does not publish.
+    public var sparkplug: SparkplugSettings? = nil
 
     public static let defaultControlSocketPath = "/run/edgepilot/control.sock"
 

@@ -52,6 +52,11 @@ struct StatusCommand: ParsableCommand {
                 + (h.oldest.map { ", oldest \(formatTimestamp($0))" } ?? "")
                 + ", pending \(h.pending), dropped \(h.dropped)"
                 + (h.lastError.map { ", last error: \($0)" } ?? ""))
+        if let spb = s.sparkplug {
+            print(
+                "sparkplug \(spb.groupID)/\(spb.edgeNodeID): \(spb.sessionState), backlog \(spb.backlog) samples "
+                    + "(\(formatBytes(spb.backlogBytes))), dropped \(spb.dropped)")
+        }
     }
 }
 

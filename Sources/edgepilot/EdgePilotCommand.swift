@@ -21,6 +21,7 @@ struct EdgePilot: ParsableCommand {
             AuditCommand.self, ConfigCommand.self,
             LoopsCommand.self, LoopCommand.self,
             ModbusCommand.self, OPCUACommand.self,
+            MQTTCommand.self,
         ]
     )
 }

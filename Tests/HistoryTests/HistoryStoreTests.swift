@@ -15,7 +15,7 @@ final class HistoryStoreTests: XCTestCase {
         XCTAssertEqual(raw.text("PRAGMA journal_mode"), "wal")
         XCTAssertEqual(raw.int("PRAGMA auto_vacuum"), 2, "incremental")
         let tables = raw.rows("SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name").map { $0[0] }
-        XCTAssertEqual(tables, ["audit", "counters", "samples", "tags"])
+        XCTAssertEqual(tables, ["audit", "counters", "forward_queue", "samples", "sqlite_sequence", "tags"])
         let indexes = raw.rows("SELECT name FROM sqlite_schema WHERE type = 'index' AND sql IS NOT NULL").map { $0[0] }
         XCTAssertTrue(indexes.contains("samples_tag_ts"))
         // The per-tag range query must use the index, not scan the table.
@@ -63,7 +63,7 @@ final class HistoryStoreTests: XCTestCase {
         store.close()
 
         let raw = try RawDatabase(path)
-        XCTAssertEqual(raw.int("PRAGMA user_version"), 2)
+        XCTAssertEqual(raw.int("PRAGMA user_version"), Int64(HistorySchema.currentVersion))
         XCTAssertEqual(raw.int("PRAGMA auto_vacuum"), 2, "converted so retention can shrink the file")
         XCTAssertEqual(raw.text("PRAGMA journal_mode"), "wal")
         XCTAssertEqual(raw.int("SELECT count(*) FROM tags"), 2)

@@ -70,12 +70,16 @@ public final class PythonPeer: @unchecked Sendable {
     }
 
     public func stop() {
-        guard process.isRunning else { return }
+        guard process.isRunning else {
+            try? output.fileHandleForReading.close()
+            return
+        }
         process.terminate()
         let deadline = Date().addingTimeInterval(5)
         while process.isRunning && Date() < deadline { usleep(20_000) }
         if process.isRunning { kill(process.processIdentifier, SIGKILL) }
         process.waitUntilExit()
+        try? output.fileHandleForReading.close()
     }
 
     deinit { stop() }

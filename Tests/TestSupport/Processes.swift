@@ -45,10 +45,22 @@ public func runCommand(
         kill(process.processIdentifier, SIGKILL)
         process.waitUntilExit()
         group.wait()
+        closePipes(out, err, inp)
         throw PeerError("\(executable) \(arguments.joined(separator: " ")) did not finish in \(Int(timeout))s")
     }
     group.wait()
+    // Foundation's Process on Linux can keep its pipes alive after exit; close our ends now, or a test that runs
+    // the CLI in a polling loop leaks descriptors until libraries using select() (libmodbus, libmosquitto) abort
+    // on one numbered ≥ FD_SETSIZE.
+    closePipes(out, err, inp)
     return CommandResult(
         status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
         stderr: String(decoding: errData, as: UTF8.self))
+}
+
+private func closePipes(_ pipes: Pipe...) {
+    for pipe in pipes {
+        try? pipe.fileHandleForReading.close()
+        try? pipe.fileHandleForWriting.close()
+    }
 }

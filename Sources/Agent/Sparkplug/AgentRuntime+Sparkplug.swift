@@ -1,0 +1,50 @@
+import Tags
+
+/// The runtime's side of the Sparkplug publisher: its change-feed consumer, its view of the devices, and the
+/// control-socket commands `mqtt status` and `mqtt rebirth`.
+extension AgentRuntime {
+    /// The publisher's queue in the change feed (the history writer has queue 0).
+    static let sparkplugConsumer = 1
+
+    /// One queue for history, plus one for the publisher when Sparkplug is configured.
+    static func changeFeedConsumers(for configuration: AgentConfiguration) -> Int {
+        configuration.sparkplug == nil ? 1 : 2
+    }
+
+    /// Builds the publisher when the configuration has a `sparkplug:` section (not started).
+    func makeSparkplugPublisher(_ configuration: AgentConfiguration) throws -> EdgeNodePublisher? {
+        guard let settings = configuration.sparkplug else { return nil }
+        guard feed.consumerCount > Self.sparkplugConsumer else {
+            throw AgentStartError("sparkplug was enabled by a reload; it needs a restart")
+        }
+        return try EdgeNodePublisher(
+            settings: settings, historyPath: configuration.history.path, feed: feed,
+            consumer: Self.sparkplugConsumer, view: sparkplugView(current, retired: []),
+            audit: { [weak self] in self?.recordAudit($0) })
+    }
+
+    /// The devices of generation `g` in configuration order; `retired` tables still resolve queued change ids.
+    func sparkplugView(_ g: Generation, retired: [TagTable]) -> EdgeNodePublisher.View {
+        EdgeNodePublisher.View(
+            devices: g.configuration.devices.compactMap { d in
+                g.tables[d.name].map { (d.name, $0, g.drivers[d.name]) }
+            },
+            directory: TagDirectory(tables: Array(g.tables.values) + retired))
+    }
+
+    /// What `mqtt status` and `status` show; nil without Sparkplug.
+    func sparkplugStatus() -> MQTTStatusReport? { sparkplug?.report }
+
+    func handleMQTT(_ request: ControlRequest) -> ControlResponse {
+        guard let sparkplug else {
+            return .failure("Sparkplug is not configured: add a 'sparkplug:' section to \(configPath)")
+        }
+        if request.command == .mqttRebirth {
+            sparkplug.rebirth()
+            logger.notice("rebirth requested", metadata: ["source": "\(request.source ?? "cli")"])
+        }
+        var response = ControlResponse()
+        response.mqtt = sparkplug.report
+        return response
+    }
+}

@@ -1,0 +1,735 @@
+import Foundation
+import History
+import Logging
+import MQTT
+import Sparkplug
+import Synchronization
+import Tags
+
+/// The agent as a Sparkplug B edge node: every Modbus device is a Sparkplug device, every tag a metric.
+///
+/// Threads (see docs/decisions/0011-store-and-forward.md): one publisher thread owns the `EdgeNodeSession`, its own
+/// `HistoryStore` connection for the store-and-forward queue, and the MQTT client calls; it drains its own
+/// `ChangeFeed` queue, so pollers only ever push into a bounded queue and are never blocked by MQTT or SQLite.
+/// MQTT events arrive on libmosquitto's thread and are handed to the publisher thread as values; the Will is
+/// built on the client's supervisor thread under the session lock. Device commands (DCMD) are carried out on a
+/// separate serial queue because a Modbus write may wait for its device for seconds.
+///
+/// While the broker or the Primary Host is unavailable every change goes to the SQLite queue; after the births
+/// the backlog is replayed oldest first as historical DDATA at QoS 1, throttled, beside live data, and rows leave
+/// the queue only when the broker acknowledged the message that carried them.
+final class EdgeNodePublisher: @unchecked Sendable {
+    /// The devices and tags the publisher serves; replaced on reload.
+    struct View: @unchecked Sendable {
+        var devices: [(name: String, table: TagTable, driver: (any DeviceDriver)?)]
+        /// Resolves change ids, including those of tables a reload just replaced.
+        var directory: TagDirectory
+
+        /// Device names with their tags' names, types and units: when it changes, the births must change.
+        var signature: [String] {
+            devices.map { d in
+                d.name + "|"
+                    + d.table.definitions.map { "\($0.name):\(SparkplugMapping.dataType(of: $0)):\($0.units ?? "")" }
+                    .joined(separator: ",")
+            }.sorted()
+        }
+    }
+
+    private enum Event {
+        case connected(MQTTBroker)
+        case disconnected
+        case message(MQTTMessage)
+        case acknowledged(UInt64)
+        case republish(device: String, tag: String)
+        case rebirth
+        case reload(View)
+    }
+
+    private struct Counters {
+        var messagesPublished: UInt64 = 0
+        var births: UInt64 = 0
+        var connects: UInt64 = 0
+        var replayedMetrics: UInt64 = 0
+        var commandsWritten: UInt64 = 0
+        var commandsRefused: UInt64 = 0
+        var commandsFailed: UInt64 = 0
+        var commandsRejected: UInt64 = 0
+        var lastError: String?
+        var backlog = ForwardQueueStats(rows: 0, bytes: 0, dropped: 0)
+        var replayInFlight = 0
+        var primaryHostOnline: Bool?
+    }
+
+    let settings: SparkplugSettings
+    private let feed: ChangeFeed
+    private let consumer: Int
+    private let historyPath: String
+    private let bdSeqStore: FileBdSeqStore
+    private let audit: @Sendable (AuditRecord) -> Void
+    private let logger = Logger(label: "edgepilot.sparkplug")
+    private let startedAt = Date()
+    private let auditSource: String
+
+    private let sessionLock = NSLock()
+    private var session: EdgeNodeSession?
+    private var client: MQTTClient?
+
+    private let cond = NSCondition()
+    private var events: [Event] = []
+    private var stopRequested = false
+    private var thread: Thread?
+    private let finished = DispatchSemaphore(value: 0)
+    private let commands = DispatchQueue(label: "edgepilot.sparkplug.commands")
+
+    private let counters = Mutex(Counters())
+
+    // Publisher-thread state.
+    private var view: View
+    private var store: HistoryStore?
+    private var deviceOnline: [String: Bool] = [:]
+    private var changeBuffer: UnsafeMutableBufferPointer<TagChange>
+    private var replayCursor: Int64 = 0
+    private var replaySkipped = false
+    private var inflight: [UInt64: (first: Int64, last: Int64, metrics: Int)] = [:]
+    private var nextTag: UInt64 = 1
+    private var replayTokens: Double = 0
+    private var lastTokenRefill = ContinuousClock.now
+    private var lastNodeMetrics = ContinuousClock.now
+    private var lastStatsRefresh = ContinuousClock.now
+    private var sentNodeValues: [String: SparkplugValue] = [:]
+
+    /// Replay messages allowed in flight (published, not acknowledged): bounds both the duplicates a crash can
+    /// cause and what libmosquitto holds in memory.
+    static let replayWindow = 8
+
+    private var password: String?
+
+    /// Opens the queue (its own connection to the history file) and builds the session and MQTT client; nothing
+    /// connects before `start()`. Throws on what the operator must fix: unreadable files, bad TLS settings.
+    init(
+        settings: SparkplugSettings, historyPath: String, feed: ChangeFeed, consumer: Int, view: View,
+        audit: @escaping @Sendable (AuditRecord) -> Void
+    ) throws {
+        self.settings = settings
+        self.historyPath = historyPath
+        self.feed = feed
+        self.consumer = consumer
+        self.view = view
+        self.audit = audit
+        bdSeqStore = FileBdSeqStore(path: settings.resolvedBdSeqPath(historyPath: historyPath))
+        auditSource = "sparkplug:" + (settings.primaryHostID ?? "\(settings.groupID)/\(settings.edgeNodeID)")
+        changeBuffer = .allocate(capacity: 4096)
+        if let file = settings.brokers.first?.passwordFile {
+            do {
+                let text = try String(contentsOfFile: file, encoding: .utf8)
+                password = text.split(separator: "\n", omittingEmptySubsequences: false).first.map(String.init)
+            } catch {
+                changeBuffer.deallocate()
+                throw AgentStartError("sparkplug: cannot read password_file \(file): \(error.localizedDescription)")
+            }
+        }
+        do {
+            store = try HistoryStore(path: historyPath)
+            refreshBacklog()
+            try startSession(connect: false)
+        } catch let error as AgentStartError {
+            throw error
+        } catch {
+            throw AgentStartError("sparkplug: \(error)")
+        }
+    }
+
+    deinit { changeBuffer.deallocate() }
+
+    // MARK: - Lifecycle (any thread)
+
+    /// Starts connecting, and the publisher thread.
+    func start() {
+        sessionLock.withLock { client }?.start()
+        let t = Thread { [self] in
+            run()
+            finished.signal()
+        }
+        t.name = "sparkplug"
+        thread = t
+        t.start()
+    }
+
+    /// Publishes what is still queued (or stores it), sends NDEATH and disconnects.
+    func stop() {
+        let started = cond.withLock {
+            stopRequested = true
+            cond.broadcast()
+            return thread != nil
+        }
+        guard started else { return }
+        finished.wait()
+        commands.sync {}
+        store?.close()
+        store = nil
+    }
+
+    /// Serves the tables of a new configuration; if devices or metrics changed the session is rebuilt (NDEATH,
+    /// new CONNECT with the next bdSeq, new births), as Sparkplug requires for a changed metric set.
+    func use(_ view: View) { post(.reload(view)) }
+
+    /// Asks for a fresh NBIRTH and DBIRTHs (same bdSeq), as an NCMD Rebirth would.
+    func rebirth() { post(.rebirth) }
+
+    var report: MQTTStatusReport {
+        let (phase, bdSeq, seq) = sessionLock.withLock { (session?.phase, session?.bdSeq, session?.seq ?? 0) }
+        let c = counters.withLock { $0 }
+        let client = sessionLock.withLock { self.client }
+        let state: String
+        switch phase {
+        case .online?: state = "online"
+        case .waitingForPrimaryHost?: state = "waiting_for_primary_host"
+        default: state = "disconnected"
+        }
+        return MQTTStatusReport(
+            groupID: settings.groupID, edgeNodeID: settings.edgeNodeID, primaryHostID: settings.primaryHostID,
+            broker: client?.currentBroker?.description, connected: client?.isConnected ?? false, sessionState: state,
+            bdSeq: bdSeq.map(Int.init), seq: Int(seq), primaryHostOnline: c.primaryHostOnline,
+            backlog: c.backlog.rows, backlogBytes: c.backlog.bytes, dropped: c.backlog.dropped,
+            replayInFlight: c.replayInFlight, replayedMetrics: c.replayedMetrics,
+            messagesPublished: c.messagesPublished, births: c.births, connects: c.connects,
+            commandsWritten: c.commandsWritten, commandsRefused: c.commandsRefused,
+            commandsFailed: c.commandsFailed, commandsRejected: c.commandsRejected,
+            feedDropped: feed.dropped(consumer: consumer), lastError: c.lastError)
+    }
+
+    private func post(_ event: Event) {
+        cond.withLock {
+            events.append(event)
+            cond.broadcast()
+        }
+    }
+
+    // MARK: - Session (publisher thread, except `start`)
+
+    private func startSession(connect: Bool = true) throws {
+        let now = Self.nowMs()
+        var s = try EdgeNodeSession(
+            configuration: EdgeNodeConfiguration(
+                groupID: settings.groupID, edgeNodeID: settings.edgeNodeID, primaryHostID: settings.primaryHostID),
+            nodeMetrics: nodeMetrics(now: now), lastBdSeq: bdSeqStore.load())
+        deviceOnline = [:]
+        for d in view.devices {
+            let metrics = d.table.definitions.indices.map {
+                SparkplugMapping.birthMetric(d.table.definitions[$0], table: d.table, index: $0, now: now)
+            }
+            let online = d.driver?.driverStatus.state == "connected"
+            deviceOnline[d.name] = online
+            _ = try s.addDevice(d.name, metrics: metrics, online: online, now: now)
+        }
+        sentNodeValues = [:]
+        let c = try makeClient()
+        sessionLock.withLock {
+            session = s
+            client = c
+        }
+        if connect { c.start() }
+    }
+
+    private func endSession() {
+        let c: MQTTClient? = sessionLock.withLock {
+            if let actions = session?.shutdown(now: Self.nowMs()) {
+                for case .publish(let p) in actions { try? client?.publish(Self.message(p)) }
+            }
+            return client
+        }
+        // Not on a client callback thread: stop() joins libmosquitto's thread.
+        c?.stop()
+        sessionLock.withLock {
+            client = nil
+            session = nil
+        }
+        inflight = [:]
+        replayCursor = 0
+    }
+
+    private func makeClient() throws -> MQTTClient {
+        let first = settings.brokers.first
+        let tls = first?.tls.map {
+            MQTTTLSConfiguration(
+                caFile: $0.caFile, certificateFile: $0.certificateFile, keyFile: $0.keyFile, verifyServer: $0.verify)
+        }
+        let config = MQTTClientConfiguration(
+            brokers: settings.brokers.map { MQTTBroker(host: $0.host, port: $0.port) },
+            clientID: "edgepilot-\(settings.groupID)-\(settings.edgeNodeID)",
+            protocolVersion: settings.mqttVersion == .v5 ? .v5 : .v311, keepAlive: max(5, settings.keepAliveSeconds),
+            username: first?.username, password: password, tls: tls,
+            reconnect: MQTTReconnectPolicy(
+                initialDelay: .milliseconds(max(10, settings.reconnectMinMilliseconds)),
+                maxDelay: .milliseconds(max(10, settings.reconnectMaxMilliseconds)),
+                startupDelayMax: .milliseconds(min(2000, settings.reconnectMaxMilliseconds))))
+        let c: MQTTClient
+        do {
+            c = try MQTTClient(configuration: config) { [weak self] in self?.handle($0) }
+        } catch {
+            throw AgentStartError("sparkplug: \(error)")
+        }
+        c.willProvider = { [weak self] _ in self?.prepareWill() }
+        return c
+    }
+
+    /// On the client's supervisor thread, before each CONNECT: the NDEATH Will with the next bdSeq, persisted
+    /// first so a crash right after cannot reuse it.
+    private func prepareWill() -> MQTTMessage? {
+        sessionLock.withLock {
+            guard session != nil else { return nil }
+            let will = session!.prepareConnect(now: Self.nowMs())
+            do {
+                try bdSeqStore.save(session!.bdSeq!)
+            } catch {
+                logger.error("cannot persist bdSeq to \(bdSeqStore.path): \(error)")
+            }
+            return Self.message(will)
+        }
+    }
+
+    /// On libmosquitto's thread: hand over, never block.
+    private func handle(_ event: MQTTClientEvent) {
+        switch event {
+        case .connected(let b): post(.connected(b))
+        case .disconnected(let b, let error):
+            if let error { logger.warning("MQTT connection to \(b) lost: \(error)") }
+            post(.disconnected)
+        case .connectionFailed(let error, let retry):
+            counters.withLock { $0.lastError = "\(error)" }
+            logger.warning("MQTT connect failed, retrying in \(retry): \(error)")
+        case .message(let m): post(.message(m))
+        case .published(let tag): if tag != 0 { post(.acknowledged(tag)) }
+        }
+    }
+
+    // MARK: - Publisher thread
+
+    private func run() {
+        while true {
+            let (pending, stopping) = cond.withLock { () -> ([Event], Bool) in
+                if events.isEmpty && !stopRequested { _ = cond.wait(until: Date(timeIntervalSinceNow: 0.01)) }
+                let e = events
+                events.removeAll(keepingCapacity: true)
+                return (e, stopRequested)
+            }
+            for e in pending { process(e) }
+            checkDevices()
+            drainFeed()
+            replayStep()
+            periodic()
+            if stopping { break }
+        }
+        drainFeed()
+        endSession()
+        refreshBacklog()
+    }
+
+    private func process(_ event: Event) {
+        switch event {
+        case .connected(let broker):
+            counters.withLock {
+                $0.connects += 1
+                $0.lastError = nil
+            }
+            logger.notice("MQTT connected to \(broker)")
+            inflight = [:]
+            replayCursor = 0
+            step { $0.connected(now: Self.nowMs()) }
+        case .disconnected:
+            sessionLock.withLock { session?.connectionLost() }
+            inflight = [:]
+            replayCursor = 0
+        case .message(let m):
+            if let host = settings.primaryHostID, m.topic == SparkplugTopic.state(hostID: host),
+                let json = try? JSONSerialization.jsonObject(with: Data(m.payload)) as? [String: Any],
+                let online = json["online"] as? Bool
+            {
+                counters.withLock { $0.primaryHostOnline = online }
+            }
+            step { try $0.handleMessage(topic: m.topic, payload: m.payload, now: Self.nowMs()) }
+        case .acknowledged(let tag):
+            guard let range = inflight.removeValue(forKey: tag) else { return }
+            do {
+                try store?.deleteForward(from: range.first, through: range.last)
+                counters.withLock { $0.replayedMetrics += UInt64(range.metrics) }
+            } catch {
+                noteError("store-and-forward delete failed: \(error)")
+            }
+            refreshBacklog()
+        case .republish(let device, let tag):
+            guard let d = view.devices.first(where: { $0.name == device }), let i = d.table.index(of: tag) else {
+                return
+            }
+            let sample = d.table.read(i)
+            let m = SparkplugMapping.metric(
+                d.table.definitions[i], value: d.table.value(of: i, sample), quality: sample.quality,
+                timestampMicros: sample.timestamp)
+            step { try $0.updateDevice(device, [m], now: Self.nowMs()) }
+        case .rebirth:
+            let payload = SparkplugPayload(
+                timestamp: Self.nowMs(),
+                metrics: [
+                    SparkplugMetric(name: EdgeNodeSession.rebirthMetric, timestamp: Self.nowMs(), value: .boolean(true))
+                ])
+            guard let bytes = try? payload.serialized() else { return }
+            step { s in try s.handleMessage(topic: s.topic(.ncmd), payload: bytes, now: Self.nowMs()) }
+        case .reload(let next):
+            let changed = next.signature != view.signature
+            view = next
+            if changed {
+                logger.notice("devices or tags changed: new Sparkplug session with new births")
+                endSession()
+                do {
+                    try startSession()
+                } catch {
+                    noteError("cannot rebuild the Sparkplug session: \(error)")
+                }
+            }
+        }
+    }
+
+    /// What one session step did: whether every publish was accepted by the client, how many there were, and
+    /// whether the session was online afterwards (read under the same lock, so a Will prepared on the supervisor
+    /// thread in between cannot make data look published when it was not).
+    private struct StepResult {
+        var ok = true
+        var published = 0
+        var online = false
+    }
+
+    /// Runs a session transition and performs its actions under the session lock, so wire order is seq order.
+    @discardableResult
+    private func step(
+        qos1Tag: UInt64? = nil, _ transition: (inout EdgeNodeSession) throws -> [EdgeNodeAction]
+    ) -> StepResult {
+        var commandsToRun: [(String, [SparkplugMetric])] = []
+        var result = StepResult()
+        sessionLock.withLock {
+            defer { result.online = session?.isOnline ?? false }
+            guard session != nil, let client else { return }
+            let actions: [EdgeNodeAction]
+            do {
+                actions = try transition(&session!)
+            } catch {
+                counters.withLock { $0.commandsRejected += 1 }
+                logger.warning("Sparkplug message rejected: \(error)")
+                return
+            }
+            for action in actions {
+                switch action {
+                case .publish(var p):
+                    if let qos1Tag { p.qos = 1 }
+                    do {
+                        try client.publish(Self.message(p), tag: qos1Tag ?? 0)
+                        result.published += 1
+                        counters.withLock {
+                            $0.messagesPublished += 1
+                            if p.topic.contains("/NBIRTH/") { $0.births += 1 }
+                        }
+                    } catch {
+                        result.ok = false
+                    }
+                case .subscribe(let topic, let qos):
+                    do {
+                        try client.subscribe(topic, qos: qos == 1 ? .atLeastOnce : .atMostOnce)
+                    } catch {
+                        counters.withLock { $0.lastError = "\(error)" }
+                    }
+                case .disconnect:
+                    // Followed by .nextServer (Primary Host offline, NCMD Next Server): the move closes the
+                    // connection. A lone disconnect only comes from shutdown, which endSession handles.
+                    break
+                case .nextServer:
+                    logger.notice("moving to the next MQTT server")
+                    client.moveToNextBroker()
+                case .nodeCommand(let metrics):
+                    counters.withLock { $0.commandsRefused += UInt64(metrics.count) }
+                    for m in metrics {
+                        logger.warning("NCMD write to node metric \(m.label) refused: node metrics are read-only")
+                        audit(
+                            AuditRecord(
+                                timestamp: HistoryClock.now(), source: auditSource, tag: m.label,
+                                value: m.value.map { "\($0)" } ?? "null", result: "refused",
+                                detail: "node metrics are read-only"))
+                    }
+                case .deviceCommand(let device, let metrics):
+                    commandsToRun.append((device, metrics))
+                }
+            }
+        }
+        for (device, metrics) in commandsToRun { runCommand(device: device, metrics) }
+        return result
+    }
+
+    private func checkDevices() {
+        for d in view.devices {
+            let online = d.driver?.driverStatus.state == "connected"
+            guard deviceOnline[d.name] != online else { continue }
+            deviceOnline[d.name] = online
+            let now = Self.nowMs()
+            if online {
+                step { s in try s.deviceOnline(d.name, now: now) }
+                if replaySkipped {
+                    replaySkipped = false
+                    replayCursor = inflight.values.map(\.last).max() ?? 0
+                }
+            } else {
+                step { s in try s.deviceOffline(d.name, now: now) }
+            }
+        }
+    }
+
+    private func drainFeed() {
+        while true {
+            let n = feed.drain(consumer: consumer, into: changeBuffer)
+            guard n > 0 else { return }
+            var byDevice: [String: [SparkplugMetric]] = [:]
+            var order: [String] = []
+            var rows: [String: [HistoryRow]] = [:]
+            for change in changeBuffer.prefix(n) {
+                guard let (table, index) = view.directory.locate(id: change.tag) else { continue }
+                let d = table.definitions[index]
+                let value = table.value(of: index, change.sample)
+                if byDevice[d.device] == nil { order.append(d.device) }
+                byDevice[d.device, default: []].append(
+                    SparkplugMapping.metric(
+                        d, value: value, quality: change.sample.quality, timestampMicros: change.sample.timestamp))
+                rows[d.device, default: []].append(
+                    HistoryRow(
+                        tag: d.name, timestamp: change.sample.timestamp,
+                        value: HistoryValue(change.sample.value, text: table.text(of: index)),
+                        quality: change.sample.quality))
+            }
+            var toStore: [HistoryRow] = []
+            for device in order {
+                // The session keeps the latest values for the next births even when it cannot publish them.
+                let r = step { s in try s.updateDevice(device, byDevice[device]!, now: Self.nowMs()) }
+                if !r.online || !r.ok { toStore += rows[device]! }
+            }
+            store(toStore)
+            if n < changeBuffer.count { return }
+        }
+    }
+
+    private func store(_ rows: [HistoryRow]) {
+        guard !rows.isEmpty, let store else { return }
+        do {
+            let dropped = try store.enqueueForward(
+                rows, maxRows: settings.storeAndForward.maxSamples, maxBytes: settings.storeAndForward.maxBytes)
+            if dropped > 0 {
+                logger.warning("store-and-forward queue full: dropped the \(dropped) oldest samples")
+            }
+        } catch {
+            noteError("store-and-forward enqueue failed, \(rows.count) samples lost: \(error)")
+        }
+        refreshBacklog()
+    }
+
+    /// Publishes the next slice of the backlog if the session is online, the window has room and the rate allows.
+    private func replayStep() {
+        guard let store, counters.withLock({ $0.backlog.rows }) > 0 else { return }
+        guard sessionLock.withLock({ session?.isOnline ?? false }) else { return }
+        let rate = settings.replay.messagesPerSecond
+        let now = ContinuousClock.now
+        if rate > 0 {
+            let elapsed = now - lastTokenRefill
+            replayTokens = min(
+                max(1, rate / 10),
+                replayTokens + rate
+                    * (Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18))
+        }
+        lastTokenRefill = now
+        let limit = max(1, settings.replay.metricsPerMessage)
+        while inflight.count < Self.replayWindow && (rate <= 0 || replayTokens >= 1) {
+            let rows: [ForwardRow]
+            do {
+                rows = try store.peekForward(after: replayCursor, limit: limit)
+            } catch {
+                noteError("store-and-forward read failed: \(error)")
+                return
+            }
+            guard let first = rows.first else { return }
+            guard let (table, _) = view.directory.locate(name: first.tag) else {
+                // A tag removed by a reload: its stored samples can no longer be published.
+                _ = try? store.deleteForward(from: first.id, through: first.id)
+                refreshBacklog()
+                continue
+            }
+            let device = table.definitions[0].device
+            var metrics: [SparkplugMetric] = []
+            var last = first.id
+            for row in rows {
+                guard let (t, i) = view.directory.locate(name: row.tag), t.definitions[i].device == device else {
+                    break
+                }
+                let d = t.definitions[i]
+                let type = SparkplugMapping.dataType(of: d)
+                let ts = UInt64(max(0, row.timestamp / 1000))
+                let props = [SparkplugProperty.quality(SparkplugMapping.quality(row.quality))]
+                if let v = SparkplugMapping.value(row.value, for: d, as: type) {
+                    metrics.append(
+                        SparkplugMetric(name: d.name, timestamp: ts, value: v, properties: props, isHistorical: true))
+                } else {
+                    metrics.append(
+                        SparkplugMetric(
+                            name: d.name, timestamp: ts, nullOf: type, properties: props, isHistorical: true))
+                }
+                last = row.id
+            }
+            replayCursor = last
+            guard deviceOnline[device] == true else {
+                // Its DDATA must wait for its DBIRTH; the rows stay queued and the cursor comes back for them.
+                replaySkipped = true
+                continue
+            }
+            let tag = nextTag
+            nextTag += 1
+            let r = step(qos1Tag: tag) { s in try s.updateDevice(device, metrics, now: Self.nowMs()) }
+            guard r.ok, r.published > 0 else {
+                // Not connected after all (the events saying so are on their way): start over after them.
+                replayCursor = 0
+                return
+            }
+            inflight[tag] = (first.id, last, metrics.count)
+            replayTokens -= 1
+        }
+        counters.withLock { $0.replayInFlight = inflight.count }
+    }
+
+    private func periodic() {
+        let now = ContinuousClock.now
+        if now - lastStatsRefresh >= .seconds(1) {
+            lastStatsRefresh = now
+            counters.withLock { $0.replayInFlight = inflight.count }
+            if replaySkipped && inflight.isEmpty && counters.withLock({ $0.backlog.rows }) > 0 {
+                // Rows of devices that are down were passed over; look at them again from the start.
+                let deviceDown = deviceOnline.values.contains(false)
+                if !deviceDown {
+                    replaySkipped = false
+                    replayCursor = 0
+                }
+            }
+        }
+        guard now - lastNodeMetrics >= .seconds(5) else { return }
+        lastNodeMetrics = now
+        let ms = Self.nowMs()
+        let changed = nodeMetrics(now: ms).filter { m in
+            guard let name = m.name, let v = m.value else { return false }
+            return sentNodeValues[name] != v
+        }
+        guard !changed.isEmpty else { return }
+        if step({ s in try s.updateNode(changed, now: ms) }).ok {
+            for m in changed { sentNodeValues[m.name!] = m.value }
+        }
+    }
+
+    /// Every node metric with its current value: what NBIRTH declares and NDATA updates.
+    private func nodeMetrics(now: UInt64) -> [SparkplugMetric] {
+        let c = counters.withLock { $0 }
+        var polls: UInt64 = 0
+        var errors: UInt64 = 0
+        var connected: Int64 = 0
+        for d in view.devices {
+            guard let s = d.driver?.driverStatus else { continue }
+            polls += s.polls
+            errors += s.errors
+            if s.state == "connected" { connected += 1 }
+        }
+        func m(_ name: String, _ v: SparkplugValue) -> SparkplugMetric {
+            SparkplugMetric(name: name, timestamp: now, value: v)
+        }
+        return [
+            m("Properties/Version", .string(AgentVersion.current)),
+            m("Properties/Uptime", .uint64(UInt64(max(0, Date().timeIntervalSince(startedAt))))),
+            m("Store and Forward/Backlog", .int64(c.backlog.rows)),
+            m("Store and Forward/Backlog Bytes", .int64(c.backlog.bytes)),
+            m("Store and Forward/Dropped", .int64(c.backlog.dropped)),
+            m("Polling/Devices", .int32(Int32(view.devices.count))),
+            m("Polling/Devices Connected", .int32(Int32(connected))),
+            m("Polling/Polls", .uint64(polls)),
+            m("Polling/Errors", .uint64(errors)),
+            m("Commands/Written", .uint64(c.commandsWritten)),
+            m("Commands/Refused", .uint64(c.commandsRefused + c.commandsFailed + c.commandsRejected)),
+        ]
+    }
+
+    private func refreshBacklog() {
+        guard let store else { return }
+        if let stats = try? store.forwardStats() { counters.withLock { $0.backlog = stats } }
+    }
+
+    private func noteError(_ text: String) {
+        logger.error("\(text)")
+        counters.withLock { $0.lastError = text }
+    }
+
+    // MARK: - Commands (command queue)
+
+    private func runCommand(device: String, _ metrics: [SparkplugMetric]) {
+        let view = self.view
+        commands.async { [self] in
+            for m in metrics { write(m, device: device, view: view) }
+        }
+    }
+
+    private func write(_ m: SparkplugMetric, device: String, view: View) {
+        let name = m.name ?? m.label
+        let text = m.value.map { "\($0)" } ?? "null"
+        func record(_ result: String, _ detail: String) {
+            audit(
+                AuditRecord(
+                    timestamp: HistoryClock.now(), source: auditSource, tag: name, value: text, result: result,
+                    detail: detail))
+        }
+        guard let d = view.devices.first(where: { $0.name == device }), let index = d.table.index(of: name) else {
+            counters.withLock { $0.commandsRefused += 1 }
+            record("refused", "device \(device) has no tag \(name)")
+            logger.warning(
+                "DCMD refused", metadata: ["device": "\(device)", "tag": "\(name)", "reason": "unknown tag"])
+            return
+        }
+        defer { post(.republish(device: device, tag: name)) }
+        let definition = d.table.definitions[index]
+        let value: TagValue
+        switch SparkplugMapping.commandValue(m.value, for: definition) {
+        case .success(let v): value = v
+        case .failure(let refusal):
+            counters.withLock { $0.commandsRefused += 1 }
+            record("refused", refusal.description)
+            logger.warning(
+                "DCMD refused", metadata: ["tag": "\(name)", "value": "\(text)", "reason": "\(refusal)"])
+            return
+        }
+        guard let driver = d.driver else {
+            counters.withLock { $0.commandsFailed += 1 }
+            record("failed", "device \(device) has no driver")
+            return
+        }
+        do {
+            // The driver checks writable, area, limits, type and range before anything reaches the device.
+            let result = try driver.writeTag(index, value)
+            counters.withLock { $0.commandsWritten += 1 }
+            record("ok", result.detail)
+            logger.notice("DCMD write", metadata: ["tag": "\(name)", "value": "\(value)", "source": "\(auditSource)"])
+        } catch {
+            let refused = error.isRefusal
+            counters.withLock {
+                if refused { $0.commandsRefused += 1 } else { $0.commandsFailed += 1 }
+            }
+            record(refused ? "refused" : "failed", "\(error)")
+            logger.warning(
+                "DCMD \(refused ? "refused" : "failed")",
+                metadata: ["tag": "\(name)", "value": "\(text)", "reason": "\(error)"])
+        }
+    }
+
+    // MARK: - Helpers
+
+    static func nowMs() -> UInt64 { UInt64(Date().timeIntervalSince1970 * 1000) }
+
+    static func message(_ p: SparkplugPublication) -> MQTTMessage {
+        MQTTMessage(
+            topic: p.topic, payload: p.payload, qos: p.qos == 1 ? .atLeastOnce : .atMostOnce, retain: p.retain)
+    }
+}

@@ -1,0 +1,35 @@
+/// What `edgepilot mqtt status` (and the Sparkplug part of `edgepilot status`) shows.
+public struct MQTTStatusReport: Codable, Sendable, Equatable {
+    public var groupID: String
+    public var edgeNodeID: String
+    public var primaryHostID: String?
+    /// The broker of the current or last connection attempt.
+    public var broker: String?
+    public var connected: Bool
+    /// disconnected, waiting_for_primary_host or online.
+    public var sessionState: String
+    public var bdSeq: Int?
+    /// The seq of the last message published.
+    public var seq: Int
+    /// The Primary Host's last STATE (nil when none is configured or none was seen).
+    public var primaryHostOnline: Bool?
+    /// Samples waiting in the store-and-forward queue, and the bytes they count against the bound.
+    public var backlog: Int64
+    public var backlogBytes: Int64
+    /// Samples dropped because the queue hit its bound.
+    public var dropped: Int64
+    /// Replay messages published but not yet acknowledged.
+    public var replayInFlight: Int
+    public var replayedMetrics: UInt64
+    public var messagesPublished: UInt64
+    public var births: UInt64
+    public var connects: UInt64
+    public var commandsWritten: UInt64
+    public var commandsRefused: UInt64
+    public var commandsFailed: UInt64
+    /// Malformed or unsupported NCMD/DCMD messages.
+    public var commandsRejected: UInt64
+    /// Changes the publisher's feed queue lost because it fell behind.
+    public var feedDropped: UInt64
+    public var lastError: String?
+}

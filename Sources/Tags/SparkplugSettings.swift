@@ -1,0 +1,103 @@
+/// The MQTT protocol level the Sparkplug publisher connects with.
+public enum SparkplugMQTTVersion: String, Sendable, Hashable, CaseIterable {
+    case v311 = "3.1.1"
+    case v5 = "5"
+}
+
+/// TLS settings of one broker; the server certificate and host name are verified unless `verify` is false.
+public struct SparkplugTLSSettings: Sendable, Hashable {
+    public var caFile: String
+    public var certificateFile: String?
+    public var keyFile: String?
+    public var verify: Bool
+
+    public init(caFile: String, certificateFile: String? = nil, keyFile: String? = nil, verify: Bool = true) {
+        self.caFile = caFile
+        self.certificateFile = certificateFile
+        self.keyFile = keyFile
+        self.verify = verify
+    }
+}
+
+/// One MQTT server of the publisher's list, tried in order.
+public struct SparkplugBrokerSettings: Sendable, Hashable {
+    public var host: String
+    public var port: Int
+    public var tls: SparkplugTLSSettings?
+    public var username: String?
+    /// A file whose first line is the password, so the password never sits in the configuration file.
+    public var passwordFile: String?
+
+    public init(
+        host: String, port: Int, tls: SparkplugTLSSettings? = nil, username: String? = nil, passwordFile: String? = nil
+    ) {
+        self.host = host
+        self.port = port
+        self.tls = tls
+        self.username = username
+        self.passwordFile = passwordFile
+    }
+}
+
+/// How Sparkplug's store-and-forward buffer is bounded; beyond either bound the oldest samples are dropped (counted).
+public struct StoreAndForwardSettings: Sendable, Hashable {
+    public var maxBytes: Int64
+    public var maxSamples: Int
+
+    public init(maxBytes: Int64 = 256 << 20, maxSamples: Int = 5_000_000) {
+        self.maxBytes = maxBytes
+        self.maxSamples = maxSamples
+    }
+}
+
+/// How fast the stored backlog is replayed after a reconnect, so live data keeps flowing beside it.
+public struct ReplaySettings: Sendable, Hashable {
+    public var metricsPerMessage: Int
+    /// 0 means unthrottled (still bounded by the acknowledgement window).
+    public var messagesPerSecond: Double
+
+    public init(metricsPerMessage: Int = 500, messagesPerSecond: Double = 20) {
+        self.metricsPerMessage = metricsPerMessage
+        self.messagesPerSecond = messagesPerSecond
+    }
+}
+
+/// The `sparkplug:` section: EdgePilot as a Sparkplug B 3.0 edge node.
+public struct SparkplugSettings: Sendable, Hashable {
+    public var groupID: String
+    public var edgeNodeID: String
+    public var primaryHostID: String?
+    public var brokers: [SparkplugBrokerSettings]
+    public var mqttVersion: SparkplugMQTTVersion
+    public var keepAliveSeconds: Int
+    /// Where the last bdSeq is kept; nil = `sparkplug.bdseq` beside the history database.
+    public var bdSeqPath: String?
+    public var storeAndForward: StoreAndForwardSettings
+    public var replay: ReplaySettings
+    /// Backoff between connection attempts: starts here, doubles up to the maximum (with jitter).
+    public var reconnectMinMilliseconds: Int = 1000
+    public var reconnectMaxMilliseconds: Int = 30_000
+
+    public init(
+        groupID: String, edgeNodeID: String, primaryHostID: String? = nil, brokers: [SparkplugBrokerSettings],
+        mqttVersion: SparkplugMQTTVersion = .v311, keepAliveSeconds: Int = 30, bdSeqPath: String? = nil,
+        storeAndForward: StoreAndForwardSettings = .init(), replay: ReplaySettings = .init()
+    ) {
+        self.groupID = groupID
+        self.edgeNodeID = edgeNodeID
+        self.primaryHostID = primaryHostID
+        self.brokers = brokers
+        self.mqttVersion = mqttVersion
+        self.keepAliveSeconds = keepAliveSeconds
+        self.bdSeqPath = bdSeqPath
+        self.storeAndForward = storeAndForward
+        self.replay = replay
+    }
+
+    /// `bdSeqPath`, or `sparkplug.bdseq` in the directory of `historyPath`.
+    public func resolvedBdSeqPath(historyPath: String) -> String {
+        if let bdSeqPath { return bdSeqPath }
+        guard let slash = historyPath.lastIndex(of: "/") else { return "sparkplug.bdseq" }
+        return String(historyPath[..<slash]) + "/sparkplug.bdseq"
+    }
+}

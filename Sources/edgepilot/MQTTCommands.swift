@@ -1,0 +1,65 @@
+import Agent
+import ArgumentParser
+import Foundation
+
+/// `edgepilot mqtt …`: the Sparkplug B edge node's session, backlog and rebirth.
+struct MQTTCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "mqtt", abstract: "Show the Sparkplug/MQTT session, or ask for a rebirth.",
+        subcommands: [Status.self, Rebirth.self])
+
+    struct Status: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Broker, session state, bdSeq, seq, Primary Host, store-and-forward backlog and drops.")
+
+        @OptionGroup var connection: ConnectionOptions
+        @OptionGroup var output: OutputOptions
+
+        func run() throws {
+            let response = try connection.send(ControlRequest(command: .mqttStatus, source: cliSource()))
+            guard response.ok, let s = response.mqtt else { throw CLIError(response.error ?? "no MQTT status") }
+            if output.json { return try printJSON(s) }
+            print(mqttStatusText(s))
+        }
+    }
+
+    struct Rebirth: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Publish NBIRTH and every DBIRTH again (same bdSeq), as the host's Rebirth command does.")
+
+        @OptionGroup var connection: ConnectionOptions
+        @OptionGroup var output: OutputOptions
+
+        func run() throws {
+            let response = try connection.send(ControlRequest(command: .mqttRebirth, source: cliSource()))
+            guard response.ok, let s = response.mqtt else { throw CLIError(response.error ?? "no MQTT status") }
+            if output.json { return try printJSON(s) }
+            print(
+                s.sessionState == "online"
+                    ? "rebirth requested"
+                    : "rebirth requested; the session is \(s.sessionState), births follow once online")
+        }
+    }
+}
+
+func mqttStatusText(_ s: MQTTStatusReport) -> String {
+    var lines = [
+        "edge node \(s.groupID)/\(s.edgeNodeID)  session \(s.sessionState)  "
+            + "broker \(s.broker ?? "-") (\(s.connected ? "connected" : "not connected"))",
+        "bdSeq \(s.bdSeq.map(String.init) ?? "-")  seq \(s.seq)  births \(s.births)  connects \(s.connects)  "
+            + "messages \(s.messagesPublished)",
+    ]
+    if let host = s.primaryHostID {
+        let state = s.primaryHostOnline.map { $0 ? "online" : "offline" } ?? "not seen"
+        lines.append("primary host \(host): \(state)")
+    }
+    lines.append(
+        "store-and-forward: backlog \(s.backlog) samples (\(formatBytes(s.backlogBytes))), dropped \(s.dropped), "
+            + "replay in flight \(s.replayInFlight), replayed \(s.replayedMetrics)")
+    lines.append(
+        "commands: written \(s.commandsWritten), refused \(s.commandsRefused), failed \(s.commandsFailed), "
+            + "rejected \(s.commandsRejected)")
+    if s.feedDropped > 0 { lines.append("changes lost by a full publisher queue: \(s.feedDropped)") }
+    if let e = s.lastError { lines.append("last error: \(e)") }
+    return lines.joined(separator: "\n")
+}

@@ -1,0 +1,96 @@
+import Configuration
+import Foundation
+import Tags
+import Testing
+
+/// `sparkplug:` is read and checked like the rest of the file: every problem with its line.
+@Suite struct SparkplugConfigurationTests {
+    static let base = """
+        history:
+          path: /tmp/x/history.db
+        devices:
+          - {name: plant, type: modbus_tcp, host: 127.0.0.1}
+        tags:
+          - {name: t1, device: plant, area: holding_register, address: 0, type: int16}
+
+        """
+
+    @Test func fullSectionIsRead() throws {
+        let yaml =
+            Self.base + """
+                sparkplug:
+                  group_id: Plant1
+                  edge_node_id: edge1
+                  primary_host_id: Ignition
+                  brokers:
+                    - url: mqtt://10.0.0.5
+                    - host: 10.0.0.6
+                      port: 1884
+                  mqtt_version: 5
+                  keepalive: 20s
+                  store_and_forward: {max_bytes: 64MB, max_samples: 100000}
+                  replay: {metrics_per_message: 200, messages_per_second: 0}
+                """
+        let s = try #require(try ConfigurationLoader.parse(yaml: yaml, file: "a.yaml").configuration.sparkplug)
+        #expect(s.groupID == "Plant1" && s.edgeNodeID == "edge1" && s.primaryHostID == "Ignition")
+        #expect(s.brokers.map { "\($0.host):\($0.port)" } == ["10.0.0.5:1883", "10.0.0.6:1884"])
+        #expect(s.mqttVersion == .v5 && s.keepAliveSeconds == 20)
+        #expect(s.storeAndForward == StoreAndForwardSettings(maxBytes: 64_000_000, maxSamples: 100_000))
+        #expect(s.replay == ReplaySettings(metricsPerMessage: 200, messagesPerSecond: 0))
+        #expect(s.resolvedBdSeqPath(historyPath: "/tmp/x/history.db") == "/tmp/x/sparkplug.bdseq")
+    }
+
+    @Test func badValuesAreLocated() throws {
+        let yaml =
+            Self.base + """
+                sparkplug:
+                  group_id: Plant/1
+                  edge_node_id: "edge#1"
+                  brokers:
+                    - url: http://x
+                    - host: b
+                      password_file: /nonexistent/pass
+                      tls: {ca_file: /nonexistent/ca.pem, cert_file: /nonexistent/c.pem}
+                  mqtt_version: 4
+                  replay: {metrics_per_message: 0}
+                  colour: blue
+                """
+        do {
+            _ = try ConfigurationLoader.parse(yaml: yaml, file: "a.yaml")
+            Issue.record("accepted a bad sparkplug section")
+        } catch {
+            let messages = error.errors.map { "\($0.line): \($0.message)" }
+            func has(_ line: Int, _ text: String) -> Bool {
+                error.errors.contains { $0.line == line && $0.message.contains(text) }
+            }
+            #expect(has(8, "group_id 'Plant/1' contains '/'"), "\(messages)")
+            #expect(has(9, "edge_node_id 'edge#1' contains '#'"), "\(messages)")
+            #expect(has(11, "broker url 'http://x'"), "\(messages)")
+            #expect(has(13, "password_file '/nonexistent/pass' does not exist"), "\(messages)")
+            #expect(has(14, "ca_file '/nonexistent/ca.pem'"), "\(messages)")
+            #expect(messages.contains { $0.contains("both cert_file and key_file") }, "\(messages)")
+            #expect(has(15, "mqtt_version must be 3.1.1 or 5"), "\(messages)")
+            #expect(has(16, "'metrics_per_message'"), "\(messages)")
+            #expect(has(17, "unknown key 'colour'"), "\(messages)")
+        }
+    }
+
+    @Test func brokersAndDeviceIDsAreRequiredAndChecked() throws {
+        let yaml =
+            Self.base.replacingOccurrences(of: "name: plant,", with: "name: plant+1,")
+            .replacingOccurrences(of: "device: plant,", with: "device: plant+1,") + """
+                sparkplug:
+                  group_id: G
+                  edge_node_id: E
+                  brokers: []
+                """
+        do {
+            _ = try ConfigurationLoader.parse(yaml: yaml, file: "a.yaml")
+            Issue.record("accepted")
+        } catch {
+            let messages = error.errors.map(\.message)
+            #expect(messages.contains { $0.contains("at least one broker") }, "\(messages)")
+            #expect(messages.contains { $0.contains("device name 'plant+1' contains '+'") }, "\(messages)")
+        }
+    }
+}
