@@ -81,8 +81,8 @@ let package = Package(
                 .product(name: "SwiftASN1", package: "swift-asn1"),
             ]
         ),
-        .testTarget(name: "MQTTTests", dependencies: ["MQTT"]),
-        .testTarget(name: "SparkplugTests", dependencies: ["Sparkplug", "MQTT"]),
+        .testTarget(name: "MQTTTests", dependencies: ["MQTT", "TestSupport"]),
+        .testTarget(name: "SparkplugTests", dependencies: ["Sparkplug", "MQTT", "TestSupport"]),
         .testTarget(
             name: "SparkplugAgentTests",
             dependencies: ["Agent", "Configuration", "History", "Sparkplug", "Tags", "TestSupport"], exclude: ["Peers"]),

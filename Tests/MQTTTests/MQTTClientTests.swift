@@ -1,5 +1,6 @@
 import Foundation
 import MQTT
+import TestSupport
 import Testing
 
 /// End-to-end tests against a real mosquitto broker started per test on a free 127.0.0.1 port.

@@ -1,5 +1,6 @@
 import Foundation
 import MQTT
+import TestSupport
 import Testing
 
 /// A throw-away PKI made with the openssl command line: a CA, a server certificate for 127.0.0.1 signed by it,

@@ -1,6 +1,7 @@
 import Foundation
 import MQTT
 import Sparkplug
+import TestSupport
 import Testing
 
 private func nowMs() -> UInt64 { UInt64(Date().timeIntervalSince1970 * 1000) }

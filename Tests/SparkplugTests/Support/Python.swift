@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 
 /// The repository root, found from this file's path (Tests/SparkplugTests/Support/Python.swift).
 let repositoryRoot: URL = URL(fileURLWithPath: #filePath).resolvingSymlinksInPath().deletingLastPathComponent()

@@ -6,18 +6,18 @@ import Foundation
 
 /// Runs Debian's mosquitto on a free 127.0.0.1 port with a configuration written into a private temp directory.
 /// The port stays the same across `stop()`/`start()` so that reconnect tests can restart "the same" broker.
-final class MosquittoBroker: @unchecked Sendable {
+public final class MosquittoBroker: @unchecked Sendable {
     static let executable = "/usr/sbin/mosquitto"
 
-    let directory: URL
-    let port: Int
+    public let directory: URL
+    public let port: Int
     /// Appended to the listener section; may be changed before `start()` (e.g. to name files written into
     /// `directory`).
-    var listenerConfig: String
+    public var listenerConfig: String
     private var process: ChildProcess?
 
     /// `listenerConfig` is appended to the listener section (TLS files, password file…).
-    init(listenerConfig: String = "allow_anonymous true") throws {
+    public init(listenerConfig: String = "allow_anonymous true") throws {
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("mosq-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         port = try freePort()
@@ -29,9 +29,9 @@ final class MosquittoBroker: @unchecked Sendable {
         try? FileManager.default.removeItem(at: directory)
     }
 
-    var logPath: String { directory.appendingPathComponent("mosquitto.log").path }
+    public var logPath: String { directory.appendingPathComponent("mosquitto.log").path }
 
-    func start() throws {
+    public func start() throws {
         guard FileManager.default.isExecutableFile(atPath: Self.executable) else {
             throw TestFailure("mosquitto is not installed at \(Self.executable) (apt-get install mosquitto)")
         }
@@ -65,30 +65,30 @@ final class MosquittoBroker: @unchecked Sendable {
         throw TestFailure("mosquitto did not listen on 127.0.0.1:\(port) within 10 s")
     }
 
-    func stop() {
+    public func stop() {
         process?.terminate()
         process = nil
     }
 
     /// Freezes the broker process (SIGSTOP): it keeps its sockets but answers nothing.
-    func pause() {
+    public func pause() {
         process?.signal(SIGSTOP)
     }
 
-    func resume() {
+    public func resume() {
         process?.signal(SIGCONT)
     }
 
-    func log() -> String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
+    public func log() -> String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
 }
 
-struct TestFailure: Error, CustomStringConvertible {
-    let description: String
-    init(_ description: String) { self.description = description }
+public struct TestFailure: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
 }
 
 /// Asks the kernel for a free port by binding port 0, then releases it for the broker.
-func freePort() throws -> Int {
+public func freePort() throws -> Int {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     guard fd >= 0 else { throw TestFailure("socket() failed") }
     defer { close(fd) }
@@ -107,7 +107,7 @@ func freePort() throws -> Int {
     return Int(UInt16(bigEndian: addr.sin_port))
 }
 
-func canConnect(port: Int) -> Bool {
+public func canConnect(port: Int) -> Bool {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     guard fd >= 0 else { return false }
     defer { close(fd) }
@@ -124,11 +124,11 @@ func canConnect(port: Int) -> Bool {
 
 /// A child process run with posix_spawn and reaped with waitpid. Foundation's Process is avoided on purpose:
 /// its waitUntilExit depends on a run loop and hung inside Swift Testing's concurrency threads.
-final class ChildProcess: @unchecked Sendable {
-    let pid: pid_t
+public final class ChildProcess: @unchecked Sendable {
+    public let pid: pid_t
     private var status: Int32?
 
-    init(_ executable: String, _ arguments: [String], output: String) throws {
+    public init(_ executable: String, _ arguments: [String], output: String) throws {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
@@ -159,12 +159,12 @@ final class ChildProcess: @unchecked Sendable {
 
     deinit { terminate() }
 
-    func signal(_ sig: Int32) {
+    public func signal(_ sig: Int32) {
         if status == nil { kill(pid, sig) }
     }
 
     /// Exit status if the process has ended, without blocking.
-    func exitStatus() -> Int32? {
+    public func exitStatus() -> Int32? {
         if status == nil {
             var st: Int32 = 0
             if waitpid(pid, &st, WNOHANG) == pid { status = st }
@@ -173,7 +173,7 @@ final class ChildProcess: @unchecked Sendable {
     }
 
     @discardableResult
-    func wait() -> Int32 {
+    public func wait() -> Int32 {
         if let status { return status }
         var st: Int32 = 0
         while waitpid(pid, &st, 0) == -1 && errno == EINTR {}
@@ -181,7 +181,7 @@ final class ChildProcess: @unchecked Sendable {
         return st
     }
 
-    func terminate() {
+    public func terminate() {
         guard status == nil else { return }
         kill(pid, SIGCONT)
         kill(pid, SIGTERM)
@@ -191,7 +191,7 @@ final class ChildProcess: @unchecked Sendable {
 
 /// Runs a command line tool to completion and fails with its output when it fails.
 @discardableResult
-func run(_ executable: String, _ arguments: [String]) throws -> String {
+public func run(_ executable: String, _ arguments: [String]) throws -> String {
     let out = FileManager.default.temporaryDirectory.appendingPathComponent("run-\(UUID().uuidString).log").path
     defer { unlink(out) }
     let p = try ChildProcess(executable, arguments, output: out)
