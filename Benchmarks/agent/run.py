@@ -3,17 +3,22 @@
 Modbus devices at 1 s, with history on. Prints requests per cycle against the minimum possible, the daemon's CPU%
 and RSS, and the simulator peer's CPU% measured over the same window. Figures are printed, never asserted.
 
+With --sparkplug, a local mosquitto broker joins and the agent publishes every device (and the loop) as a Sparkplug B
+edge node; a paho subscriber in this script counts what arrives, so the broker really forwards every message.
+
 With --loop, the quadruple-tank simulator joins as an 11th device and the agent runs the demo's MPC loop on it at
 --loop-period (default 100 ms) during the whole measurement; the loop's wake-up jitter p50/p99/max, missed
 deadlines and solve times are printed from `edgepilot loops --json`.
 
-Usage: .venv/bin/python Benchmarks/agent/run.py [--devices 10] [--tags 1000] [--seconds 30] [--loop] [--no-build]
+Usage: .venv/bin/python Benchmarks/agent/run.py [--devices 10] [--tags 1000] [--seconds 30] [--loop] [--sparkplug]
+       [--no-build]
 """
 import argparse
 import json
 import math
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -74,6 +79,51 @@ loops:
     supervisor: {max_input_age: 3s, solve_budget: 20ms, healthy_period: 10s, fallback: pid}"""
 
 
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_broker(work):
+    """Debian's mosquitto on a free loopback port; returns (process, port)."""
+    port = free_port()
+    conf = os.path.join(work, "mosquitto.conf")
+    with open(conf, "w") as f:
+        f.write(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 100000\n")
+    proc = subprocess.Popen(["mosquitto", "-c", conf], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return proc, port
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("mosquitto did not start")
+
+
+class SparkplugCounter:
+    """Subscribes to the group's Sparkplug topics and counts messages and payload bytes by message type."""
+
+    def __init__(self, port):
+        import paho.mqtt.client as mqtt
+        self.counts, self.bytes = {}, 0
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bench-counter")
+        self.client.on_message = self._on_message
+        self.client.on_connect = lambda c, *a: c.subscribe("spBv1.0/Bench/#", qos=0)
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+
+    def _on_message(self, client, userdata, msg):
+        kind = msg.topic.split("/")[2]
+        self.counts[kind] = self.counts.get(kind, 0) + 1
+        self.bytes += len(msg.payload)
+
+    def stop(self):
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
 def rss_by_mapping(pid, top=6):
     """Resident KiB per mapping name (file path, [heap], [stack:…], anonymous), largest first."""
     totals, name = {}, "[anon]"
@@ -97,6 +147,7 @@ def main():
     ap.add_argument("--loop", action="store_true", help="also run the quadruple-tank MPC loop")
     ap.add_argument("--loop-period", default="100ms")
     ap.add_argument("--realtime-priority", type=int, default=50, help="SCHED_FIFO priority of the loop thread")
+    ap.add_argument("--sparkplug", action="store_true", help="also publish to a local mosquitto as a Sparkplug node")
     args = ap.parse_args()
 
     if not args.no_build:
@@ -140,6 +191,12 @@ def main():
                       f"    address: {2 * i}", "    type: float32", "    deadband: 0.01"]
     if args.loop:
         lines += (LOOP % (args.loop_period, args.realtime_priority)).splitlines()
+    broker = counter = None
+    if args.sparkplug:
+        broker, broker_port = start_broker(work)
+        counter = SparkplugCounter(broker_port)
+        lines += ["sparkplug:", "  group_id: Bench", "  edge_node_id: edge1", "  brokers:",
+                  f"    - url: mqtt://127.0.0.1:{broker_port}"]
     config = os.path.join(work, "edgepilot.yaml")
     with open(config, "w") as f:
         f.write("\n".join(lines) + "\n")
@@ -165,6 +222,9 @@ def main():
                                          text=True, check=True).stdout)
         loops = json.loads(subprocess.run([edgepilot, "loops", "--json"], env=env, capture_output=True, text=True,
                                           check=True).stdout) if args.loop else []
+        mqtt_status = json.loads(subprocess.run([edgepilot, "mqtt", "status", "--json"], env=env, capture_output=True,
+                                                text=True, check=True).stdout) if args.sparkplug else None
+        received = (dict(counter.counts), counter.bytes) if counter else None
     finally:
         agent.send_signal(signal.SIGTERM)
         agent.wait(timeout=30)
@@ -173,6 +233,11 @@ def main():
         if tank:
             tank.send_signal(signal.SIGTERM)
             tank.wait(timeout=10)
+        if counter:
+            counter.stop()
+        if broker:
+            broker.send_signal(signal.SIGTERM)
+            broker.wait(timeout=10)
 
     wall = t1 - t0
     requests = sum(d["requestsPerCycle"] for d in status["devices"])
@@ -195,6 +260,12 @@ def main():
               f"jitter p50 {t['jitterP50Microseconds']:.0f} µs / p99 {t['jitterP99Microseconds']:.0f} µs / "
               f"max {t['jitterMaxMicroseconds']:.0f} µs, missed deadlines {t['missedDeadlines']}, "
               f"solve p99 {sv['p99Microseconds']:.0f} µs, scheduling {loop['scheduling']}")
+    if received:
+        counts, nbytes = received
+        print(f"  sparkplug               session {mqtt_status['sessionState']}, {mqtt_status['messagesPublished']} messages "
+              f"published, backlog {mqtt_status['backlog']}, feed drops {mqtt_status['feedDropped']}; subscriber "
+              f"received {sum(counts.values())} messages ({', '.join(f'{k} {v}' for k, v in sorted(counts.items()))}), "
+              f"{nbytes / 1e6:.1f} MB")
     print(f"  check: device plc3      {good}/{len(tags)} tags good, {placed}/{len(tags)} values at the right address")
 
 

@@ -44,6 +44,8 @@ public final class AgentRuntime: @unchecked Sendable {
         /// Every device's driver: the Modbus pollers above and the OPC UA drivers.
         var drivers: [String: any DeviceDriver] = [:]
         var loops: [String: LoopRunner] = [:]
+        /// Each loop's state as a device (`loop-<name>`); also in `tables`, `drivers` and `directory`.
+        var loopDevices: [String: LoopStateDevice] = [:]
     }
 
     public let configPath: String
@@ -129,18 +131,17 @@ public final class AgentRuntime: @unchecked Sendable {
         effective.controlSocketPath = old.configuration.controlSocketPath
         var (next, summary) = try build(effective, keeping: old)
         summary.ignored = ignored
-        let keptNames = Set(summary.kept)
         for (name, loop) in old.loops where next.loops[name] !== loop { loop.stop() }
-        for (name, driver) in old.drivers where !keptNames.contains(name) { driver.stop() }
+        for (name, driver) in old.drivers where next.drivers[name] !== driver { driver.stop() }
         // History must still resolve changes queued by the tables being replaced, so it sees both for now.
-        let retired = old.tables.filter { !keptNames.contains($0.key) }.map(\.value)
+        let retired = old.tables.filter { next.tables[$0.key] !== $0.value }.map(\.value)
         history.use(directory: TagDirectory(tables: Array(next.tables.values) + retired))
         sparkplug?.use(sparkplugView(next, retired: retired))
         lock.withLock {
             generation = next
             reloads += 1
         }
-        for (name, driver) in next.drivers where !keptNames.contains(name) { driver.start() }
+        for (name, driver) in next.drivers where old.drivers[name] !== driver { driver.start() }
         for (name, loop) in next.loops where old.loops[name] !== loop { loop.start() }
         return summary
     }
@@ -194,10 +195,25 @@ public final class AgentRuntime: @unchecked Sendable {
             pollers: pollers)
         generation.drivers = drivers
         generation.loops = try buildLoops(generation, keeping: old, summary: &summary)
+        for (name, runner) in generation.loops {
+            let device: LoopStateDevice
+            if let kept = old?.loopDevices[name], kept.runner === runner {
+                device = kept
+            } else {
+                device = LoopStateDevice(
+                    runner: runner, feed: feed, idBase: nextIDBase,
+                    source: { tag in generation.directory.locate(name: tag).map { $0.table.definitions[$0.index] } })
+                nextIDBase += Int32(max(1, device.table.count))
+            }
+            generation.loopDevices[name] = device
+            generation.tables[device.device.name] = device.table
+            generation.drivers[device.device.name] = device
+        }
+        generation.directory = TagDirectory(tables: Array(generation.tables.values))
         return (generation, summary)
     }
 
-    /// Keeps a loop whose definition is unchanged and whose devices kept their pollers; builds the others.
+    /// Keeps a loop whose definition is unchanged and whose devices kept their drivers; builds the others.
     private func buildLoops(
         _ g: Generation, keeping old: Generation?, summary: inout ReloadSummary
     ) throws -> [String: LoopRunner] {
@@ -209,7 +225,7 @@ public final class AgentRuntime: @unchecked Sendable {
                     g.directory.locate(name: name).map { $0.table.definitions[$0.index].device }
                 })
             if let old, let runner = old.loops[d.name], runner.definition == d,
-                devices.allSatisfy({ old.pollers[$0] != nil && old.pollers[$0] === g.pollers[$0] })
+                devices.allSatisfy({ old.drivers[$0] != nil && old.drivers[$0] === g.drivers[$0] })
             {
                 loops[d.name] = runner
                 summary.kept.append("loop \(d.name)")
@@ -221,7 +237,7 @@ public final class AgentRuntime: @unchecked Sendable {
                     bind: { name in
                         guard let (table, index) = g.directory.locate(name: name) else { return nil }
                         return LoopTagBinding(
-                            table: table, index: index, poller: g.pollers[table.definitions[index].device])
+                            table: table, index: index, driver: g.drivers[table.definitions[index].device])
                     },
                     audit: { [weak self] in self?.recordAudit($0) })
             } catch {

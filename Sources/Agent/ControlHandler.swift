@@ -158,6 +158,7 @@ func endpoint(_ transport: DeviceTransport) -> String {
     case .modbusRTU(let device, let baud, let parity, let dataBits, let stopBits):
         return "modbus-rtu://\(device)?\(baud)-\(dataBits)\(parity.letter)\(stopBits)"
     case .opcua(let settings): return settings.endpointURL
+    case .agent: return "agent"
     }
 }
 

@@ -304,7 +304,7 @@ struct Builder {
         for i in tags.indices where tags[i].0.pollGroup.isEmpty { tags[i].0.pollGroup = fallback }
         ConfigValidator.validate(
             devices: devices, tags: tags, pollGroups: pollGroups, history: history, sink: &sink)
-        LoopValidator.validate(loops: loops, tags: tags, pollGroups: pollGroups, sink: &sink)
+        LoopValidator.validate(loops: loops, tags: tags, pollGroups: pollGroups, devices: devices, sink: &sink)
         validateSparkplug()
     }
 }

@@ -4,7 +4,7 @@ import Tags
 enum LoopValidator {
     static func validate(
         loops: [(LoopDefinition, Location)], tags: [(TagDefinition, Location)], pollGroups: [(PollGroup, Location)],
-        sink: inout DiagnosticSink
+        devices: [(DeviceDefinition, Location)] = [], sink: inout DiagnosticSink
     ) {
         let tagByName = Dictionary(tags.map { ($0.0.name, $0.0) }, uniquingKeysWith: { a, _ in a })
         let groupPeriod = Dictionary(
@@ -27,6 +27,19 @@ enum LoopValidator {
             names[loop.name] = at
             if !loop.name.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" || $0 == "-" }) {
                 error("\(what): names may contain letters, digits, '_' and '-' only (the CLI and upstream use them)")
+            }
+            // The loop's state is served as device `loop-<name>` with tags `loop/<name>/…` (history, Sparkplug).
+            if let device = devices.first(where: { $0.0.name == "loop-\(loop.name)" }) {
+                error(
+                    "\(what) is served as device 'loop-\(loop.name)', which is also a configured device "
+                        + "(\(device.1.file):\(device.1.line))",
+                    hint: "rename the loop or the device")
+            }
+            if let tag = tags.first(where: { $0.0.name.hasPrefix("loop/\(loop.name)/") }) {
+                error(
+                    "tag '\(tag.0.name)' (\(tag.1.file):\(tag.1.line)) is in the name space 'loop/\(loop.name)/' "
+                        + "of \(what)'s own state tags",
+                    hint: "rename the tag or the loop")
             }
             if loop.periodMilliseconds < 10 { error("\(what): period \(loop.periodMilliseconds)ms is below 10ms") }
             if loop.cvs.isEmpty { error("\(what) has no CVs") }

@@ -243,6 +243,8 @@ enum OPCUAValidator {
                     "\(what) node '\(node)' is not a valid NodeId: \(problem)",
                     hint: "write it as ns=<index>;s=<name>, ns=<index>;i=<number>, g=<guid> or b=<base64>")
             }
+        case .computed:
+            return false
         case .opcuaBrowsePath(let path):
             if !isOPCUADevice {
                 error("\(what) has a browse_path, but device '\(device.name)' is a Modbus device")

@@ -81,8 +81,8 @@ public final class ModbusConnection {
             ctx = modbus_new_tcp_pi(host, String(port))
         case .modbusRTU(let path, let baud, let parity, let dataBits, let stopBits):
             ctx = modbus_new_rtu(path, Int32(baud), CChar(parity.letter.asciiValue!), Int32(dataBits), Int32(stopBits))
-        case .opcua:
-            throw .invalidRequest("device \(device.name) is an OPC UA device, not a Modbus one")
+        case .opcua, .agent:
+            throw .invalidRequest("device \(device.name) is not a Modbus device")
         }
         guard let ctx else {
             throw .invalidRequest("cannot create libmodbus context for \(device.name): \(Self.lastErrorText())")

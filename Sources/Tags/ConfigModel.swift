@@ -69,6 +69,8 @@ public enum TagSource: Sendable, Hashable {
     case opcua(node: String)
     /// An OPC UA node found by browse path from the Objects folder (`Objects/2:Plant/2:Level`), resolved at connect.
     case opcuaBrowsePath(String)
+    /// A value the agent computes itself, e.g. a control loop's mode or setpoint; the key names it for its producer.
+    case computed(String)
 }
 
 /// One configured tag: what to read, how to decode and scale it, and whether it may be written.
@@ -135,6 +137,9 @@ public enum DeviceTransport: Sendable, Hashable {
     case modbusTCP(host: String, port: Int)
     case modbusRTU(serialDevice: String, baud: Int, parity: SerialParity, dataBits: Int, stopBits: Int)
     case opcua(OPCUAEndpointSettings)
+    /// No protocol: the agent's own state (a control loop's mode, setpoints, health) presented as a device so that
+    /// history, the CLI and Sparkplug treat it like any other.
+    case agent
 }
 
 /// One PLC or I/O device the agent polls.

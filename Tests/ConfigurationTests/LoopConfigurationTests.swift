@@ -107,4 +107,30 @@ import Testing
         let e = errors(loop + Self.model)
         #expect(e.contains { $0.message.contains("levle") })
     }
+
+    /// The loop's state is served as device `loop-<name>` with tags `loop/<name>/…`; configured ones may not clash.
+    @Test func theLoopsOwnDeviceAndTagNamesAreReserved() {
+        let loop = """
+              - name: tank
+                period: 100ms
+                cvs:
+                  - {tag: level, setpoint: 12}
+                mvs:
+                  - {tag: pump, low: 0, high: 8, rate: 1, pid: {cv: level, gain: 1, integral_time: 10s}}
+            """ + Self.model
+        let clashing = Self.plant.replacingOccurrences(of: "  - name: plc", with: "  - name: loop-tank")
+            .replacingOccurrences(of: "device: plc", with: "device: loop-tank")
+            .replacingOccurrences(of: "  - name: valve", with: "  - name: loop/tank/mode")
+        let e: [ConfigDiagnostic]
+        do {
+            _ = try ConfigurationLoader.parse(yaml: clashing + "\nloops:\n" + loop, file: "plant.yaml")
+            e = []
+        } catch {
+            e = error.errors
+        }
+        #expect(e.contains { $0.message.contains("served as device 'loop-tank', which is also a configured device") })
+        #expect(e.contains { $0.message.contains("tag 'loop/tank/mode'") && $0.message.contains("'loop/tank/'") })
+        #expect(e.allSatisfy { $0.file == "plant.yaml" && $0.line > 0 })
+        #expect(errors(loop).isEmpty)
+    }
 }

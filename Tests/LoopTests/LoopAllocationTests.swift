@@ -46,7 +46,7 @@ final class CycleAllocations: @unchecked Sendable {
         let counter = CycleAllocations()
         let runner = try LoopRunner(
             definition: configuration.loops[0],
-            bind: { name in table.index(of: name).map { LoopTagBinding(table: table, index: $0, poller: poller) } },
+            bind: { name in table.index(of: name).map { LoopTagBinding(table: table, index: $0, driver: poller) } },
             cycleObserver: { counter.observe($0) })
         runner.start()
         #expect(eventually(timeout: 10) { runner.snapshot().mode == "mpc" })

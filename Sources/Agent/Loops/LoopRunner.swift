@@ -6,16 +6,17 @@ import Modbus
 import Synchronization
 import Tags
 
-/// Where a loop variable lives: its tag table slot, and the poller that writes it (for MVs and the heartbeat).
+/// Where a loop variable lives: its tag table slot, and the driver that writes it (for MVs and the heartbeat),
+/// whatever the device's protocol: a loop may read CVs over OPC UA and write MVs over Modbus.
 public struct LoopTagBinding {
     public var table: TagTable
     public var index: Int
-    public var poller: ModbusPoller?
+    public var driver: (any DeviceDriver)?
 
-    public init(table: TagTable, index: Int, poller: ModbusPoller?) {
+    public init(table: TagTable, index: Int, driver: (any DeviceDriver)?) {
         self.table = table
         self.index = index
-        self.poller = poller
+        self.driver = driver
     }
 }
 
@@ -54,7 +55,7 @@ struct LoopEvent {
 
 /// Runs one configured loop in real time: a dedicated thread on an absolute CLOCK_MONOTONIC schedule reads the
 /// freshest tag values (quality and age checked), steps the supervised `ControlLoop`, and hands the MV values and
-/// the heartbeat to a writer thread, which carries them to the PLC through the device's poller.
+/// the heartbeat to a writer thread, which carries them to the PLC through the device's driver.
 ///
 /// The loop thread never waits on the device, the database, the broker or the CLI: writes, logging and auditing
 /// happen on the writer thread, commands arrive through a small mailbox, and the state the CLI and a publisher read
@@ -191,7 +192,7 @@ public final class LoopRunner: @unchecked Sendable {
         self.cycleObserver = cycleObserver
         func resolve(_ name: String, writable: Bool) throws(LoopCommandError) -> LoopTagBinding {
             guard let b = bind(name) else { throw LoopCommandError("loop '\(d.name)': no tag named '\(name)'") }
-            if writable && b.poller == nil {
+            if writable && b.driver == nil {
                 throw LoopCommandError("loop '\(d.name)': tag '\(name)' has no driver to write it")
             }
             return b
@@ -781,7 +782,7 @@ public final class LoopRunner: @unchecked Sendable {
                 let d = b.table.definitions[b.index]
                 let value: TagValue = d.presentsAsDouble ? .double(values[l]) : .int(Int64(values[l].rounded()))
                 do {
-                    _ = try b.poller!.write(tag: b.index, value)
+                    _ = try b.driver!.writeTag(b.index, value)
                     pthread_mutex_lock(boardLock)
                     boardWrites[l] &+= 1
                     boardWriteFailed[l] = false
@@ -802,7 +803,7 @@ public final class LoopRunner: @unchecked Sendable {
                 }
             }
             if let hb, let b = heartbeatBinding {
-                _ = try? b.poller!.write(tag: b.index, .int(Int64(hb)))
+                _ = try? b.driver!.writeTag(b.index, .int(Int64(hb)))
             }
             drainEvents()
         }

@@ -79,7 +79,7 @@ public final class OPCUADeviceDriver: DeviceDriver, @unchecked Sendable {
                 } else {
                     addresses.append(.invalid("browse path '\(text)' is malformed"))
                 }
-            case .modbus:
+            case .modbus, .computed:
                 addresses.append(.invalid("a Modbus address on an OPC UA device"))
             }
             guard d.device == device.name, let group = pollGroups.first(where: { $0.name == d.pollGroup }) else {

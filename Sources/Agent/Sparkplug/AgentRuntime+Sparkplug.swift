@@ -23,12 +23,16 @@ extension AgentRuntime {
             audit: { [weak self] in self?.recordAudit($0) })
     }
 
-    /// The devices of generation `g` in configuration order; `retired` tables still resolve queued change ids.
+    /// The devices of generation `g` in configuration order, then the loops' devices; `retired` tables still resolve
+    /// queued change ids.
     func sparkplugView(_ g: Generation, retired: [TagTable]) -> EdgeNodePublisher.View {
         EdgeNodePublisher.View(
             devices: g.configuration.devices.compactMap { d in
                 g.tables[d.name].map { (d.name, $0, g.drivers[d.name]) }
-            },
+            }
+                + g.loopDevices.values.sorted { $0.device.name < $1.device.name }.map {
+                    ($0.device.name, $0.table, $0 as any DeviceDriver)
+                },
             directory: TagDirectory(tables: Array(g.tables.values) + retired))
     }
 

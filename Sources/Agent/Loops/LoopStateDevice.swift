@@ -1,0 +1,295 @@
+import Control
+import Foundation
+import Logging
+import Tags
+
+/// A control loop presented as a device of its own (`loop-<name>`), with tags `loop/<name>/…` for its mode, the
+/// reason for it, setpoints, CVs, MVs, health and KPIs.
+///
+/// Being a device with a tag table is what makes the loop's state reach everything that serves devices, with no
+/// second path: history keeps every mode change (with its reason) as a time series, `edgepilot tags` and `read`
+/// show it, the Sparkplug publisher births it as a device and publishes its changes by exception, and a write
+/// (`edgepilot write`, a Sparkplug DCMD) to `mode`, a setpoint or a manual MV becomes the same loop command
+/// `edgepilot loop` sends, with the same checks. Its own thread copies the runner's snapshot into the table (the
+/// table's single writer), so the loop thread does nothing more than before.
+final class LoopStateDevice: DeviceDriver, @unchecked Sendable {
+    /// What one tag of the loop device shows.
+    enum Field: Equatable {
+        case mode, requestedMode, reason, solverStatus, solveP99, jitterP99, missedDeadlines, writeErrors
+        case cvValue(Int)
+        case setpoint(Int)
+        case mvValue(Int)
+        case serviceFactor
+        case iae(Int)
+        case oscillating(Int)
+        case saturation(Int)
+
+        /// Health and KPIs move continuously; they are refreshed less often than the state an operator acts on.
+        var isSlow: Bool {
+            switch self {
+            case .solveP99, .jitterP99, .serviceFactor, .iae, .oscillating, .saturation: return true
+            default: return false
+            }
+        }
+    }
+
+    static func deviceName(loop: String) -> String { "loop-\(loop)" }
+
+    let device: DeviceDefinition
+    let table: TagTable
+    let runner: LoopRunner
+    private let fields: [Field]
+    private let logger = Logger(label: "edgepilot.loop")
+    private let slowEvery: Int
+    private let periodNanoseconds: UInt64
+
+    private let cond = NSCondition()
+    private var running = false
+    private var stopRequested = false
+    private var refreshSoon = false
+    private var thread: Thread?
+    private let finished = DispatchSemaphore(value: 0)
+    private var refreshes: UInt64 = 0
+    private var writes: UInt64 = 0
+
+    // Refresh-thread state.
+    private var lastTransition: Int64 = 0
+    private var textBuffer = [UInt8](repeating: 0, count: 256)
+
+    /// Builds the tag table of `runner`'s loop; `source` gives the configured tag behind a CV or MV (units, deadband).
+    init(
+        runner: LoopRunner, feed: ChangeFeed, idBase: Int32, refreshMilliseconds: Int = 1000,
+        source: (String) -> TagDefinition?
+    ) {
+        self.runner = runner
+        let d = runner.definition
+        let name = Self.deviceName(loop: d.name)
+        device = DeviceDefinition(name: name, transport: .agent)
+        var defs: [TagDefinition] = []
+        var fields: [Field] = []
+        func add(
+            _ field: Field, _ suffix: String, _ type: TagDataType, units: String? = nil, deadband: Double = 0,
+            writable: Bool = false, limits: WriteLimits? = nil, description: String
+        ) {
+            defs.append(
+                TagDefinition(
+                    name: "loop/\(d.name)/\(suffix)", device: name, source: .computed(suffix), type: type, units: units,
+                    description: description, deadband: deadband, writable: writable, limits: limits,
+                    pollGroup: "loop"))
+            fields.append(field)
+        }
+        add(.mode, "mode", .string(registers: 8), writable: true, description: "mode in force: mpc, pid or manual")
+        add(.requestedMode, "requested_mode", .string(registers: 8), description: "mode asked for by the operator")
+        add(.reason, "reason", .string(registers: 64), description: "why the loop is in its mode")
+        add(.solverStatus, "health/solver_status", .string(registers: 16), description: "last MPC solve")
+        add(.solveP99, "health/solve_p99", .float64, units: "us", deadband: 5, description: "MPC solve time p99")
+        add(.jitterP99, "health/jitter_p99", .float64, units: "us", deadband: 50, description: "wake-up jitter p99")
+        add(.missedDeadlines, "health/missed_deadlines", .uint64, description: "cycles that overran their deadline")
+        add(.writeErrors, "health/write_errors", .uint64, description: "MV writes the device failed")
+        for (i, cv) in d.cvs.enumerated() {
+            let tag = source(cv.tag)
+            add(
+                .cvValue(i), "cv/\(cv.tag)/value", .float64, units: tag?.units, deadband: tag?.deadband ?? 0,
+                description: "CV as the loop reads it")
+            add(
+                .setpoint(i), "cv/\(cv.tag)/setpoint", .float64, units: tag?.units, writable: true,
+                limits: WriteLimits(minimum: cv.softLow, maximum: cv.softHigh), description: "CV setpoint")
+            add(.iae(i), "kpi/cv/\(cv.tag)/iae", .float64, deadband: 0.01, description: "IAE over the KPI window")
+            add(.oscillating(i), "kpi/cv/\(cv.tag)/oscillating", .bool, description: "Hägglund oscillation detector")
+        }
+        for (l, mv) in d.mvs.enumerated() {
+            let tag = source(mv.tag)
+            add(
+                .mvValue(l), "mv/\(mv.tag)/value", .float64, units: tag?.units, deadband: tag?.deadband ?? 0,
+                writable: true, limits: WriteLimits(minimum: mv.low, maximum: mv.high),
+                description: "MV applied; writable in manual")
+            add(
+                .saturation(l), "kpi/mv/\(mv.tag)/saturation", .float64, units: "%", deadband: 0.1,
+                description: "time at a limit over the KPI window")
+        }
+        add(.serviceFactor, "kpi/service_factor", .float64, deadband: 0.001, description: "fraction of time in MPC")
+        self.fields = fields
+        table = TagTable(definitions: defs, changes: feed, idBase: idBase)
+        periodNanoseconds = UInt64(max(100, refreshMilliseconds)) * 1_000_000
+        slowEvery = 10
+    }
+
+    // MARK: - DeviceDriver
+
+    func start() {
+        let t = cond.withLock { () -> Thread? in
+            guard !running else { return nil }
+            running = true
+            let t = Thread { [self] in
+                run()
+                finished.signal()
+            }
+            t.name = "loop-state"
+            thread = t
+            return t
+        }
+        t?.start()
+    }
+
+    func stop() {
+        let wasRunning = cond.withLock {
+            stopRequested = true
+            cond.broadcast()
+            return thread != nil
+        }
+        if wasRunning { finished.wait() }
+    }
+
+    var driverStatus: DeviceDriverStatus {
+        cond.withLock {
+            var s = DeviceDriverStatus()
+            s.state = running && !stopRequested ? "connected" : "stopped"
+            s.polls = refreshes
+            s.writes = writes
+            return s
+        }
+    }
+
+    /// A write to `mode`, a setpoint or an MV is a loop command; the caller audits it with its source.
+    func writeTag(_ index: Int, _ value: TagValue) throws(DeviceWriteError) -> DeviceWriteOutcome {
+        guard fields.indices.contains(index) else { throw .refused("no such tag") }
+        let d = table.definitions[index]
+        do throws(LoopCommandError) {
+            switch fields[index] {
+            case .mode:
+                guard case .string(let text) = value,
+                    let mode = LoopMode(rawValue: text.trimmingCharacters(in: .whitespaces).lowercased())
+                else {
+                    throw LoopCommandError("mode must be mpc, pid or manual, not '\(value)'")
+                }
+                runner.requestMode(mode)
+            case .setpoint(let i):
+                guard let v = value.doubleValue else { throw LoopCommandError("\(d.name) takes a number") }
+                try runner.setSetpoint(cv: runner.definition.cvs[i].tag, v)
+            case .mvValue(let l):
+                guard let v = value.doubleValue else { throw LoopCommandError("\(d.name) takes a number") }
+                try runner.setManual(mv: runner.definition.mvs[l].tag, v)
+            default:
+                throw LoopCommandError("\(d.name) is read-only")
+            }
+        } catch {
+            throw .refused(error.description)
+        }
+        cond.withLock {
+            writes &+= 1
+            refreshSoon = true
+            cond.broadcast()
+        }
+        return DeviceWriteOutcome(detail: "loop \(runner.definition.name): applied at the next cycle", readBack: nil)
+    }
+
+    // MARK: - Refresh thread
+
+    private func run() {
+        var n = 0
+        while true {
+            let stopping = cond.withLock { () -> Bool in
+                if !stopRequested && !refreshSoon {
+                    _ = cond.wait(until: Date(timeIntervalSinceNow: Double(periodNanoseconds) / 1e9))
+                }
+                if refreshSoon {
+                    refreshSoon = false
+                    // Commands take effect at the loop's next cycle; show the result, not the state before it.
+                    cond.unlock()
+                    usleep(useconds_t(min(2000, runner.definition.periodMilliseconds + 20) * 1000))
+                    cond.lock()
+                }
+                return stopRequested
+            }
+            if stopping { break }
+            refresh(includingSlow: n % slowEvery == 0)
+            n += 1
+            cond.withLock { refreshes &+= 1 }
+        }
+        let now = Self.nowMicros()
+        for i in fields.indices { table.markQuality(i, Quality(.outOfService), timestamp: now) }
+        cond.withLock {
+            running = false
+            thread = nil
+        }
+    }
+
+    func refresh(includingSlow: Bool) {
+        let s = runner.snapshot()
+        let kpi = includingSlow ? runner.kpis() : nil
+        let now = Self.nowMicros()
+        // Every mode change goes to the table at the time it happened, so history keeps each one, even several
+        // between two refreshes.
+        let modeIndex = fields.firstIndex(of: .mode)!
+        let reasonIndex = fields.firstIndex(of: .reason)!
+        for t in s.transitions where t.time > lastTransition {
+            lastTransition = t.time
+            put(text: t.to, modeIndex, at: t.time)
+            put(text: t.reason, reasonIndex, at: t.time)
+        }
+        for (index, field) in fields.enumerated() {
+            if field.isSlow && kpi == nil { continue }
+            switch field {
+            case .mode: put(text: s.mode, index, at: s.modeSince ?? now)
+            case .reason: put(text: s.reason ?? "", index, at: s.modeSince ?? now)
+            case .requestedMode: put(text: s.requestedMode, index, at: now)
+            case .solverStatus: put(text: s.solver.status ?? "none", index, at: now)
+            case .solveP99: put(s.solver.p99Microseconds, index, at: now)
+            case .jitterP99: put(s.timing.jitterP99Microseconds, index, at: now)
+            case .missedDeadlines: put(.uint(s.timing.missedDeadlines), index, at: now)
+            case .writeErrors: put(.uint(s.mvs.reduce(0) { $0 &+ $1.writeErrors }), index, at: now)
+            case .cvValue(let i):
+                let cv = s.cvs[i]
+                if let v = cv.value, cv.good {
+                    put(v, index, at: now)
+                } else {
+                    table.markQuality(index, Quality(.stale), timestamp: now)
+                }
+            case .setpoint(let i): put(s.cvs[i].setpoint ?? .nan, index, at: now)
+            case .mvValue(let l): put(s.mvs[l].value ?? .nan, index, at: now)
+            case .serviceFactor: put(kpi!.serviceFactor["mpc"] ?? 0, index, at: now)
+            case .iae(let i): put(kpi!.cvs[i].iae, index, at: now)
+            case .oscillating(let i): put(.bool(kpi!.cvs[i].oscillating), index, at: now)
+            case .saturation(let l): put(kpi!.mvs[l].saturationPercent, index, at: now)
+            }
+        }
+    }
+
+    private func put(_ value: Double, _ index: Int, at time: Int64) {
+        if value.isNaN {
+            // A range-controlled CV has no single setpoint; an MV not yet applied has no value.
+            table.markQuality(index, Quality(.waitingForInitialData), timestamp: time)
+        } else {
+            put(.double(value), index, at: time)
+        }
+    }
+
+    private func put(_ value: SampleValue, _ index: Int, at time: Int64) {
+        table.update(index, TagSample(value: value, quality: .good, timestamp: time))
+    }
+
+    private func put(text: String, _ index: Int, at time: Int64) {
+        let capacity = table.definitions[index].type.textCapacity
+        var used = 0
+        // Cut at a character boundary so a long reason never ends in half a UTF-8 sequence.
+        for ch in text.unicodeScalars {
+            let bytes = Array(String(ch).utf8)
+            guard used + bytes.count <= capacity else { break }
+            for b in bytes {
+                textBuffer[used] = b
+                used += 1
+            }
+        }
+        textBuffer.withUnsafeBytes { raw in
+            _ = table.update(
+                index, TagSample(value: .text(length: used), quality: .good, timestamp: time),
+                text: UnsafeRawBufferPointer(rebasing: raw[0..<used]))
+        }
+    }
+
+    static func nowMicros() -> Int64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return Int64(ts.tv_sec) * 1_000_000 + Int64(ts.tv_nsec) / 1000
+    }
+}
