@@ -29,6 +29,8 @@ public struct ModbusPollerStatistics: Sendable, Equatable {
     public var errors: UInt64 = 0
     public var timeouts: UInt64 = 0
     public var exceptions: UInt64 = 0
+    /// Requests the device refused as spanning unmapped addresses, now read in pieces.
+    public var splitRequests: UInt64 = 0
     public var writes: UInt64 = 0
     public var writeErrors: UInt64 = 0
     /// Poll cycles that started later than one period after they were due (skipped, not queued).
@@ -89,8 +91,11 @@ public struct ModbusWriteResult: Sendable, Equatable {
 public final class ModbusPoller: @unchecked Sendable {
     public let device: DeviceDefinition
     public let table: TagTable
-    /// The read plan of each poll group, in the order given to `init`.
+    /// The read plan of each poll group, in the order given to `init`, as planned from the configuration.
     public let plans: [ReadPlan]
+    // What the poller thread reads: `plans`, with the requests the device refused as spanning unmapped addresses
+    // split into pieces it accepts (see `ReadPlan.splitting`). Touched only by the polling thread.
+    private var activePlans: [ReadPlan]
     public let groups: [PollGroup]
 
     private let connection: ModbusConnection
@@ -149,6 +154,7 @@ public final class ModbusPoller: @unchecked Sendable {
             groups.append(group)
         }
         self.plans = plans
+        activePlans = plans
         self.groups = groups
         entryByTag = entries
         periods = groups.map { Int64(max(1, $0.periodMilliseconds)) * 1_000_000 }
@@ -323,18 +329,29 @@ public final class ModbusPoller: @unchecked Sendable {
     private func runCycle(_ g: Int) -> Int {
         cycleObserver?(true)
         let started = monotonicNanoseconds()
-        let plan = plans[g]
+        var plan = activePlans[g]
         var sent = 0
         var failed = 0
-        for r in 0..<plan.requests.count {
+        var r = 0
+        while r < plan.requests.count {
             if pendingCount.load(ordering: .relaxed) > 0 { serveWrites() }
             guard connection.isConnected, !isStopping else {
                 failed += plan.requests.count - r
                 break
             }
-            let (attempts, ok) = performRead(plan, r)
+            let (attempts, ok, refusedAddress) = performRead(plan, r)
             sent += attempts
+            if refusedAddress, let split = plan.splitting(request: r) {
+                // Read the pieces at once (the same index now holds the first of them); from now on they replace it.
+                let request = plan.requests[r]
+                let pieces = split.requests.count - plan.requests.count + 1
+                logSplit(request, pieces: pieces)
+                activePlans[g] = split
+                plan = split
+                continue
+            }
             if !ok { failed += 1 }
+            r += 1
         }
         let duration = monotonicNanoseconds() - started
         statistics.withLock {
@@ -347,8 +364,9 @@ public final class ModbusPoller: @unchecked Sendable {
         return failed
     }
 
-    /// Reads request `r` (with retries on timeout) and updates its tags; returns requests sent and success.
-    private func performRead(_ plan: ReadPlan, _ r: Int) -> (Int, Bool) {
+    /// Reads request `r` (with retries on timeout) and updates its tags; returns requests sent, success, and
+    /// whether the device refused a request of several tags as an illegal data address (the caller splits it).
+    private func performRead(_ plan: ReadPlan, _ r: Int) -> (Int, Bool, Bool) {
         let request = plan.requests[r]
         var attempts = 0
         while true {
@@ -356,8 +374,12 @@ public final class ModbusPoller: @unchecked Sendable {
             do {
                 try connection.read(request, registers: registers, bits: bits)
                 decode(plan, request)
-                return (attempts, true)
+                return (attempts, true, false)
             } catch {
+                if error == .exception(code: 2) && request.entryRange.count > 1 {
+                    statistics.withLock { $0.exceptions &+= 1 }
+                    return (attempts, false, true)
+                }
                 var failure = error
                 if error == .timeout || isInvalidResponse(error) {
                     do {
@@ -368,7 +390,7 @@ public final class ModbusPoller: @unchecked Sendable {
                     }
                 }
                 handleReadError(failure, plan, request)
-                return (attempts, false)
+                return (attempts, false, false)
             }
         }
     }
@@ -396,6 +418,18 @@ public final class ModbusPoller: @unchecked Sendable {
                 table.update(e.tag, sample)
             }
         }
+    }
+
+    private func logSplit(_ request: ReadRequest, pieces: Int) {
+        let text =
+            "\(request.area.rawValue) \(request.start)+\(request.count): exception 2 (illegal data address); "
+            + "reading it as \(pieces) requests from now on"
+        statistics.withLock {
+            $0.lastError = text
+            $0.lastErrorTime = unixMicroseconds()
+            $0.splitRequests &+= 1
+        }
+        // `edgepilot status` shows it as the device's last error, so a technician sees why requests per cycle rose.
     }
 
     private func isInvalidResponse(_ error: ModbusError) -> Bool {
@@ -532,7 +566,7 @@ public final class ModbusPoller: @unchecked Sendable {
         entry.offset = 0
         entry.request = 0
         let plan = ReadPlan(single: request, entry: entry)
-        let (_, ok) = performRead(plan, 0)
+        let (_, ok, _) = performRead(plan, 0)
         let sample = table.read(op.tag)
         return .success(
             ModbusWriteResult(

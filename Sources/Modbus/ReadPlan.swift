@@ -114,6 +114,78 @@ public struct ReadPlan: Sendable {
         minimumRequestCount = 1
     }
 
+    /// The plan with request `r` read in smaller pieces, after the device refused it with exception 2 (illegal data
+    /// address): many PLCs refuse a read that spans addresses they do not map, even when every tag in it exists.
+    ///
+    /// First the request is cut at every gap between its tags; a request without gaps is cut into one request per
+    /// tag, so one unmapped tag no longer takes its neighbours down. Returns nil when the request holds a single tag
+    /// (the refusal is then about that tag's own address). The pieces keep their position in the plan.
+    public func splitting(request r: Int) -> ReadPlan? {
+        let request = requests[r]
+        let members = Array(entries[request.entryRange])
+        guard members.count > 1 else { return nil }
+        let lengths = members.map { request.area.isBitArea ? 1 : $0.type.registerCount }
+        // Entries are sorted by address inside a request.
+        var pieces: [Range<Int>] = []
+        var first = 0
+        var end = members[0].offset + lengths[0]
+        for k in 1..<members.count {
+            if members[k].offset > end {
+                pieces.append(first..<k)
+                first = k
+            }
+            end = max(end, members[k].offset + lengths[k])
+        }
+        pieces.append(first..<members.count)
+        if pieces.count == 1 {
+            // No gap to cut at: one request per tag (overlapping tags stay together).
+            pieces = []
+            first = 0
+            end = members[0].offset + lengths[0]
+            for k in 1..<members.count {
+                if members[k].offset >= end {
+                    pieces.append(first..<k)
+                    first = k
+                }
+                end = max(end, members[k].offset + lengths[k])
+            }
+            pieces.append(first..<members.count)
+            guard pieces.count > 1 else { return nil }
+        }
+        var plan = self
+        plan.requests.removeAll(keepingCapacity: true)
+        plan.entries.removeAll(keepingCapacity: true)
+        for (i, old) in requests.enumerated() {
+            if i != r {
+                let firstEntry = plan.entries.count
+                for var e in entries[old.entryRange] {
+                    e.request = plan.requests.count
+                    plan.entries.append(e)
+                }
+                var moved = old
+                moved.entryRange = firstEntry..<plan.entries.count
+                plan.requests.append(moved)
+                continue
+            }
+            for piece in pieces {
+                let startOffset = members[piece.lowerBound].offset
+                let endOffset = piece.map { members[$0].offset + lengths[$0] }.max()!
+                let firstEntry = plan.entries.count
+                for k in piece {
+                    var e = members[k]
+                    e.request = plan.requests.count
+                    e.offset -= startOffset
+                    plan.entries.append(e)
+                }
+                plan.requests.append(
+                    ReadRequest(
+                        area: request.area, start: request.start + startOffset, count: endOffset - startOffset,
+                        entryRange: firstEntry..<plan.entries.count))
+            }
+        }
+        return plan
+    }
+
     /// The largest request, in registers, so pollers can size their buffers.
     public var largestRegisterRequest: Int { requests.filter { !$0.area.isBitArea }.map(\.count).max() ?? 0 }
     /// The largest request, in bits.

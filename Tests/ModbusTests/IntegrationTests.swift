@@ -199,6 +199,38 @@ import Testing
         #expect(eventually { quality(t, "f32_badc").isGood })
     }
 
+    /// PLCs refuse (exception 2) a read that spans addresses they do not map; the poller splits such a request at
+    /// its gaps, then per tag, so the mapped tags stay good and only an unmapped one shows the exception.
+    @Test func readsSpanningUnmappedAddressesAreSplit() throws {
+        let sim = try QuadTank()
+        defer { sim.stop() }
+        // HR 0–3, 10–11 and 20 are mapped; 4 is not. With max_gap 30 the plan is one request, HR 0–20.
+        let tags = [
+            modbusTag("v1", .holdingRegister, 0, .float32), modbusTag("v2", .holdingRegister, 2, .float32),
+            modbusTag("hole", .holdingRegister, 4, .uint16), modbusTag("v1_i16", .holdingRegister, 10, .int16),
+            modbusTag("heartbeat", .holdingRegister, 20, .uint16),
+        ]
+        let t = table(tags)
+        let poller = try ModbusPoller(
+            device: sim.device(maxGap: 30), pollGroups: [PollGroup(name: "fast", periodMilliseconds: 100)], table: t)
+        #expect(poller.plans[0].requests.count == 1)
+        poller.start()
+        defer { poller.stop() }
+        #expect(eventually { ["v1", "v2", "v1_i16", "heartbeat"].allSatisfy { quality(t, $0).isGood } })
+        #expect(quality(t, "hole") == Quality(.exception, detail: 2))
+        // HR 0–4 cut at no gap → per tag: v1, v2, hole; then v1_i16 and heartbeat: five requests per cycle.
+        #expect(eventually { poller.stats.lastRequestsPerCycle == 5 }, "\(poller.stats)")
+        let s = poller.stats
+        #expect(s.splitRequests == 2, "\(s)")
+        #expect(s.state == .connected)
+        #expect(s.lastError?.contains("exception 2") == true)
+        // Settled: no further refusals once split (the unmapped tag keeps answering exception 2 on its own).
+        let exceptions = poller.stats.exceptions
+        usleep(500_000)
+        #expect(poller.stats.exceptions - exceptions <= 6, "only the unmapped tag's request fails")
+        #expect(poller.stats.splitRequests == 2)
+    }
+
     @Test func delayedRepliesTimeOutThenRecover() throws {
         let sim = try QuadTank()
         defer { sim.stop() }

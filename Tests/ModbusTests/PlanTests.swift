@@ -24,6 +24,28 @@ private func spans(_ p: ReadPlan) -> [String] {
 }
 
 @Suite struct PlanTests {
+    @Test func aRefusedRequestIsSplitAtItsGapsThenPerTag() throws {
+        let tags = [
+            tag("x", .coil, 0, .bool), tag("a", .holdingRegister, 0, .float32), tag("b", .holdingRegister, 2),
+            tag("c", .holdingRegister, 10), tag("d", .holdingRegister, 11, .float32), tag("e", .holdingRegister, 40),
+        ]
+        let p = try plan(tags, device(maxGap: 16))
+        #expect(spans(p) == ["coil@0+1", "holding_register@0+13", "holding_register@40+1"])
+        let byGaps = try #require(p.splitting(request: 1))
+        #expect(
+            spans(byGaps) == ["coil@0+1", "holding_register@0+3", "holding_register@10+3", "holding_register@40+1"])
+        #expect(byGaps.entries.map(\.request) == [0, 1, 1, 2, 2, 3])
+        #expect(byGaps.entries.map(\.offset) == [0, 0, 2, 0, 1, 0])
+        #expect(byGaps.requests.map(\.entryRange) == [0..<1, 1..<3, 3..<5, 5..<6])
+        #expect(byGaps.entries.map(\.tag) == p.entries.map(\.tag))
+        // A request without gaps is split per tag; a request of one tag cannot be split.
+        let perTag = try #require(byGaps.splitting(request: 2))
+        #expect(spans(perTag).suffix(3) == ["holding_register@10+1", "holding_register@11+2", "holding_register@40+1"])
+        #expect(perTag.entries.map(\.offset) == [0, 0, 2, 0, 0, 0])
+        #expect(perTag.splitting(request: 3) == nil)
+        #expect(perTag.splitting(request: 0) == nil)
+    }
+
     @Test func coalescesAcrossSmallGapsOnly() throws {
         let tags = [
             tag("a", .holdingRegister, 0), tag("b", .holdingRegister, 5, .float32), tag("c", .holdingRegister, 24),
