@@ -53,6 +53,8 @@ public final class OPCUADeviceDriver: DeviceDriver, @unchecked Sendable {
     private var thread: Thread?
     private let threadDone = Atomic<Bool>(true)
     private var backoffSeconds = 0.0
+    /// Test hook: adjusts the client configuration before each connect.
+    var configureClient: (@Sendable (inout ClientConfiguration) -> Void)?
 
     /// Builds the driver for `device`'s OPC UA tags in `table`; throws if the device is not an OPC UA device.
     public init(device: DeviceDefinition, pollGroups: [PollGroup], table: TagTable) throws {
@@ -249,12 +251,13 @@ public final class OPCUADeviceDriver: DeviceDriver, @unchecked Sendable {
     private func connect() -> Bool {
         statistics.withLock { $0.state = "connecting" }
         let timeout = Double(max(100, device.timeoutMilliseconds)) / 1000
-        let configuration = ClientConfiguration(
+        var configuration = ClientConfiguration(
             applicationUri: settings.applicationUri, requestTimeout: timeout,
             keepAliveInterval: min(5, max(0.5, timeout)),
             reconnectMinDelay: Double(max(10, device.reconnectMinMilliseconds)) / 1000,
             reconnectMaxDelay: Double(max(10, device.reconnectMaxMilliseconds)) / 1000
         ) { [weak self] state in self?.clientStateChanged(state) }
+        configureClient?(&configuration)
         let c = OPCUAClient(configuration: configuration)
         do {
             try c.connect(endpointURL: settings.endpointURL, security: try security(), identity: try userIdentity())
@@ -431,7 +434,7 @@ public final class OPCUADeviceDriver: DeviceDriver, @unchecked Sendable {
         }
     }
 
-    private func poll(group g: Int) {
+    func poll(group g: Int) {
         guard let c = lock.withLock({ client }) else { return }
         let started = DispatchTime.now().uptimeNanoseconds
         let (nodes, limit) = lock.withLock { (resolved, maxNodesPerRead) }

@@ -196,6 +196,7 @@ public final class OPCUAClient: @unchecked Sendable {
         cfg.timeout = c.requestTimeout
         cfg.decodingLimits = c.decodingLimits
         cfg.maxMessageSize = c.maxMessageSize
+        cfg.loopProbe = c.loopProbe
         return cfg
     }
 
@@ -516,6 +517,7 @@ public final class OPCUAClient: @unchecked Sendable {
 
     private func runWorker(_ flag: StopFlag) {
         while true {
+            configuration.loopProbe?(.client)
             cond.lock()
             if events.isEmpty && !flag.stopped { _ = cond.wait(until: Date(timeIntervalSinceNow: 0.1)) }
             let batch = events

@@ -23,7 +23,19 @@ struct ChannelConfiguration: Sendable {
     var maxMessageSize: UInt32 = 64 << 20
     /// First sequence number sent; tests move it close to the wrap-around.
     var initialSequenceNumber: UInt32 = 1
+    /// Test hook, see `LoopProbe`.
+    var loopProbe: LoopProbe?
 }
+
+/// Where a `LoopProbe` is called: the top of the channel's reader loop or of the client's worker loop.
+enum LoopSite: Sendable {
+    case reader
+    case client
+}
+
+/// Test hook called on a client thread each time it is about to wait for work, so that a test can read that
+/// thread's own counters (heap allocations) at points where the thread holds no half-done work.
+typealias LoopProbe = @Sendable (LoopSite) -> Void
 
 /// One UASC secure channel over one TCP connection (OPC 10000-6 §6.7).
 ///
@@ -486,6 +498,7 @@ final class SecureChannel: @unchecked Sendable {
     private func readLoop() {
         let maxChunk = Int(config.receiveBufferSize)
         while true {
+            config.loopProbe?(.reader)
             do {
                 var chunk: [UInt8] = []
                 chunk.reserveCapacity(8192)
