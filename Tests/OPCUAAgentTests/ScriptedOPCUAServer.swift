@@ -175,6 +175,7 @@ final class ScriptedOPCUAServer: @unchecked Sendable {
     }
 
     private func serve(_ fd: Int32) {
+        var partial: [UInt8] = []
         while let msg = Self.readMessage(fd) {
             let type = String(decoding: msg[0..<3], as: UTF8.self)
             do {
@@ -184,7 +185,15 @@ final class ScriptedOPCUAServer: @unchecked Sendable {
                     for v: UInt32 in [0, 65535, 65535, 0, 0] { w.write(v) }
                     Self.sendRaw(fd, Self.frame("ACKF", w.bytes))
                 case "OPN": try open(fd, msg)
-                case "MSG": try message(fd, msg)
+                case "MSG":
+                    // Chunks of one request arrive in a row: gather their bodies (after the 24-byte headers).
+                    partial += msg[24...]
+                    guard msg[3] == UInt8(ascii: "F") else { continue }
+                    var r = BinaryReader(msg, from: 20, to: 24)
+                    let requestId = try r.readUInt32()
+                    let body = partial
+                    partial = []
+                    try message(fd, requestId: requestId, body)
                 default: return  // CLO or anything else ends the connection
                 }
             } catch {
@@ -222,10 +231,8 @@ final class ScriptedOPCUAServer: @unchecked Sendable {
         Self.sendRaw(fd, Self.frame("OPNF", w.bytes))
     }
 
-    private func message(_ fd: Int32, _ msg: [UInt8]) throws {
-        var r = BinaryReader(msg, from: 16, to: msg.count)
-        _ = try r.readUInt32()  // sequence number
-        let requestId = try r.readUInt32()
+    private func message(_ fd: Int32, requestId: UInt32, _ body: [UInt8]) throws {
+        var r = BinaryReader(body)
         let typeId = try r.read(NodeId.self)
         _ = try r.read(NodeId.self)  // authentication token
         _ = try r.readInt64()
@@ -362,20 +369,27 @@ final class ScriptedOPCUAServer: @unchecked Sendable {
         send(fd, requestId: requestId, body: w.bytes)
     }
 
+    /// Sends a response in chunks of at most 65,535 bytes, the client's receive buffer size.
     private func send(_ fd: Int32, requestId: UInt32, body: [UInt8]) {
         lock.lock()
         defer { lock.unlock() }
-        var w = BinaryWriter(capacity: body.count + 24)
-        w.write(raw: Array("MSGF".utf8))
-        w.write(UInt32(0))
-        w.write(UInt32(7))  // channel
-        w.write(UInt32(1))  // token
-        w.write(sequence)
-        sequence += 1
-        w.write(requestId)
-        w.write(raw: body)
-        w.patch(UInt32(w.count), at: 4)
-        Self.sendRaw(fd, w.bytes)
+        let maxBody = 65_535 - 24
+        var start = 0
+        repeat {
+            let end = min(body.count, start + maxBody)
+            var w = BinaryWriter(capacity: end - start + 24)
+            w.write(raw: Array((end == body.count ? "MSGF" : "MSGC").utf8))
+            w.write(UInt32(0))
+            w.write(UInt32(7))  // channel
+            w.write(UInt32(1))  // token
+            w.write(sequence)
+            sequence += 1
+            w.write(requestId)
+            w.write(raw: body[start..<end])
+            w.patch(UInt32(w.count), at: 4)
+            Self.sendRaw(fd, w.bytes)
+            start = end
+        } while start < body.count
     }
 
     private static func sendRaw(_ fd: Int32, _ bytes: [UInt8]) {
