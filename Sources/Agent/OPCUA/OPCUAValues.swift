@@ -16,6 +16,21 @@ public enum OPCUAValues {
         return Quality(.deviceStatus, detail: status.rawValue)
     }
 
+    /// How a tag's quality reads to people. A device status of an OPC UA tag carries the status code's name
+    /// (`bad (BadFilterNotAllowed (0x80450000))`), since the hex code alone means little to a technician; other
+    /// tags and qualities read as `Quality.description`.
+    public static func describe(_ quality: Quality, of definition: TagDefinition) -> String {
+        switch definition.source {
+        case .opcua, .opcuaBrowsePath: break
+        case .modbus: return quality.description
+        }
+        switch quality.code {
+        case .deviceStatus: return "bad (\(StatusCode(quality.detail)))"
+        case .uncertain: return "uncertain (\(StatusCode(quality.detail)))"
+        default: return quality.description
+        }
+    }
+
     /// Unix microseconds of an OPC UA DateTime.
     public static func microseconds(_ t: DateTime) -> Int64 {
         (t.ticks - 116_444_736_000_000_000) / 10
