@@ -6,10 +6,12 @@ import _CryptoExtras
 /// An OPC UA client over the binary protocol (opc.tcp).
 ///
 /// Service calls (`read`, `write`, `browse`, …) block the calling thread and may be made from any thread.
-/// The client owns one thread of its own (`opcua-client`): it keeps Publish requests outstanding, delivers
-/// subscription callbacks, renews the secure channel token, sends session keep-alives and, when the server
-/// or the network goes away, reconnects with exponential backoff and jitter and recreates the channel,
-/// session and subscriptions. Call `disconnect()` to stop that thread.
+/// The client owns one thread of its own (`opcua-client`): it keeps Publish requests outstanding and
+/// acknowledges them, delivers `onChange` callbacks, renews the secure channel token, sends session keep-alives
+/// and, when the server or the network goes away, reconnects with exponential backoff and jitter and recreates
+/// the channel, session and subscriptions. Call `disconnect()` to stop that thread. Each secure channel has a
+/// reader thread too (`opcua-reader`), which walks Publish responses in place and runs `onValues` callbacks
+/// (decision record 0013).
 public final class OPCUAClient: @unchecked Sendable {
     public let configuration: ClientConfiguration
 
