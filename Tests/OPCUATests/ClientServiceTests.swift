@@ -243,6 +243,27 @@ final class ClientServiceTests: XCTestCase {
         _ = try c.write([(level, .double(50))])
     }
 
+    /// Nothing the client pools or caches for Publish and Read may keep a closed channel (and its socket) alive.
+    func testDisconnectReleasesTheChannel() throws {
+        weak var channel: SecureChannel?
+        do {
+            let c = OPCUAClient()
+            try c.connect(endpointURL: try sim.endpoint, security: .none)
+            let got = Collector<Int>()
+            _ = try c.subscribe(
+                [MonitoredItem(NodeId("QuadTank.h1", namespace: try ns()), samplingInterval: 20)],
+                publishingInterval: 20
+            ) { batch in got.append(contentsOf: batch.map(\.index)) }
+            let read = PreparedRead([NodeId("QuadTank.h2", namespace: try ns())])
+            try c.read(read) { values in XCTAssertEqual(values.map(\.index), [0]) }
+            XCTAssertTrue(eventually(timeout: 5) { got.count >= 5 })
+            channel = c.currentChannel
+            XCTAssertNotNil(channel)
+            c.disconnect()
+        }
+        XCTAssertTrue(eventually(timeout: 5) { channel == nil })
+    }
+
     func testUnsubscribeStopsCallbacks() throws {
         let c = try connected()
         let got = Collector<DataChange>()

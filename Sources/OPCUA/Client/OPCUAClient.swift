@@ -907,6 +907,13 @@ public final class OPCUAClient: @unchecked Sendable {
             .serviceFault(service: "OpenSecureChannel", status: .badSecurityChecksFailed))
     }
 
+    /// The current link's channel, for tests that check it is released.
+    var currentChannel: SecureChannel? {
+        lock.lock()
+        defer { lock.unlock() }
+        return link?.channel
+    }
+
     var channelTokenInfo: (id: UInt32, age: Double, lifetime: Double)? {
         lock.lock()
         defer { lock.unlock() }

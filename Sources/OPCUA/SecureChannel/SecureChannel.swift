@@ -550,7 +550,8 @@ final class SecureChannel: @unchecked Sendable {
     // MARK: Receiving
 
     private func startReader() {
-        let t = Thread { [self] in self.readLoop() }
+        // Weak: the channel keeps its Thread, and a Thread keeps its block after it has run.
+        let t = Thread { [weak self] in self?.readLoop() }
         t.name = "opcua-reader"
         t.stackSize = 1 << 20
         reader = t
@@ -655,6 +656,9 @@ final class SecureChannel: @unchecked Sendable {
                 borrowed = completion
                 gathered = p.body
                 p.body = []
+                // The completion may hold the channel (the client's does, through its link); a pooled entry must
+                // not, or the channel would keep itself alive.
+                p.delivery = .borrow(PendingRequest.idle)
                 if sparePending.count < sparePending.capacity { sparePending.append(p) }
             }
         }
@@ -804,6 +808,8 @@ final class SecureChannel: @unchecked Sendable {
         closedError = error
         let waiting = pending
         pending = [:]
+        sparePending = []
+        spareBodies = []
         let callback = notify ? onClose : nil
         onClose = nil
         lock.unlock()
@@ -835,6 +841,9 @@ final class PendingRequest: @unchecked Sendable {
     var body: [UInt8] = []
 
     init(_ delivery: Delivery) { self.delivery = delivery }
+
+    /// The completion of a pooled entry between requests; it captures nothing, so assigning it allocates nothing.
+    static let idle: SecureChannel.BorrowedCompletion = { _ in }
 
     var bodyCount: Int {
         if case .into(let target) = delivery { return target.bytes.count }
