@@ -139,6 +139,25 @@ final class FuzzTests: XCTestCase {
         return out
     }
 
+    /// A valid Read response of three values of random types.
+    static func readResponse(_ rng: inout SplitMix64) -> [UInt8] {
+        var w = BinaryWriter()
+        w.write(NodeId(634))
+        w.write(DateTime(ticks: 1))
+        w.write(UInt32(1))
+        w.write(StatusCode.good)
+        w.write(UInt8(0))
+        w.write(Int32(-1))
+        w.write(ExtensionObject.null)
+        w.write(Int32(3))
+        for k in 0..<3 {
+            let v = EncodingTests.scalars[Int.random(in: 0..<EncodingTests.scalars.count, using: &rng)]
+            w.write(DataValue(v, status: k == 1 ? .badNodeIdUnknown : .good, serverTimestamp: DateTime(ticks: 3)))
+        }
+        w.write(Int32(-1))
+        return w.bytes
+    }
+
     /// A valid Publish response with two DataChangeNotifications of mixed values and a StatusChangeNotification.
     static func publishResponse(_ rng: inout SplitMix64) -> [UInt8] {
         var w = BinaryWriter()
@@ -227,7 +246,7 @@ final class FuzzTests: XCTestCase {
     /// yield the same values, or a message could pass the check and then decode differently (or not at all).
     func testInPlaceDecodersAgreeWithStructureDecoders() throws {
         let valid = try FuzzTests.validMessages()
-        var agreed = [0, 0]
+        var agreed = [0, 0, 0]
         for seed in UInt64(1)...3000 {
             var rng = SplitMix64(state: seed)
             var bytes = valid[Int.random(in: 0..<valid.count, using: &rng)]
@@ -278,9 +297,43 @@ final class FuzzTests: XCTestCase {
             default: XCTFail("Publish seed \(seed): structure decoder \(old), in place \(new)")
             }
         }
+        for seed in UInt64(1)...1500 {
+            var rng = SplitMix64(state: seed)
+            var bytes = FuzzTests.readResponse(&rng)
+            if seed % 5 != 0 {
+                for _ in 0..<Int.random(in: 1...3, using: &rng) {
+                    bytes[Int.random(in: 0..<bytes.count, using: &rng)] = UInt8.random(in: 0...255, using: &rng)
+                }
+            }
+            let old = Result {
+                try SecureChannel.decodeResponse(ReadRequest.self, bytes, limits: FuzzTests.limits).results.map {
+                    var w = BinaryWriter()
+                    w.write($0)
+                    return w.bytes
+                }
+            }
+            let new = Result {
+                // Asked for as many results as the structure decoder found, so that only the walking can differ.
+                let expected = (try? old.get().count) ?? 3
+                return try InPlaceResponses.read(BinaryReader(bytes, limits: FuzzTests.limits), expected: expected).map
+                {
+                    var w = BinaryWriter()
+                    w.write(try $0.value.dataValue())
+                    return w.bytes
+                }
+            }
+            switch (old, new) {
+            case (.success(let a), .success(let b)):
+                XCTAssertEqual(a, b, "Read seed \(seed)")
+                agreed[2] += 1
+            case (.failure, .failure): break
+            default: XCTFail("Read seed \(seed): structure decoder \(old), in place \(new)")
+            }
+        }
         // Enough of the inputs were sound for the comparison to mean something.
         XCTAssertGreaterThan(agreed[0], 500, "\(agreed)")
         XCTAssertGreaterThan(agreed[1], 300, "\(agreed)")
+        XCTAssertGreaterThan(agreed[2], 300, "\(agreed)")
     }
 
     /// A forged length must be rejected before anything is allocated for it.
