@@ -88,7 +88,9 @@ let package = Package(
             dependencies: ["Agent", "Configuration", "History", "Sparkplug", "Tags", "TestSupport"], exclude: ["Peers"]),
         .testTarget(name: "ControlTests", dependencies: ["Control", "CAllocCounter"], exclude: ["Fixtures"]),
         .testTarget(name: "AgentTests", dependencies: ["Agent", "History", "TestSupport"]),
-        .testTarget(name: "OPCUAAgentTests", dependencies: ["Agent", "Configuration", "OPCUA", "Tags", "TestSupport"]),
+        .testTarget(
+            name: "OPCUAAgentTests",
+            dependencies: ["Agent", "Configuration", "OPCUA", "Tags", "TestSupport", "CAllocCounter"]),
         .testTarget(
             name: "LoopTests",
             dependencies: ["Agent", "Control", "Configuration", "Tags", "History", "CAllocCounter", "TestSupport"]),

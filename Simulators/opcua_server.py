@@ -11,7 +11,14 @@ Address space (namespace "urn:edgepilot:sim", string NodeIds unless noted):
   Scalar.<Type>     one writable variable per OPC UA built-in type
   Array.<Type>      one-dimensional arrays; Matrix.Double is a 2x3 array with ArrayDimensions
   Id.Numeric (i=4242), Id.Guid (g=...), Id.Opaque (b=...)   the other NodeId forms
+  Analog.Level      writable Double, an AnalogItemType with EURange 0..100 and EngineeringUnits %, starts at 50
   Extra.N           --extra N writable Double variables, numeric NodeIds i=100000+k (bulk Read test)
+
+Percent deadband: asyncua 2.1 accepts a DataChangeFilter with DeadbandType Percent but ignores it (it logs
+"not implemented" and reports every change). This server implements it as OPC 10000-4 (DataChangeFilter) and
+OPC 10000-8 (AnalogItemType) describe: a change is reported when it differs from the last reported value by more
+than DeadbandValue % of the node's EURange (High - Low). A percent filter on a node without an EURange property is
+refused with BadFilterNotAllowed, and a DeadbandValue outside 0..100 with BadDeadbandFilterInvalid.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ from asyncua import Server, ua
 from asyncua.crypto import uacrypto
 from asyncua.crypto.cert_gen import generate_private_key, generate_self_signed_app_certificate
 from asyncua.crypto.permission_rules import User, UserRole
+from asyncua.server.monitored_item_service import MonitoredItemService, MonitoredItemValues
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
@@ -90,6 +98,108 @@ def ensure_certificate(pki_dir: Path) -> tuple[Path, Path]:
     )
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.DER))
     return cert_path, key_path
+
+
+def eu_range(aspace, node_id: ua.NodeId) -> tuple[float, float] | None:
+    """(Low, High) of the node's EURange property, or None if it has none."""
+    data = aspace.get(node_id)
+    if data is None:
+        return None
+    for ref in data.references:
+        if (
+            ref.IsForward
+            and ref.ReferenceTypeId == ua.NodeId(ua.ObjectIds.HasProperty)
+            and ref.BrowseName == ua.QualifiedName("EURange", 0)
+        ):
+            dv = aspace.read_attribute_value(ref.NodeId, ua.AttributeIds.Value)
+            value = dv.Value.Value if dv.Value is not None else None
+            if isinstance(value, ua.Range):
+                return float(value.Low), float(value.High)
+    return None
+
+
+def install_percent_deadband() -> None:
+    """Teaches asyncua's MonitoredItemService the percent deadband (see the module docstring).
+
+    The span (DeadbandValue % of the EURange) is fixed when the item is created, as the specification allows, and
+    kept on the item's MonitoredItemValues together with the last value reported.
+    """
+    create = MonitoredItemService._create_data_change_monitored_item
+    exceeded = MonitoredItemService._is_deadband_exceeded
+
+    async def create_with_percent(self, params):
+        flt = params.RequestedParameters.Filter
+        # Decoded filters are asyncua.ua.uaprotocol_auto.DataChangeFilter, not the ua.DataChangeFilter subclass,
+        # so look at the field rather than the class.
+        if getattr(flt, "DeadbandType", None) != ua.DeadbandType.Percent:
+            return await create(self, params)
+        refused = None
+        limits = eu_range(self.aspace, params.ItemToMonitor.NodeId)
+        if not 0.0 <= flt.DeadbandValue <= 100.0:
+            refused = ua.StatusCodes.BadDeadbandFilterInvalid
+        elif limits is None:
+            refused = ua.StatusCodes.BadFilterNotAllowed
+        if refused is not None:
+            result = ua.MonitoredItemCreateResult()
+            result.StatusCode = ua.StatusCode(refused)
+            return result
+        result = await create(self, params)
+        if result.StatusCode.is_good():
+            values = self._monitored_items[result.MonitoredItemId].mvalue
+            values.percent_span = (limits[1] - limits[0]) * flt.DeadbandValue / 100.0
+        return result
+
+    def exceeded_with_percent(self, values: MonitoredItemValues, flt: ua.DataChangeFilter) -> bool:
+        if flt.DeadbandType != ua.DeadbandType.Percent:
+            return exceeded(self, values, flt)
+        current = values.get_current_datavalue()
+        if current is None or current.Value is None or not isinstance(current.Value.Value, (int, float)):
+            return True
+        value = float(current.Value.Value)
+        span = getattr(values, "percent_span", None)
+        last = getattr(values, "last_reported", None)
+        # The initial value (reported while the item is being created, before the span is known) always goes.
+        if span is None or last is None or abs(value - last) > span:
+            values.last_reported = value
+            return True
+        return False
+
+    MonitoredItemService._create_data_change_monitored_item = create_with_percent
+    MonitoredItemService._is_deadband_exceeded = exceeded_with_percent
+
+
+async def add_analog_item(
+    parent, node_id: ua.NodeId, name: ua.QualifiedName, value: float, low: float, high: float
+) -> object:
+    """A writable Double of AnalogItemType with an EURange and EngineeringUnits (percent)."""
+    idx = node_id.NamespaceIndex
+    node = await parent.add_variable(node_id, name, ua.Variant(value, ua.VariantType.Double))
+    await node.delete_reference(
+        ua.NodeId(ua.ObjectIds.BaseDataVariableType), ua.ObjectIds.HasTypeDefinition, forward=True, bidirectional=False
+    )
+    await node.add_reference(
+        ua.NodeId(ua.ObjectIds.AnalogItemType), ua.ObjectIds.HasTypeDefinition, forward=True, bidirectional=False
+    )
+    await node.add_property(
+        ua.NodeId(f"{node_id.Identifier}.EURange", idx),
+        ua.QualifiedName("EURange", 0),
+        ua.Variant(ua.Range(Low=low, High=high), ua.VariantType.ExtensionObject),
+        datatype=ua.NodeId(ua.ObjectIds.Range),
+    )
+    percent = ua.EUInformation(
+        NamespaceUri="http://www.opcfoundation.org/UA/units/un/cefact",
+        UnitId=0x5031,  # UNECE code "P1", percent
+        DisplayName=ua.LocalizedText("%"),
+        Description=ua.LocalizedText("percent"),
+    )
+    await node.add_property(
+        ua.NodeId(f"{node_id.Identifier}.EngineeringUnits", idx),
+        ua.QualifiedName("EngineeringUnits", 0),
+        ua.Variant(percent, ua.VariantType.ExtensionObject),
+        datatype=ua.NodeId(ua.ObjectIds.EUInformation),
+    )
+    await node.set_writable()
+    return node
 
 
 def scalar_samples() -> list[tuple[str, object, ua.VariantType]]:
@@ -163,6 +273,11 @@ async def build_address_space(server: Server, idx: int, extra: int) -> dict[str,
         ua.NodeId(OPAQUE_ID, idx, ua.NodeIdType.ByteString), "Id.Opaque", ua.Variant("opaque", ua.VariantType.String)
     )
 
+    analog = await objects.add_folder(ua.NodeId("Analog", idx), ua.QualifiedName("Analog", idx))
+    nodes["analog"] = await add_analog_item(
+        analog, ua.NodeId("Analog.Level", idx), ua.QualifiedName("Level", idx), 50.0, 0.0, 100.0
+    )
+
     if extra > 0:
         # asyncua checks every new reference against all of the parent's references (quadratic), so the
         # extra variables go into groups of 100 to keep start-up at seconds rather than a minute.
@@ -230,6 +345,7 @@ async def main() -> None:
     port = args.port or free_port()
     endpoint = f"opc.tcp://127.0.0.1:{port}/"
 
+    install_percent_deadband()
     server = Server(user_manager=SimUserManager(args.password))
     await server.init()
     server.set_endpoint(endpoint)

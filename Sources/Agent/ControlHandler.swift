@@ -82,7 +82,7 @@ extension AgentRuntime {
         return TagReport(
             name: d.name, device: d.device, type: d.type.description,
             value: table.value(of: index, sample).map(JSONValue.init), units: d.units, quality: sample.quality.name,
-            qualityText: sample.quality.description, timestamp: sample.timestamp, writable: d.writable)
+            qualityText: OPCUAValues.describe(sample.quality, of: d), timestamp: sample.timestamp, writable: d.writable)
     }
 
     func unknownTag(_ name: String) -> String {

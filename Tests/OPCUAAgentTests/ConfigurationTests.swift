@@ -67,6 +67,20 @@ import Testing
         }
     }
 
+    @Test func percentDeadband() throws {
+        func deadband(_ text: String) throws -> OPCUASubscriptionSettings.Deadband? {
+            let yaml = Self.valid.replacingOccurrences(of: "deadband: 0.5", with: "deadband: \(text)")
+            return try ConfigurationLoader.parse(yaml: yaml, file: "plant.yaml").configuration
+                .pollGroup(named: "fast")?.subscription?.deadband
+        }
+        #expect(try deadband("2%") == .percent(2))
+        #expect(try deadband("\"0.5 %\"") == .percent(0.5))
+        #expect(try deadband("0") == OPCUASubscriptionSettings.Deadband.none)
+        let bad = errors(Self.valid.replacingOccurrences(of: "deadband: 0.5", with: "deadband: 120%"))
+        #expect(bad.count == 1 && bad[0].message.contains("percentage like 2%"), "\(bad)")
+        #expect(bad.first?.line == 8)
+    }
+
     @Test func mistakesAreLocated() {
         let yaml = """
             poll_groups:

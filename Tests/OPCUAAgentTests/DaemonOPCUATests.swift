@@ -172,6 +172,78 @@ import Testing
         #expect(agent.stop() == 0)
     }
 
+    /// `deadband: 2%` of a subscribed poll group, end to end: sent as a percent DataChangeFilter, applied by the
+    /// server against the node's EURange, refused (and shown by name) for a node without one.
+    @Test func percentDeadbandFromTheConfiguration() throws {
+        let dir = try TemporaryDirectory("opcua-percent")
+        defer { dir.remove() }
+        let sim = try OPCUASimulator(serverPKI: dir.path + "/server-pki")
+        defer { sim.kill() }
+        let config = """
+            agent:
+              control_socket: @DIR@/control.sock
+            poll_groups:
+              - name: analog
+                period: 100ms
+                mode: subscribe
+                sampling_interval: 50ms
+                deadband: 2%
+            history:
+              path: @DIR@/history.db
+              commit_interval: 100ms
+            devices:
+              - name: plc
+                type: opcua
+                endpoint: \(sim.endpoint)
+                security_policy: none
+                pki_dir: @DIR@/pki
+                timeout: 2s
+            tags:
+              - name: tank/level
+                device: plc
+                node: "ns=2;s=Analog.Level"
+                type: float64
+                units: "%"
+                poll_group: analog
+              - name: tank/setpoint
+                device: plc
+                node: "ns=2;s=Scalar.Double"
+                type: float64
+                poll_group: analog
+            """
+        let agent = try AgentProcess(config: config, dir: dir)
+        defer { _ = agent.stop() }
+        func serverWrite(_ v: Double) throws {
+            let r = try edgepilot([
+                "opcua", "write", sim.endpoint, "ns=2;s=Analog.Level", "\(v)", "--type", "Double", "--security", "none",
+            ])
+            #expect(r.status == 0, "\(r.stderr)")
+        }
+        #expect(
+            try eventually(timeout: 15) { try agent.tag("tank/level")["value"] as? Double == 50 },
+            "\((try? agent.tags()) ?? [:])\n\(agent.log)")
+        // The node without an EURange: its monitored item was refused, and the tag says why, by name.
+        let refused = try agent.tag("tank/setpoint")
+        #expect(refused["quality"] as? String == "device_status")
+        #expect((refused["qualityText"] as? String)?.contains("BadFilterNotAllowed") == true, "\(refused)")
+        let lastError = try agent.device("plc")["lastError"] as? String ?? ""
+        #expect(lastError.contains("tank/setpoint") && lastError.contains("BadFilterNotAllowed"), "\(lastError)")
+
+        // 2 % of EURange 0…100 is 2.0 from the last reported value: 50.5, 51 and 51.5 stay inside it.
+        for v in [50.5, 51, 51.5] { try serverWrite(v) }
+        let read = try jsonObject(
+            try edgepilot(["opcua", "read", sim.endpoint, "ns=2;s=Analog.Level", "--security", "none", "--json"]))
+        #expect((read as? [[String: Any]])?.first?["value"] as? String == "51.5")
+        Thread.sleep(forTimeInterval: 0.5)
+        #expect(try agent.tag("tank/level")["value"] as? Double == 50)
+        try serverWrite(52.5)
+        #expect(
+            try eventually(timeout: 5) { try agent.tag("tank/level")["value"] as? Double == 52.5 },
+            "\((try? agent.tag("tank/level")) ?? [:])")
+        #expect(try agent.tag("tank/level")["quality"] as? String == "good")
+        #expect(agent.stop() == 0)
+    }
+
     @Test func serverKilledAndRestartedTagsGoBadThenGood() throws {
         let dir = try TemporaryDirectory("opcua-restart")
         defer { dir.remove() }

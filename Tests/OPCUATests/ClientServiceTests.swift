@@ -212,6 +212,58 @@ final class ClientServiceTests: XCTestCase {
         _ = try c.write([(v2, .double(3.0))])
     }
 
+    func testPercentDeadbandIsAShareOfTheEURange() throws {
+        let c = try connected()
+        let ns = try ns()
+        let level = NodeId("Analog.Level", namespace: ns)
+        let got = Collector<DataChange>()
+        let (_, results) = try c.subscribe(
+            [
+                MonitoredItem(level, samplingInterval: 20, deadband: .percent(2)),
+                // No EURange: the server refuses a percent deadband on it.
+                MonitoredItem(NodeId("Scalar.Double", namespace: ns), deadband: .percent(2)),
+            ],
+            publishingInterval: 50
+        ) { got.append(contentsOf: $0) }
+        XCTAssertEqual(results[0], .good)
+        XCTAssertEqual(results[1].name, "BadFilterNotAllowed")
+        XCTAssertTrue(eventually(timeout: 5) { got.count >= 1 })  // the initial value
+        XCTAssertEqual(got.all.map(\.value.value), [.double(50)])
+        // 2 % of EURange 0…100 is 2.0, measured from the last reported value: 51.5 is inside, 52.5 is not.
+        for v in [50.5, 51.0, 51.5] {
+            XCTAssertEqual(try c.write([(level, .double(v))]), [.good])
+            usleep(150_000)
+        }
+        XCTAssertEqual(try c.read([level])[0].value, .double(51.5))
+        XCTAssertEqual(got.all.map(\.value.value), [.double(50)])
+        _ = try c.write([(level, .double(52.5))])
+        XCTAssertTrue(eventually(timeout: 5) { got.count >= 2 })
+        XCTAssertEqual(got.all.map(\.value.value), [.double(50), .double(52.5)])
+        XCTAssertTrue(got.all.allSatisfy { $0.itemIndex == 0 })
+        _ = try c.write([(level, .double(50))])
+    }
+
+    /// Nothing the client pools or caches for Publish and Read may keep a closed channel (and its socket) alive.
+    func testDisconnectReleasesTheChannel() throws {
+        weak var channel: SecureChannel?
+        do {
+            let c = OPCUAClient()
+            try c.connect(endpointURL: try sim.endpoint, security: .none)
+            let got = Collector<Int>()
+            _ = try c.subscribe(
+                [MonitoredItem(NodeId("QuadTank.h1", namespace: try ns()), samplingInterval: 20)],
+                publishingInterval: 20
+            ) { batch in got.append(contentsOf: batch.map(\.index)) }
+            let read = PreparedRead([NodeId("QuadTank.h2", namespace: try ns())])
+            try c.read(read) { values in XCTAssertEqual(values.map(\.index), [0]) }
+            XCTAssertTrue(eventually(timeout: 5) { got.count >= 5 })
+            channel = c.currentChannel
+            XCTAssertNotNil(channel)
+            c.disconnect()
+        }
+        XCTAssertTrue(eventually(timeout: 5) { channel == nil })
+    }
+
     func testUnsubscribeStopsCallbacks() throws {
         let c = try connected()
         let got = Collector<DataChange>()

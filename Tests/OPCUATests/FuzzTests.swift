@@ -82,7 +82,120 @@ final class FuzzTests: XCTestCase {
                 _ = try DataChangeNotification(from: &r)
             }
         ),
+        (
+            "DataValueView",
+            { b in
+                var r = BinaryReader(b, limits: limits)
+                _ = try DataValueView.decode(&r).value()
+            }
+        ),
+        ("PublishResponse in place", { b in _ = try inPlacePublish(b) }),
+        (
+            "ReadResponse in place",
+            { b in
+                var r = BinaryReader(b, limits: limits)
+                // The expected count is whatever the message says, so that the values themselves get walked.
+                try InPlaceResponses.openResponse(&r, service: "Read", typeId: 634)
+                let n = Int(try r.readInt32())
+                for e in try InPlaceResponses.read(BinaryReader(b, limits: limits), expected: n) {
+                    _ = try e.value.value()
+                }
+            }
+        ),
     ]
+
+    /// Walks a Publish response in place and returns every delivered value (handle, encoded DataValue).
+    static func inPlacePublish(_ b: [UInt8]) throws -> [(UInt32, [UInt8])] {
+        let collected = Collector<(UInt32, [UInt8])>()
+        let target = PublishTarget(handleBase: 0, itemCount: Int(UInt32.max) + 1) { batch in
+            var out: [(UInt32, [UInt8])] = []
+            for e in batch {
+                var w = BinaryWriter()
+                // Built like the structure decoder builds it, so that the two can be compared byte for byte.
+                if let dv = try? e.value.dataValue() { w.write(dv) } else { w.write(UInt8(0xEE)) }
+                out.append((UInt32(e.index), w.bytes))
+            }
+            collected.append(contentsOf: out)
+        }
+        _ = try InPlaceResponses.publish(BinaryReader(b, limits: limits)) { _ in target }
+        return collected.all
+    }
+
+    /// The old way: the whole response into structures, then each DataChangeNotification.
+    static func structurePublish(_ b: [UInt8]) throws -> [(UInt32, [UInt8])] {
+        let resp = try SecureChannel.decodeResponse(PublishRequest.self, b, limits: limits)
+        var out: [(UInt32, [UInt8])] = []
+        for ext in resp.notificationData {
+            guard
+                let dc = try? ext.decode(
+                    DataChangeNotification.self, typeId: DataChangeNotification.typeId, limits: limits)
+            else { continue }
+            for (handle, dv) in dc.items {
+                var w = BinaryWriter()
+                w.write(dv)
+                out.append((handle, w.bytes))
+            }
+        }
+        return out
+    }
+
+    /// A valid Read response of three values of random types.
+    static func readResponse(_ rng: inout SplitMix64) -> [UInt8] {
+        var w = BinaryWriter()
+        w.write(NodeId(634))
+        w.write(DateTime(ticks: 1))
+        w.write(UInt32(1))
+        w.write(StatusCode.good)
+        w.write(UInt8(0))
+        w.write(Int32(-1))
+        w.write(ExtensionObject.null)
+        w.write(Int32(3))
+        for k in 0..<3 {
+            let v = EncodingTests.scalars[Int.random(in: 0..<EncodingTests.scalars.count, using: &rng)]
+            w.write(DataValue(v, status: k == 1 ? .badNodeIdUnknown : .good, serverTimestamp: DateTime(ticks: 3)))
+        }
+        w.write(Int32(-1))
+        return w.bytes
+    }
+
+    /// A valid Publish response with two DataChangeNotifications of mixed values and a StatusChangeNotification.
+    static func publishResponse(_ rng: inout SplitMix64) -> [UInt8] {
+        var w = BinaryWriter()
+        w.write(NodeId(829))
+        w.write(DateTime(ticks: 1))
+        w.write(UInt32(1))
+        w.write(StatusCode.good)
+        w.write(UInt8(0))
+        w.write(Int32(-1))
+        w.write(ExtensionObject.null)
+        w.write(UInt32(7))  // subscription
+        w.write(Int32(2))
+        w.write(UInt32(4))
+        w.write(UInt32(5))
+        w.write(false)
+        w.write(UInt32(5))
+        w.write(DateTime(ticks: 2))
+        w.write(Int32(3))
+        for _ in 0..<2 {
+            var body = BinaryWriter()
+            let n = Int.random(in: 0...4, using: &rng)
+            body.write(Int32(n))
+            for k in 0..<n {
+                body.write(UInt32(k * 3))
+                let v = EncodingTests.scalars[Int.random(in: 0..<EncodingTests.scalars.count, using: &rng)]
+                body.write(DataValue(v, status: k % 2 == 0 ? .good : .uncertain, sourceTimestamp: DateTime(ticks: 9)))
+            }
+            body.write(Int32(-1))
+            w.write(ExtensionObject(typeId: NodeId(811), body: .binary(body.bytes)))
+        }
+        var sc = BinaryWriter()
+        sc.write(StatusCode.good)
+        sc.write(UInt8(0))
+        w.write(ExtensionObject(typeId: NodeId(820), body: .binary(sc.bytes)))
+        w.write(Int32(0))
+        w.write(Int32(-1))
+        return w.bytes
+    }
 
     private func expectCleanFailureOrSuccess(_ name: String, _ bytes: [UInt8], seed: UInt64, _ decode: Decoder) {
         do {
@@ -127,6 +240,100 @@ final class FuzzTests: XCTestCase {
                 expectCleanFailureOrSuccess(name, input, seed: seed, decode)
             }
         }
+    }
+
+    /// The in-place decoders must accept exactly what the structure decoders accept, stop at the same byte and
+    /// yield the same values, or a message could pass the check and then decode differently (or not at all).
+    func testInPlaceDecodersAgreeWithStructureDecoders() throws {
+        let valid = try FuzzTests.validMessages()
+        var agreed = [0, 0, 0]
+        for seed in UInt64(1)...3000 {
+            var rng = SplitMix64(state: seed)
+            var bytes = valid[Int.random(in: 0..<valid.count, using: &rng)]
+            if seed % 4 != 0 {
+                for _ in 0..<Int.random(in: 1...4, using: &rng) where !bytes.isEmpty {
+                    bytes[Int.random(in: 0..<bytes.count, using: &rng)] = UInt8.random(in: 0...255, using: &rng)
+                }
+            }
+            // Variant: skipping vs building.
+            var r1 = BinaryReader(bytes, limits: FuzzTests.limits)
+            var r2 = BinaryReader(bytes, limits: FuzzTests.limits)
+            let built = try? Variant(from: &r1)
+            let skipped = (try? r2.skipVariant()) != nil
+            XCTAssertEqual(built != nil, skipped, "Variant seed \(seed): \(bytes)")
+            if built != nil && skipped { XCTAssertEqual(r1.position, r2.position, "Variant seed \(seed)") }
+            // DataValue: the view vs the structure.
+            var d1 = BinaryReader(bytes, limits: FuzzTests.limits)
+            var d2 = BinaryReader(bytes, limits: FuzzTests.limits)
+            let dv = try? DataValue(from: &d1)
+            let view = try? DataValueView.decode(&d2)
+            XCTAssertEqual(dv != nil, view != nil, "DataValue seed \(seed): \(bytes)")
+            if let dv, let view {
+                XCTAssertEqual(d1.position, d2.position, "DataValue seed \(seed)")
+                var a = BinaryWriter()
+                a.write(dv)
+                var b = BinaryWriter()
+                b.write(try view.dataValue())
+                XCTAssertEqual(a.bytes, b.bytes, "DataValue seed \(seed)")
+                agreed[0] += 1
+            }
+        }
+        for seed in UInt64(1)...1500 {
+            var rng = SplitMix64(state: seed)
+            var bytes = FuzzTests.publishResponse(&rng)
+            if seed % 5 != 0 {
+                for _ in 0..<Int.random(in: 1...3, using: &rng) {
+                    bytes[Int.random(in: 0..<bytes.count, using: &rng)] = UInt8.random(in: 0...255, using: &rng)
+                }
+            }
+            let old = Result { try FuzzTests.structurePublish(bytes) }
+            let new = Result { try FuzzTests.inPlacePublish(bytes) }
+            switch (old, new) {
+            case (.success(let a), .success(let b)):
+                XCTAssertEqual(a.map(\.0), b.map(\.0), "Publish seed \(seed): handles")
+                XCTAssertEqual(a.map(\.1), b.map(\.1), "Publish seed \(seed): values")
+                agreed[1] += 1
+            case (.failure, .failure): break
+            default: XCTFail("Publish seed \(seed): structure decoder \(old), in place \(new)")
+            }
+        }
+        for seed in UInt64(1)...1500 {
+            var rng = SplitMix64(state: seed)
+            var bytes = FuzzTests.readResponse(&rng)
+            if seed % 5 != 0 {
+                for _ in 0..<Int.random(in: 1...3, using: &rng) {
+                    bytes[Int.random(in: 0..<bytes.count, using: &rng)] = UInt8.random(in: 0...255, using: &rng)
+                }
+            }
+            let old = Result {
+                try SecureChannel.decodeResponse(ReadRequest.self, bytes, limits: FuzzTests.limits).results.map {
+                    var w = BinaryWriter()
+                    w.write($0)
+                    return w.bytes
+                }
+            }
+            let new = Result {
+                // Asked for as many results as the structure decoder found, so that only the walking can differ.
+                let expected = (try? old.get().count) ?? 3
+                return try InPlaceResponses.read(BinaryReader(bytes, limits: FuzzTests.limits), expected: expected).map
+                {
+                    var w = BinaryWriter()
+                    w.write(try $0.value.dataValue())
+                    return w.bytes
+                }
+            }
+            switch (old, new) {
+            case (.success(let a), .success(let b)):
+                XCTAssertEqual(a, b, "Read seed \(seed)")
+                agreed[2] += 1
+            case (.failure, .failure): break
+            default: XCTFail("Read seed \(seed): structure decoder \(old), in place \(new)")
+            }
+        }
+        // Enough of the inputs were sound for the comparison to mean something.
+        XCTAssertGreaterThan(agreed[0], 500, "\(agreed)")
+        XCTAssertGreaterThan(agreed[1], 300, "\(agreed)")
+        XCTAssertGreaterThan(agreed[2], 300, "\(agreed)")
     }
 
     /// A forged length must be rejected before anything is allocated for it.

@@ -39,8 +39,15 @@ public final class OPCUADeviceDriver: DeviceDriver, @unchecked Sendable {
     private var client: OPCUAClient?
     private var resolved: [NodeId?]
     private var serverTypes: [(type: BuiltinType, array: Bool)?]
-    private var maxNodesPerRead: Int
+    /// The Read requests of each polled group (empty for subscribed ones), prepared at connect.
+    private var pollBatches: [[PollBatch]]
     private var wasConnected = false
+
+    /// Tags read by one Read request, and the request.
+    struct PollBatch {
+        let tags: [Int]
+        let read: PreparedRead
+    }
 
     private let tableLock = NSLock()
     private var textBuffer: [UInt8] = []
@@ -53,6 +60,8 @@ public final class OPCUADeviceDriver: DeviceDriver, @unchecked Sendable {
     private var thread: Thread?
     private let threadDone = Atomic<Bool>(true)
     private var backoffSeconds = 0.0
+    /// Test hook: adjusts the client configuration before each connect.
+    var configureClient: (@Sendable (inout ClientConfiguration) -> Void)?
 
     /// Builds the driver for `device`'s OPC UA tags in `table`; throws if the device is not an OPC UA device.
     public init(device: DeviceDefinition, pollGroups: [PollGroup], table: TagTable) throws {
@@ -99,7 +108,7 @@ public final class OPCUADeviceDriver: DeviceDriver, @unchecked Sendable {
         self.groupOfTag = groupOfTag
         resolved = Array(repeating: nil, count: table.count)
         serverTypes = Array(repeating: nil, count: table.count)
-        maxNodesPerRead = max(1, settings.maxNodesPerRead)
+        pollBatches = Array(repeating: [], count: groups.count)
         serverTimestamps = .allocate(capacity: max(1, table.count))
         for i in 0..<max(1, table.count) { (serverTimestamps + i).initialize(to: Atomic<Int64>(0)) }
         textBuffer.reserveCapacity(table.definitions.map(\.type.textCapacity).max() ?? 0)
@@ -249,12 +258,13 @@ public final class OPCUADeviceDriver: DeviceDriver, @unchecked Sendable {
     private func connect() -> Bool {
         statistics.withLock { $0.state = "connecting" }
         let timeout = Double(max(100, device.timeoutMilliseconds)) / 1000
-        let configuration = ClientConfiguration(
+        var configuration = ClientConfiguration(
             applicationUri: settings.applicationUri, requestTimeout: timeout,
             keepAliveInterval: min(5, max(0.5, timeout)),
             reconnectMinDelay: Double(max(10, device.reconnectMinMilliseconds)) / 1000,
             reconnectMaxDelay: Double(max(10, device.reconnectMaxMilliseconds)) / 1000
         ) { [weak self] state in self?.clientStateChanged(state) }
+        configureClient?(&configuration)
         let c = OPCUAClient(configuration: configuration)
         do {
             try c.connect(endpointURL: settings.endpointURL, security: try security(), identity: try userIdentity())
@@ -316,9 +326,23 @@ public final class OPCUADeviceDriver: DeviceDriver, @unchecked Sendable {
         if let v = try? c.read([NodeId(11705)]).first, v.status.isGood, let n = v.value.doubleValue, n >= 1 {
             limit = min(limit, Int(n))
         }
+        var batches: [[PollBatch]] = []
+        for (g, group) in groups.enumerated() {
+            var list: [PollBatch] = []
+            if group.subscription == nil {
+                let tags = members[g].filter { nodes[$0] != nil }
+                var start = 0
+                while start < tags.count {
+                    let part = Array(tags[start..<min(tags.count, start + limit)])
+                    list.append(PollBatch(tags: part, read: PreparedRead(part.map { nodes[$0]! })))
+                    start += part.count
+                }
+            }
+            batches.append(list)
+        }
         lock.withLock {
             resolved = nodes
-            maxNodesPerRead = limit
+            pollBatches = batches
         }
         var monitored = 0
         for (g, group) in groups.enumerated() {
@@ -338,7 +362,9 @@ public final class OPCUADeviceDriver: DeviceDriver, @unchecked Sendable {
                     deadband: deadband, queueSize: UInt32(sub.queueSize))
             }
             let (_, results) = try c.subscribe(items, publishingInterval: Double(group.periodMilliseconds)) {
-                [weak self] changes in self?.apply(changes, tags: tags)
+                [weak self, weak c] batch in
+                guard let self, let c else { return }
+                self.apply(batch, tags: tags, client: c)
             }
             monitored += tags.count
             for (k, status) in results.enumerated() where status.isBad {
@@ -378,77 +404,92 @@ public final class OPCUADeviceDriver: DeviceDriver, @unchecked Sendable {
 
     // MARK: - Data
 
-    private func apply(_ changes: [DataChange], tags: [Int]) {
+    /// Runs on the client's reader thread with the values of one DataChangeNotification.
+    private func apply(_ batch: DataValueBatch, tags: [Int], client c: OPCUAClient) {
         let now = unixMicros()
+        var count = 0
         tableLock.withLock {
-            for change in changes where change.itemIndex < tags.count {
-                store(change.value, tag: tags[change.itemIndex], now: now)
+            // A value that arrived just before the link dropped must not overwrite the disconnected mark.
+            guard c.state == .connected else { return }
+            for change in batch {
+                store(change.value, tag: tags[change.index], now: now)
+                count += 1
             }
         }
-        statistics.withLock { $0.notifications = ($0.notifications ?? 0) &+ UInt64(changes.count) }
+        statistics.withLock { $0.notifications = ($0.notifications ?? 0) &+ UInt64(count) }
     }
 
-    /// Maps one DataValue onto tag `index`; the caller holds `tableLock`.
-    private func store(_ dv: DataValue, tag index: Int, now: Int64) {
-        let d = table.definitions[index]
-        if let t = dv.serverTimestamp, t.ticks != 0 {
+    /// Maps one value onto tag `index`; the caller holds `tableLock`.
+    ///
+    /// Allocates nothing for numbers and Booleans on numeric and bool tags, nor for Strings on text tags: those are
+    /// taken from the view as they lie in the message. Other combinations (an array shown as text, …) build the
+    /// value first.
+    func store(_ v: DataValueView, tag index: Int, now: Int64) {
+        if let t = v.serverTimestamp, t.ticks != 0 {
             serverTimestamps[index].store(OPCUAValues.microseconds(t), ordering: .relaxed)
         }
-        if let type = dv.value.builtinType {
-            let known = lock.withLock { serverTypes[index] }
-            if known?.type != type || known?.array != dv.value.isArray {
-                lock.withLock { serverTypes[index] = (type, dv.value.isArray) }
-            }
+        if let type = v.builtinType {
+            lock.lock()
+            let known = serverTypes[index]
+            if known?.type != type || known?.array != v.isArray { serverTypes[index] = (type, v.isArray) }
+            lock.unlock()
         }
-        let time = OPCUAValues.sampleTime(dv, now: now)
-        let quality = OPCUAValues.quality(dv.status)
-        if dv.status.isBad || dv.value == .null {
-            table.markQuality(index, dv.status.isBad ? quality : Quality(.decodeError), timestamp: time)
+        let time = OPCUAValues.sampleTime(source: v.sourceTimestamp, server: v.serverTimestamp, now: now)
+        let quality = OPCUAValues.quality(v.status)
+        if v.status.isBad || v.isNull {
+            table.markQuality(index, v.status.isBad ? quality : Quality(.decodeError), timestamp: time)
             return
         }
-        var text = ""
-        guard let value = OPCUAValues.sampleValue(dv.value, for: d, text: &text) else {
-            table.markQuality(index, Quality(.decodeError), timestamp: time)
+        let type = table.definitions[index].type
+        guard case .string = type else {
+            var unused = ""
+            guard let scalar = v.inlineScalar,
+                let value = OPCUAValues.sampleValue(scalar, for: table.definitions[index], text: &unused)
+            else {
+                table.markQuality(index, Quality(.decodeError), timestamp: time)
+                return
+            }
+            table.update(index, TagSample(value: value, quality: quality, timestamp: time))
             return
         }
-        let sample = TagSample(value: value, quality: quality, timestamp: time)
-        if case .text = value {
-            let capacity = d.type.textCapacity
-            textBuffer.removeAll(keepingCapacity: true)
-            // Cut at a character boundary so a long text never ends in half a UTF-8 sequence.
-            var used = 0
-            for ch in text.unicodeScalars {
-                let n = String(ch).utf8.count
-                if used + n > capacity { break }
-                textBuffer.append(contentsOf: String(ch).utf8)
-                used += n
+        let capacity = type.textCapacity
+        textBuffer.removeAll(keepingCapacity: true)
+        let lent: Void? = v.withContentBytes { raw in
+            if v.builtinType == .byteString {
+                OPCUAValues.appendHex(raw, to: &textBuffer, capacity: capacity)
+            } else {
+                OPCUAValues.appendUTF8(raw, to: &textBuffer, capacity: capacity)
             }
-            var s = sample
-            s.value = .text(length: textBuffer.count)
-            _ = textBuffer.withUnsafeBytes { table.update(index, s, text: $0) }
-        } else {
-            table.update(index, sample)
         }
+        if lent == nil {
+            let text = OPCUAValues.describe((try? v.value()) ?? .null)
+            var copy = text
+            copy.withUTF8 { OPCUAValues.appendUTF8(UnsafeRawBufferPointer($0), to: &textBuffer, capacity: capacity) }
+        }
+        let sample = TagSample(value: .text(length: textBuffer.count), quality: quality, timestamp: time)
+        _ = textBuffer.withUnsafeBytes { table.update(index, sample, text: $0) }
     }
 
-    private func poll(group g: Int) {
+    /// Reads one polled group, one prepared Read per batch. Internal rather than private so that tests can drive
+    /// cycles themselves.
+    func poll(group g: Int) {
         guard let c = lock.withLock({ client }) else { return }
         let started = DispatchTime.now().uptimeNanoseconds
-        let (nodes, limit) = lock.withLock { (resolved, maxNodesPerRead) }
-        let tags = members[g].filter { nodes[$0] != nil }
+        let batches = lock.withLock { pollBatches[g] }
         var requests = 0
-        var start = 0
-        while start < tags.count, !isStopping {
-            let batch = Array(tags[start..<min(tags.count, start + limit)])
-            start += batch.count
+        var b = 0
+        while b < batches.count, !isStopping {
+            let batch = batches[b]
+            b += 1
             requests += 1
             do {
-                let values = try c.read(batch.map { nodes[$0]! })
-                let now = unixMicros()
-                tableLock.withLock {
-                    // A value that arrived just before the link dropped must not overwrite the disconnected mark.
-                    guard c.state == .connected else { return }
-                    for (k, dv) in values.enumerated() { store(dv, tag: batch[k], now: now) }
+                try c.read(batch.read) { values in
+                    let now = unixMicros()
+                    tableLock.withLock {
+                        // A value that arrived just before the link dropped must not overwrite the disconnected mark.
+                        guard c.state == .connected else { return }
+                        for e in values { store(e.value, tag: batch.tags[e.index], now: now) }
+                    }
                 }
             } catch {
                 let quality: Quality
@@ -458,10 +499,10 @@ public final class OPCUADeviceDriver: DeviceDriver, @unchecked Sendable {
                 default: quality = Quality(.disconnected)
                 }
                 if error as? OPCUAError != .notConnected {
-                    recordError("Read of \(batch.count) nodes failed: \(error)", timeout: quality.code == .timeout)
+                    recordError("Read of \(batch.tags.count) nodes failed: \(error)", timeout: quality.code == .timeout)
                 }
                 let now = unixMicros()
-                for t in batch { markQuality(t, quality, now) }
+                for t in batch.tags { markQuality(t, quality, now) }
                 if quality.code == .disconnected { break }
             }
         }
@@ -552,7 +593,7 @@ public final class OPCUADeviceDriver: DeviceDriver, @unchecked Sendable {
         var readBack: TagValue?
         if let dv = try? c.read([node])[0] {
             let now = unixMicros()
-            tableLock.withLock { store(dv, tag: index, now: now) }
+            tableLock.withLock { store(DataValueView(dv), tag: index, now: now) }
             let sample = table.read(index)
             if sample.quality.isGood { readBack = table.value(of: index, sample) }
         }

@@ -16,6 +16,21 @@ public enum OPCUAValues {
         return Quality(.deviceStatus, detail: status.rawValue)
     }
 
+    /// How a tag's quality reads to people. A device status of an OPC UA tag carries the status code's name
+    /// (`bad (BadFilterNotAllowed (0x80450000))`), since the hex code alone means little to a technician; other
+    /// tags and qualities read as `Quality.description`.
+    public static func describe(_ quality: Quality, of definition: TagDefinition) -> String {
+        switch definition.source {
+        case .opcua, .opcuaBrowsePath: break
+        case .modbus: return quality.description
+        }
+        switch quality.code {
+        case .deviceStatus: return "bad (\(StatusCode(quality.detail)))"
+        case .uncertain: return "uncertain (\(StatusCode(quality.detail)))"
+        default: return quality.description
+        }
+    }
+
     /// Unix microseconds of an OPC UA DateTime.
     public static func microseconds(_ t: DateTime) -> Int64 {
         (t.ticks - 116_444_736_000_000_000) / 10
@@ -26,6 +41,43 @@ public enum OPCUAValues {
         if let t = dv.sourceTimestamp, t.ticks != 0 { return microseconds(t) }
         if let t = dv.serverTimestamp, t.ticks != 0 { return microseconds(t) }
         return now
+    }
+
+    /// The sample time from a value's timestamps, with the same preference as `sampleTime(_:now:)`.
+    public static func sampleTime(source: DateTime?, server: DateTime?, now: Int64) -> Int64 {
+        if let t = source, t.ticks != 0 { return microseconds(t) }
+        if let t = server, t.ticks != 0 { return microseconds(t) }
+        return now
+    }
+
+    /// Appends UTF-8 text, cut to at most `capacity` bytes at a character boundary so that a long text never ends
+    /// in half a character.
+    static func appendUTF8(_ text: UnsafeRawBufferPointer, to buffer: inout [UInt8], capacity: Int) {
+        var n = text.count
+        if n > capacity {
+            n = capacity
+            while n > 0 && text[n] & 0xC0 == 0x80 { n -= 1 }
+        }
+        var i = 0
+        while i < n {
+            buffer.append(text[i])
+            i += 1
+        }
+    }
+
+    /// Appends bytes as `0x` and two lowercase hex digits each (as `describe` shows a ByteString), up to
+    /// `capacity` characters.
+    static func appendHex(_ bytes: UnsafeRawBufferPointer, to buffer: inout [UInt8], capacity: Int) {
+        let digits: StaticString = "0123456789abcdef"
+        guard capacity >= 2 else { return }
+        buffer.append(UInt8(ascii: "0"))
+        buffer.append(UInt8(ascii: "x"))
+        var i = 0
+        while i < bytes.count && buffer.count + 2 <= capacity {
+            buffer.append(digits.utf8Start[Int(bytes[i] >> 4)])
+            buffer.append(digits.utf8Start[Int(bytes[i] & 0x0F)])
+            i += 1
+        }
     }
 
     /// The value as a tag of `definition`'s type, or nil if it does not fit (a decode error for the tag).

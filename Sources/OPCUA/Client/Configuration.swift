@@ -71,6 +71,8 @@ public struct ClientConfiguration: Sendable {
     public var maxMessageSize: UInt32
     /// Called on the client's thread on every state change.
     public var onStateChange: (@Sendable (ConnectionState) -> Void)?
+    /// Test hook, see `LoopProbe`.
+    var loopProbe: LoopProbe?
 
     public init(
         applicationUri: String = "urn:edgepilot:opcua-client", applicationName: String = "EdgePilot",

@@ -6,10 +6,12 @@ import _CryptoExtras
 /// An OPC UA client over the binary protocol (opc.tcp).
 ///
 /// Service calls (`read`, `write`, `browse`, …) block the calling thread and may be made from any thread.
-/// The client owns one thread of its own (`opcua-client`): it keeps Publish requests outstanding, delivers
-/// subscription callbacks, renews the secure channel token, sends session keep-alives and, when the server
-/// or the network goes away, reconnects with exponential backoff and jitter and recreates the channel,
-/// session and subscriptions. Call `disconnect()` to stop that thread.
+/// The client owns one thread of its own (`opcua-client`): it keeps Publish requests outstanding and
+/// acknowledges them, delivers `onChange` callbacks, renews the secure channel token, sends session keep-alives
+/// and, when the server or the network goes away, reconnects with exponential backoff and jitter and recreates
+/// the channel, session and subscriptions. Call `disconnect()` to stop that thread. Each secure channel has a
+/// reader thread too (`opcua-reader`), which walks Publish responses in place and runs `onValues` callbacks
+/// (decision record 0013).
 public final class OPCUAClient: @unchecked Sendable {
     public let configuration: ClientConfiguration
 
@@ -29,24 +31,41 @@ public final class OPCUAClient: @unchecked Sendable {
 
     private final class SubscriptionState {
         let items: [MonitoredItem]
-        let handles: [UInt32]
+        /// Client handles are consecutive from `handleBase`, so a handle maps to its item by subtraction.
+        let handleBase: UInt32
         let publishingInterval: Double
         let keepAliveCount: UInt32
-        let handler: @Sendable ([DataChange]) -> Void
+        /// Runs on the channel's reader thread with each DataChangeNotification.
+        let deliver: @Sendable (DataValueBatch) -> Void
         var serverId: UInt32?
         var revisedInterval: Double
 
         init(
-            items: [MonitoredItem], handles: [UInt32], publishingInterval: Double, keepAliveCount: UInt32,
-            handler: @escaping @Sendable ([DataChange]) -> Void
+            items: [MonitoredItem], handleBase: UInt32, publishingInterval: Double, keepAliveCount: UInt32,
+            deliver: @escaping @Sendable (DataValueBatch) -> Void
         ) {
             self.items = items
-            self.handles = handles
+            self.handleBase = handleBase
             self.publishingInterval = publishingInterval
             self.keepAliveCount = keepAliveCount
-            self.handler = handler
+            self.deliver = deliver
             self.revisedInterval = publishingInterval
         }
+
+        var handles: Range<UInt32> { handleBase..<handleBase &+ UInt32(items.count) }
+    }
+
+    /// A Publish response as the reader thread hands it to the client thread, its values already delivered.
+    private struct PublishOutcome {
+        enum Result {
+            case delivered(PublishSummary)
+            /// The response was a fault or malformed.
+            case refused(OPCUAError)
+            /// The channel failed; its `onClose` reports the loss.
+            case channelFailed
+        }
+        var generation: Int
+        var result: Result
     }
 
     // State shared between callers and the client thread, guarded by `lock`.
@@ -56,12 +75,20 @@ public final class OPCUAClient: @unchecked Sendable {
     private var generation = 0
     private var currentState: ConnectionState = .disconnected
     private var subscriptions: [Int: SubscriptionState] = [:]
+    /// The subscriptions that exist on the server, by the server's id; what the reader thread looks up.
+    private var byServerId: [UInt32: SubscriptionState] = [:]
+    /// Longest keep-alive period (publishing interval × keep-alive count) of the subscriptions, in seconds.
+    private var slowestKeepAlive = 0.0
     private var nextSubscriptionId = 1
     private var nextClientHandle: UInt32 = 1
-    private var handleIndex: [UInt32: (sub: Int, index: Int)] = [:]
 
+    /// Publish responses handled by the reader thread, for the client thread; guarded by `cond`.
+    private var publishOutcomes: [PublishOutcome] = []
     // Touched only on the client thread.
+    private var drainedOutcomes: [PublishOutcome] = []
+    private var publishCompletion: (generation: Int, completion: SecureChannel.BorrowedCompletion)?
     private var pendingAcks: [SubscriptionAcknowledgement] = []
+    private var publishWriter = BinaryWriter(capacity: 0)
     private var outstandingPublish = 0
     private var publishTarget = 2
     private var lastPublishActivity = 0.0
@@ -91,6 +118,11 @@ public final class OPCUAClient: @unchecked Sendable {
 
     public init(configuration: ClientConfiguration = ClientConfiguration()) {
         self.configuration = configuration
+        // Room for the outstanding Publish requests' outcomes and acknowledgements, so that queueing them does not
+        // allocate per message.
+        publishOutcomes.reserveCapacity(16)
+        drainedOutcomes.reserveCapacity(16)
+        pendingAcks.reserveCapacity(16)
     }
 
     /// Current connection state.
@@ -158,7 +190,8 @@ public final class OPCUAClient: @unchecked Sendable {
         generation += 1
         let ids = subscriptions.values.compactMap { $0.serverId }
         subscriptions = [:]
-        handleIndex = [:]
+        byServerId = [:]
+        slowestKeepAlive = 0
         lock.unlock()
         if let l, l.channel.isOpen {
             if !ids.isEmpty {
@@ -173,7 +206,9 @@ public final class OPCUAClient: @unchecked Sendable {
         }
         cond.lock()
         events = []
+        publishOutcomes.removeAll()
         cond.unlock()
+        publishCompletion = nil
         setState(.disconnected)
     }
 
@@ -196,6 +231,7 @@ public final class OPCUAClient: @unchecked Sendable {
         cfg.timeout = c.requestTimeout
         cfg.decodingLimits = c.decodingLimits
         cfg.maxMessageSize = c.maxMessageSize
+        cfg.loopProbe = c.loopProbe
         return cfg
     }
 
@@ -358,6 +394,41 @@ public final class OPCUAClient: @unchecked Sendable {
         return resp.results
     }
 
+    /// Reads the nodes of `prepared` and hands the results to `body`, on the calling thread, as they lie in the
+    /// response: nothing is built per node and, once the buffers of `prepared` have grown to the message sizes,
+    /// nothing is allocated per call either. Results are in the order of `prepared.nodes`; a per-node failure is a
+    /// value with a bad status. `body` is not called for an empty node list. One `PreparedRead` serves one call at
+    /// a time (concurrent calls wait for each other).
+    public func read(_ prepared: PreparedRead, _ body: (DataValueBatch) throws -> Void) throws {
+        if prepared.nodes.isEmpty { return }
+        let l = try currentLink()
+        prepared.useLock.lock()
+        defer { prepared.useLock.unlock() }
+        let timeout = configuration.requestTimeout
+        let batch: DataValueBatch
+        do {
+            try l.channel.call(
+                writer: &prepared.request, pending: prepared.pending, response: prepared.response, timeout: timeout,
+                what: ReadRequest.name
+            ) { w, id in
+                var header = RequestHeader()
+                header.authenticationToken = l.authToken
+                header.requestHandle = id
+                header.timeoutHint = UInt32(min(timeout * 1000, Double(UInt32.max)))
+                prepared.encodeRequest(header: header, to: &w)
+            }
+            batch = try InPlaceResponses.read(
+                BinaryReader(prepared.response.bytes, limits: configuration.decodingLimits),
+                expected: prepared.nodes.count)
+        } catch let e as OPCUAError {
+            if OPCUAClient.isSessionLoss(e) {
+                post { [self] in connectionLost(gen: l.generation, e) }
+            }
+            throw e
+        }
+        try body(batch)
+    }
+
     /// Writes values (only the value: no status or timestamps, and the Variant type must match the node's).
     public func write(_ values: [(NodeId, Variant)]) throws -> [StatusCode] {
         if values.isEmpty { return [] }
@@ -412,29 +483,49 @@ public final class OPCUAClient: @unchecked Sendable {
     // MARK: Subscriptions
 
     /// Creates a subscription with one monitored item per entry of `items`. `onChange` runs on the client's
-    /// thread with the changes of each Publish response. The subscription is recreated after reconnects.
-    /// Returns its id and the status of each item (a bad status means that item will never report).
+    /// thread with the changes of each DataChangeNotification, as `DataValue`s (which allocates; the agent's hot
+    /// path uses `subscribe(_:publishingInterval:keepAliveCount:onValues:)`). The subscription is recreated after
+    /// reconnects. Returns its id and the status of each item (a bad status means that item will never report).
     public func subscribe(
         _ items: [MonitoredItem], publishingInterval: Double = 500, keepAliveCount: UInt32 = 10,
         onChange: @escaping @Sendable ([DataChange]) -> Void
+    ) throws -> (id: SubscriptionID, itemResults: [StatusCode]) {
+        let nodes = items.map(\.nodeId)
+        return try subscribe(items, publishingInterval: publishingInterval, keepAliveCount: keepAliveCount) {
+            [weak self] batch in
+            var changes: [DataChange] = []
+            for e in batch {
+                guard let value = try? e.value.dataValue() else { continue }
+                changes.append(DataChange(itemIndex: e.index, nodeId: nodes[e.index], value: value))
+            }
+            if !changes.isEmpty { self?.post { onChange(changes) } }
+        }
+    }
+
+    /// Creates a subscription whose values are handed to `onValues` as they are decoded from each
+    /// DataChangeNotification, without building arrays or `DataValue`s: the batch is walked in the receive
+    /// buffer (see `DataValueBatch`).
+    ///
+    /// `onValues` runs on the secure channel's reader thread. It must be quick and must not call this client
+    /// (the reader thread is what would deliver the answer); it should copy what it needs and return.
+    public func subscribe(
+        _ items: [MonitoredItem], publishingInterval: Double = 500, keepAliveCount: UInt32 = 10,
+        onValues: @escaping @Sendable (DataValueBatch) -> Void
     ) throws -> (id: SubscriptionID, itemResults: [StatusCode]) {
         let l = try currentLink()
         lock.lock()
         let subId = nextSubscriptionId
         nextSubscriptionId += 1
-        let handles = items.indices.map { _ in
-            defer { nextClientHandle &+= 1 }
-            return nextClientHandle
-        }
+        let handleBase = nextClientHandle
+        nextClientHandle &+= UInt32(items.count)
         lock.unlock()
         let sub = SubscriptionState(
-            items: items, handles: handles, publishingInterval: publishingInterval,
-            keepAliveCount: max(1, keepAliveCount), handler: onChange)
+            items: items, handleBase: handleBase, publishingInterval: publishingInterval,
+            keepAliveCount: max(1, keepAliveCount), deliver: onValues)
         // Registered before creation so that a Publish response racing the CreateMonitoredItems
         // response finds its subscription.
         lock.lock()
         subscriptions[subId] = sub
-        for (i, h) in handles.enumerated() { handleIndex[h] = (subId, i) }
         lock.unlock()
         let results: [StatusCode]
         do {
@@ -442,8 +533,9 @@ public final class OPCUAClient: @unchecked Sendable {
         } catch {
             lock.lock()
             subscriptions[subId] = nil
-            for h in handles { handleIndex[h] = nil }
             let orphan = sub.serverId
+            if let orphan { byServerId[orphan] = nil }
+            updateSlowestKeepAlive()
             lock.unlock()
             if let orphan { _ = try? call(DeleteSubscriptionsRequest(subscriptionIds: [orphan])) }
             throw error
@@ -456,10 +548,16 @@ public final class OPCUAClient: @unchecked Sendable {
     public func unsubscribe(_ id: SubscriptionID) throws {
         lock.lock()
         let sub = subscriptions.removeValue(forKey: id.raw)
-        for h in sub?.handles ?? [] { handleIndex[h] = nil }
+        if let serverId = sub?.serverId { byServerId[serverId] = nil }
+        updateSlowestKeepAlive()
         lock.unlock()
         guard let serverId = sub?.serverId else { return }
         _ = try call(DeleteSubscriptionsRequest(subscriptionIds: [serverId]))
+    }
+
+    /// Caller holds `lock`.
+    private func updateSlowestKeepAlive() {
+        slowestKeepAlive = subscriptions.values.map { $0.revisedInterval / 1000 * Double($0.keepAliveCount) }.max() ?? 0
     }
 
     private func createOnServer(_ sub: SubscriptionState, link l: Link) throws -> [StatusCode] {
@@ -469,8 +567,11 @@ public final class OPCUAClient: @unchecked Sendable {
         cs.header.authenticationToken = l.authToken
         let created = try l.channel.call(cs, timeout: configuration.requestTimeout)
         lock.lock()
+        if let old = sub.serverId, byServerId[old] === sub { byServerId[old] = nil }
         sub.serverId = created.subscriptionId
         sub.revisedInterval = created.revisedPublishingInterval
+        byServerId[created.subscriptionId] = sub
+        updateSlowestKeepAlive()
         lock.unlock()
         let items = zip(sub.items, sub.handles).map { item, handle in
             let filter: ExtensionObject =
@@ -516,16 +617,37 @@ public final class OPCUAClient: @unchecked Sendable {
 
     private func runWorker(_ flag: StopFlag) {
         while true {
+            configuration.loopProbe?(.client)
             cond.lock()
-            if events.isEmpty && !flag.stopped { _ = cond.wait(until: Date(timeIntervalSinceNow: 0.1)) }
+            if events.isEmpty && publishOutcomes.isEmpty && !flag.stopped {
+                _ = cond.wait(until: Date(timeIntervalSinceNow: 0.1))
+            }
             let batch = events
-            events = []
+            if !events.isEmpty { events = [] }
+            // Swapped, not copied: both arrays keep their capacity, so a Publish outcome costs no allocation.
+            swap(&publishOutcomes, &drainedOutcomes)
             let stop = flag.stopped
             cond.unlock()
             if stop { return }
-            for e in batch { e() }
+            if !batch.isEmpty {
+                for e in batch { e() }
+            }
+            var k = 0
+            while k < drainedOutcomes.count {
+                handlePublish(drainedOutcomes[k])
+                k += 1
+            }
+            drainedOutcomes.removeAll(keepingCapacity: true)
             housekeeping()
         }
+    }
+
+    /// Hands a Publish outcome from the reader thread to the client thread.
+    private func enqueue(_ outcome: PublishOutcome) {
+        cond.lock()
+        publishOutcomes.append(outcome)
+        cond.signal()
+        cond.unlock()
     }
 
     private func setState(_ s: ConnectionState) {
@@ -541,8 +663,8 @@ public final class OPCUAClient: @unchecked Sendable {
         lock.lock()
         let l = link
         let st = currentState
-        let hasSubs = subscriptions.values.contains { $0.serverId != nil }
-        let slowest = subscriptions.values.map { $0.revisedInterval / 1000 * Double($0.keepAliveCount) }.max() ?? 0
+        let hasSubs = !byServerId.isEmpty
+        let slowest = slowestKeepAlive
         lock.unlock()
         if case .reconnecting = st {
             if now >= nextReconnectAt { reconnect() }
@@ -596,96 +718,111 @@ public final class OPCUAClient: @unchecked Sendable {
 
     private func pumpPublish() {
         lock.lock()
-        guard let l = link, currentState == .connected, subscriptions.values.contains(where: { $0.serverId != nil })
-        else {
+        guard let l = link, currentState == .connected, !byServerId.isEmpty else {
             lock.unlock()
             return
         }
         lock.unlock()
+        // One completion per link, reused by every Publish request on it.
+        let completion: SecureChannel.BorrowedCompletion
+        if let c = publishCompletion, c.generation == l.generation {
+            completion = c.completion
+        } else {
+            completion = { [weak self] result in self?.receivePublish(result, link: l) }
+            publishCompletion = (l.generation, completion)
+        }
         while outstandingPublish < publishTarget {
-            var req = PublishRequest(acknowledgements: pendingAcks)
-            let acks = pendingAcks
-            pendingAcks = []
-            req.header.authenticationToken = l.authToken
             if outstandingPublish == 0 { lastPublishActivity = monotonicSeconds() }
             outstandingPublish += 1
-            do {
-                try l.channel.send(req) { [weak self] result in
-                    self?.post { [weak self] in self?.handlePublish(result, link: l, acks: acks) }
-                }
-            } catch {
+            guard sendPublish(l, completion) else {
                 outstandingPublish -= 1
-                pendingAcks = acks + pendingAcks
                 return
+            }
+            pendingAcks.removeAll(keepingCapacity: true)
+        }
+    }
+
+    private func sendPublish(_ l: Link, _ completion: @escaping SecureChannel.BorrowedCompletion) -> Bool {
+        do {
+            try l.channel.send(writer: &publishWriter, borrowing: completion) { w, id in
+                var header = RequestHeader()
+                header.authenticationToken = l.authToken
+                header.requestHandle = id
+                w.write(NodeId(PublishRequest.typeId))
+                PublishRequest.encode(header: header, acknowledgements: pendingAcks, to: &w)
+            }
+            return true
+        } catch {
+            return false
+        }
+    }
+
+    /// Runs on the reader thread: walks the response in place, hands the values to their subscription, and
+    /// passes what is left to do (acknowledge, recreate, send the next request) to the client thread.
+    private func receivePublish(_ result: Result<BinaryReader, OPCUAError>, link l: Link) {
+        guard l.generation == currentGeneration else { return }
+        switch result {
+        case .failure:
+            enqueue(PublishOutcome(generation: l.generation, result: .channelFailed))
+        case .success(let reader):
+            do {
+                let summary = try InPlaceResponses.publish(reader) { id in target(forSubscription: id) }
+                enqueue(PublishOutcome(generation: l.generation, result: .delivered(summary)))
+            } catch {
+                enqueue(
+                    PublishOutcome(
+                        generation: l.generation, result: .refused(error as? OPCUAError ?? .decoding("\(error)"))))
             }
         }
     }
 
-    private func handlePublish(_ result: Result<[UInt8], OPCUAError>, link l: Link, acks: [SubscriptionAcknowledgement])
-    {
-        guard l.generation == currentGeneration else { return }
+    private func target(forSubscription serverId: UInt32) -> PublishTarget? {
+        lock.lock()
+        defer { lock.unlock() }
+        guard let sub = byServerId[serverId] else { return nil }
+        return PublishTarget(handleBase: sub.handleBase, itemCount: sub.items.count, deliver: sub.deliver)
+    }
+
+    private func handlePublish(_ outcome: PublishOutcome) {
+        guard outcome.generation == currentGeneration else { return }
         outstandingPublish = max(0, outstandingPublish - 1)
         lastPublishActivity = monotonicSeconds()
-        guard case .success(let bytes) = result else { return }  // channel loss is handled by onClose
-        let resp: PublishRequest.Response
-        do {
-            resp = try l.channel.decodeResponse(PublishRequest.self, bytes)
-        } catch let e as OPCUAError {
+        let summary: PublishSummary
+        switch outcome.result {
+        case .channelFailed:
+            return
+        case .refused(let e):
             if case .serviceFault(_, let s) = e {
                 switch s.rawValue & 0xFFFF_0000 {
                 case StatusCode.badTooManyPublishRequests.rawValue: publishTarget = max(1, outstandingPublish)
                 case StatusCode.badNoSubscription.rawValue, StatusCode.badTimeout.rawValue: break
                 default:
-                    if OPCUAClient.isSessionLoss(e) { connectionLost(gen: l.generation, e) }
+                    if OPCUAClient.isSessionLoss(e) { connectionLost(gen: outcome.generation, e) }
                 }
             } else {
-                connectionLost(gen: l.generation, e)
+                connectionLost(gen: outcome.generation, e)
             }
             return
-        } catch {
-            return
+        case .delivered(let s):
+            summary = s
         }
+        // A Publish response shows the session is alive as well as a keep-alive Read would.
+        lastKeepAlive = monotonicSeconds()
         // Acknowledge even notifications nobody wants any more, or the server keeps them for Republish.
-        if !resp.notificationData.isEmpty {
+        if summary.notificationCount > 0 {
             pendingAcks.append(
-                SubscriptionAcknowledgement(subscriptionId: resp.subscriptionId, sequenceNumber: resp.sequenceNumber))
+                SubscriptionAcknowledgement(
+                    subscriptionId: summary.subscriptionId, sequenceNumber: summary.sequenceNumber))
         }
-        lock.lock()
-        let entry = subscriptions.first { $0.value.serverId == resp.subscriptionId }
-        lock.unlock()
-        guard let (subId, sub) = entry else {
-            pumpPublish()
-            return
+        if let status = summary.statusChange, status.isBad {
+            // The server dropped the subscription (e.g. lifetime expired): make it again.
+            lock.lock()
+            let sub = byServerId.removeValue(forKey: summary.subscriptionId)
+            sub?.serverId = nil
+            let l = link
+            lock.unlock()
+            if let sub, let l { _ = try? createOnServer(sub, link: l) }
         }
-        var changes: [DataChange] = []
-        for ext in resp.notificationData {
-            do {
-                if let dc = try ext.decode(
-                    DataChangeNotification.self, typeId: DataChangeNotification.typeId,
-                    limits: configuration.decodingLimits)
-                {
-                    lock.lock()
-                    for (handle, value) in dc.items {
-                        if let (s, i) = handleIndex[handle], s == subId {
-                            changes.append(DataChange(itemIndex: i, nodeId: sub.items[i].nodeId, value: value))
-                        }
-                    }
-                    lock.unlock()
-                } else if let sc = try ext.decode(
-                    StatusChangeNotification.self, typeId: StatusChangeNotification.typeId,
-                    limits: configuration.decodingLimits), sc.status.isBad
-                {
-                    // The server dropped the subscription (e.g. lifetime expired): make it again.
-                    lock.lock()
-                    sub.serverId = nil
-                    lock.unlock()
-                    _ = try? createOnServer(sub, link: l)
-                }
-            } catch {
-                continue  // one undecodable notification must not stop the others
-            }
-        }
-        if !changes.isEmpty { sub.handler(changes) }
         pumpPublish()
     }
 
@@ -698,7 +835,9 @@ public final class OPCUAClient: @unchecked Sendable {
         link = nil
         lastLossError = error
         for s in subscriptions.values { s.serverId = nil }
+        byServerId = [:]
         lock.unlock()
+        publishCompletion = nil
         l.channel.fail(error, notify: false)
         outstandingPublish = 0
         pendingAcks = []
@@ -766,6 +905,13 @@ public final class OPCUAClient: @unchecked Sendable {
     func injectRenewalFault() throws {
         try currentLink().channel.injectRenewalFault(
             .serviceFault(service: "OpenSecureChannel", status: .badSecurityChecksFailed))
+    }
+
+    /// The current link's channel, for tests that check it is released.
+    var currentChannel: SecureChannel? {
+        lock.lock()
+        defer { lock.unlock() }
+        return link?.channel
     }
 
     var channelTokenInfo: (id: UInt32, age: Double, lifetime: Double)? {

@@ -52,9 +52,11 @@ struct BinaryWriter {
     /// String with Int32 length prefix; nil encodes as the null string (-1).
     mutating func write(string: String?) {
         guard let string else { return write(Int32(-1)) }
-        let utf8 = Array(string.utf8)
-        write(Int32(utf8.count))
-        bytes.append(contentsOf: utf8)
+        write(Int32(string.utf8.count))
+        // A native string lends its UTF-8 storage; only a bridged one needs the copy.
+        if string.utf8.withContiguousStorageIfAvailable({ bytes.append(contentsOf: $0) }) == nil {
+            bytes.append(contentsOf: Array(string.utf8))
+        }
     }
 
     mutating func write(byteString: [UInt8]?) {

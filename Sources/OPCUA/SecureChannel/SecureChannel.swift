@@ -23,7 +23,19 @@ struct ChannelConfiguration: Sendable {
     var maxMessageSize: UInt32 = 64 << 20
     /// First sequence number sent; tests move it close to the wrap-around.
     var initialSequenceNumber: UInt32 = 1
+    /// Test hook, see `LoopProbe`.
+    var loopProbe: LoopProbe?
 }
+
+/// Where a `LoopProbe` is called: the top of the channel's reader loop or of the client's worker loop.
+enum LoopSite: Sendable {
+    case reader
+    case client
+}
+
+/// Test hook called on a client thread each time it is about to wait for work, so that a test can read that
+/// thread's own counters (heap allocations) at points where the thread holds no half-done work.
+typealias LoopProbe = @Sendable (LoopSite) -> Void
 
 /// One UASC secure channel over one TCP connection (OPC 10000-6 §6.7).
 ///
@@ -32,13 +44,9 @@ struct ChannelConfiguration: Sendable {
 /// message's chunks contiguous on the wire, since sequence numbers must arrive in order.
 final class SecureChannel: @unchecked Sendable {
     typealias Completion = @Sendable (Result<[UInt8], OPCUAError>) -> Void
-
-    private final class Pending {
-        let completion: Completion
-        var body: [UInt8] = []
-        var chunks = 0
-        init(_ completion: @escaping Completion) { self.completion = completion }
-    }
+    /// Gets a reader over the response body where it lies in the channel's receive buffer; runs on the reader
+    /// thread and must be done with the bytes when it returns (see `PendingRequest.Delivery.borrow`).
+    typealias BorrowedCompletion = @Sendable (Result<BinaryReader, OPCUAError>) -> Void
 
     private struct Token {
         var id: UInt32
@@ -56,7 +64,13 @@ final class SecureChannel: @unchecked Sendable {
 
     private let lock = NSLock()
     private let sendLock = NSLock()
-    private var pending: [UInt32: Pending] = [:]
+    private var pending: [UInt32: PendingRequest] = [:]
+    /// Bodies of multi-chunk borrowed responses, and the entries of borrowing requests, kept for the next ones
+    /// (guarded by `lock`).
+    private var spareBodies: [[UInt8]] = []
+    private var sparePending: [PendingRequest] = []
+    /// Chunks are built here, under `sendLock`, so sending does not allocate a buffer per chunk.
+    private var sendBuffer = BinaryWriter(capacity: 0)
     private var nextRequestId: UInt32 = 1
     private var sendSequence: UInt32
     private var lastReceivedSequence: UInt32?
@@ -74,6 +88,8 @@ final class SecureChannel: @unchecked Sendable {
         self.connection = connection
         self.asym = asym
         self.sendSequence = config.initialSequenceNumber
+        spareBodies.reserveCapacity(2)
+        sparePending.reserveCapacity(4)
     }
 
     /// Connects, exchanges HEL/ACK, starts the reader thread and opens the channel.
@@ -276,11 +292,13 @@ final class SecureChannel: @unchecked Sendable {
         return id
     }
 
-    private func register(_ id: UInt32, _ completion: @escaping Completion) throws {
+    private func register(_ id: UInt32, _ p: PendingRequest) throws {
         lock.lock()
         defer { lock.unlock() }
         if let e = closedError { throw e }
-        pending[id] = Pending(completion)
+        p.requestId = id
+        p.chunks = 0
+        pending[id] = p
     }
 
     private func unregister(_ id: UInt32) {
@@ -290,18 +308,22 @@ final class SecureChannel: @unchecked Sendable {
     }
 
     private func encodeRequest<R: ServiceRequest>(_ req: R, requestId: UInt32) -> [UInt8] {
+        var w = BinaryWriter(capacity: 1024)
+        encodeRequest(req, requestId: requestId, into: &w)
+        return w.bytes
+    }
+
+    private func encodeRequest<R: ServiceRequest>(_ req: R, requestId: UInt32, into w: inout BinaryWriter) {
         var r = req
         r.header.requestHandle = requestId
         r.header.timestamp = .now()
-        var w = BinaryWriter(capacity: 1024)
         w.write(NodeId(R.typeId))
         w.write(r)
-        return w.bytes
     }
 
     private func sendOpen(_ req: OpenSecureChannelRequest, completion: @escaping Completion) throws {
         let id = allocateRequestId()
-        try register(id, completion)
+        try register(id, PendingRequest(.copy(completion)))
         do {
             try sendAsymmetric(requestId: id, body: encodeRequest(req, requestId: id))
         } catch {
@@ -314,16 +336,65 @@ final class SecureChannel: @unchecked Sendable {
     @discardableResult
     func send<R: ServiceRequest>(_ req: R, completion: @escaping Completion) throws -> UInt32 {
         let id = allocateRequestId()
-        try register(id, completion)
+        try register(id, PendingRequest(.copy(completion)))
+        try send(requestId: id, body: encodeRequest(req, requestId: id))
+        return id
+    }
+
+    /// Sends a request that `encode` writes (encoding NodeId first) into the caller's reusable `writer`, with the
+    /// request id it is given as RequestHandle. Its response is walked in place: `completion` runs on the reader
+    /// thread with a reader over the body in the receive buffer, which it must not keep past its return. Nothing is
+    /// allocated per request once the buffers have grown to the message sizes.
+    func send(
+        writer: inout BinaryWriter, borrowing completion: @escaping BorrowedCompletion,
+        encode: (inout BinaryWriter, _ requestId: UInt32) -> Void
+    ) throws {
+        let id = allocateRequestId()
+        writer.bytes.removeAll(keepingCapacity: true)
+        encode(&writer, id)
+        lock.lock()
+        if let e = closedError {
+            lock.unlock()
+            throw e
+        }
+        let p = sparePending.popLast() ?? PendingRequest(.borrow(completion))
+        p.delivery = .borrow(completion)
+        p.requestId = id
+        p.chunks = 0
+        pending[id] = p
+        lock.unlock()
+        try send(requestId: id, body: writer.bytes)
+    }
+
+    private func send(requestId id: UInt32, body: [UInt8]) throws {
         do {
-            try sendSymmetric(type: "MSG", requestId: id, body: encodeRequest(req, requestId: id))
+            try sendSymmetric(type: "MSG", requestId: id, body: body)
         } catch {
             unregister(id)
             if case .invalidArgument = error as? OPCUAError { throw error }
             fail(error as? OPCUAError ?? .transport("\(error)"), notify: true)
             throw error
         }
-        return id
+    }
+
+    /// Sends a request that `encode` writes into the caller's reusable `writer` (as for `send(writer:…)`) and
+    /// blocks until its response is in `response.bytes` or `timeout`. `pending` is the caller's reusable entry,
+    /// made for `response`. Nothing is allocated per call once the buffers have grown to the message sizes.
+    func call(
+        writer: inout BinaryWriter, pending: PendingRequest, response: ResponseBuffer, timeout: Double, what: String,
+        encode: (inout BinaryWriter, _ requestId: UInt32) -> Void
+    ) throws {
+        let id = allocateRequestId()
+        writer.bytes.removeAll(keepingCapacity: true)
+        encode(&writer, id)
+        try register(id, pending)
+        try send(requestId: id, body: writer.bytes)
+        do {
+            try response.wait(for: id, timeout: timeout, what: what)
+        } catch {
+            unregister(id)
+            throw error
+        }
     }
 
     /// Sends a request and blocks the calling thread until its response or `timeout`.
@@ -416,7 +487,7 @@ final class SecureChannel: @unchecked Sendable {
         try connection.send(Array(w.bytes[..<securityHeaderEnd]) + encrypted)
     }
 
-    private func sendSymmetric(type: String, requestId: UInt32, body: [UInt8]) throws {
+    private func sendSymmetric(type: StaticString, requestId: UInt32, body: [UInt8]) throws {
         lock.lock()
         let chId = channelId
         let token = current
@@ -444,31 +515,34 @@ final class SecureChannel: @unchecked Sendable {
         }
         sendLock.lock()
         defer { sendLock.unlock() }
-        for i in 0..<chunkCount {
-            let part = body[(i * maxBody)..<min(body.count, (i + 1) * maxBody)]
-            var w = BinaryWriter(capacity: part.count + 80)
-            w.write(raw: Array(type.utf8))
-            w.write(UInt8(ascii: i == chunkCount - 1 ? "F" : "C"))
-            w.write(UInt32(0))
-            w.write(chId)
-            w.write(token.id)
-            w.write(nextSequenceNumber())
-            w.write(requestId)
-            w.write(raw: part)
+        var i = 0
+        while i < chunkCount {
+            let partStart = i * maxBody
+            let partEnd = min(body.count, partStart + maxBody)
+            sendBuffer.bytes.removeAll(keepingCapacity: true)
+            type.withUTF8Buffer { sendBuffer.bytes.append(contentsOf: $0) }
+            sendBuffer.write(UInt8(ascii: i == chunkCount - 1 ? "F" : "C"))
+            sendBuffer.write(UInt32(0))
+            sendBuffer.write(chId)
+            sendBuffer.write(token.id)
+            sendBuffer.write(nextSequenceNumber())
+            sendBuffer.write(requestId)
+            sendBuffer.bytes.append(contentsOf: body[partStart..<partEnd])
             if mode == .signAndEncrypt {
-                let padCount = (16 - (w.count - 16 + 1 + sigSize) % 16) % 16
-                w.write(raw: [UInt8](repeating: UInt8(padCount), count: padCount + 1))
+                let padCount = (16 - (sendBuffer.count - 16 + 1 + sigSize) % 16) % 16
+                for _ in 0...padCount { sendBuffer.write(UInt8(padCount)) }
             }
-            w.patch(UInt32(w.count + sigSize), at: 4)
+            sendBuffer.patch(UInt32(sendBuffer.count + sigSize), at: 4)
+            i += 1
             guard let keys = token.client else {
-                try connection.send(w.bytes)
+                try connection.send(sendBuffer.bytes)
                 continue
             }
-            w.write(raw: keys.sign(w.bytes[...]))
+            sendBuffer.write(raw: keys.sign(sendBuffer.bytes[...]))
             if mode == .signAndEncrypt {
-                try connection.send(Array(w.bytes[..<16]) + keys.encrypt(w.bytes[16...]))
+                try connection.send(Array(sendBuffer.bytes[..<16]) + keys.encrypt(sendBuffer.bytes[16...]))
             } else {
-                try connection.send(w.bytes)
+                try connection.send(sendBuffer.bytes)
             }
         }
     }
@@ -476,7 +550,8 @@ final class SecureChannel: @unchecked Sendable {
     // MARK: Receiving
 
     private func startReader() {
-        let t = Thread { [self] in self.readLoop() }
+        // Weak: the channel keeps its Thread, and a Thread keeps its block after it has run.
+        let t = Thread { [weak self] in self?.readLoop() }
         t.name = "opcua-reader"
         t.stackSize = 1 << 20
         reader = t
@@ -485,10 +560,14 @@ final class SecureChannel: @unchecked Sendable {
 
     private func readLoop() {
         let maxChunk = Int(config.receiveBufferSize)
+        // One buffer for every chunk: whoever looks at a chunk's bytes is done with them before the next read,
+        // so the buffer is never shared when it is cleared and keeps its capacity.
+        var chunk: [UInt8] = []
+        chunk.reserveCapacity(maxChunk)
         while true {
+            config.loopProbe?(.reader)
             do {
-                var chunk: [UInt8] = []
-                chunk.reserveCapacity(8192)
+                chunk.removeAll(keepingCapacity: true)
                 try connection.read(8, into: &chunk)
                 let size = Int(
                     UInt32(chunk[4]) | UInt32(chunk[5]) << 8 | UInt32(chunk[6]) << 16 | UInt32(chunk[7]) << 24)
@@ -505,55 +584,109 @@ final class SecureChannel: @unchecked Sendable {
     }
 
     private func handleChunk(_ chunk: [UInt8]) throws {
-        let type = String(decoding: chunk[0..<3], as: UTF8.self)
         let chunkType = chunk[3]
-        switch type {
-        case "ERR":
+        switch (chunk[0], chunk[1], chunk[2]) {
+        case (0x45, 0x52, 0x52):  // ERR
             var r = BinaryReader(chunk, from: 8, to: chunk.count, limits: config.decodingLimits)
             let status = try r.read(StatusCode.self)
             throw OPCUAError.serverError(status, try r.readString() ?? "")
-        case "OPN":
-            let (requestId, body) = try openAsymmetric(chunk)
+        case (0x4F, 0x50, 0x4E):  // OPN
+            let (requestId, plain, body) = try openAsymmetric(chunk)
             guard chunkType == UInt8(ascii: "F") else {
                 throw OPCUAError.protocolViolation("chunked OpenSecureChannel response")
             }
-            deliver(requestId, chunkType: chunkType, body: body)
-        case "MSG", "CLO":
-            let (requestId, body) = try openSymmetric(chunk)
-            deliver(requestId, chunkType: chunkType, body: body)
+            deliver(requestId, chunkType: chunkType, plain, body)
+        case (0x4D, 0x53, 0x47), (0x43, 0x4C, 0x4F):  // MSG, CLO
+            let (requestId, plain, body) = try openSymmetric(chunk)
+            deliver(requestId, chunkType: chunkType, plain, body)
         default:
-            throw OPCUAError.protocolViolation("unknown message type '\(type)'")
+            throw OPCUAError.protocolViolation(
+                "unknown message type '\(String(decoding: chunk[0..<3], as: UTF8.self))'")
         }
     }
 
-    private func deliver(_ requestId: UInt32, chunkType: UInt8, body: ArraySlice<UInt8>) {
+    /// Hands a chunk's body (`plain[body]`) to the request it answers. A single-chunk response to a borrowing
+    /// request is walked right where it lies; everything else is first gathered into a buffer.
+    private func deliver(_ requestId: UInt32, chunkType: UInt8, _ plain: [UInt8], _ body: Range<Int>) {
         lock.lock()
         guard let p = pending[requestId] else {
             lock.unlock()
             return  // the caller gave up (timeout); the late answer is dropped
         }
-        var result: Result<[UInt8], OPCUAError>?
+        var failure: OPCUAError?
+        var complete = false
+        var inPlace = false
         switch chunkType {
         case UInt8(ascii: "C"), UInt8(ascii: "F"):
+            let first = p.chunks == 0
             p.chunks += 1
-            p.body.append(contentsOf: body)
             let maxChunks = Int(config.maxMessageSize / config.receiveBufferSize + 1)
-            if p.body.count > config.maxMessageSize || p.chunks > maxChunks {
-                result = .failure(.decoding("response exceeds \(config.maxMessageSize) bytes / \(maxChunks) chunks"))
+            if first, chunkType == UInt8(ascii: "F"), case .borrow = p.delivery {
+                inPlace = true
+            } else {
+                if first {
+                    if case .into(let target) = p.delivery {
+                        target.bytes.removeAll(keepingCapacity: true)
+                    } else if case .borrow = p.delivery, let spare = spareBodies.popLast() {
+                        p.body = spare
+                    }
+                }
+                p.withBody { $0.append(contentsOf: plain[body]) }
+            }
+            if p.bodyCount > config.maxMessageSize || p.chunks > maxChunks {
+                failure = .decoding("response exceeds \(config.maxMessageSize) bytes / \(maxChunks) chunks")
             } else if chunkType == UInt8(ascii: "F") {
-                result = .success(p.body)
+                complete = true
             }
         case UInt8(ascii: "A"):
-            var r = BinaryReader(Array(body), limits: config.decodingLimits)
+            var r = BinaryReader(Array(plain[body]), limits: config.decodingLimits)
             let status = (try? r.read(StatusCode.self)) ?? .badUnexpectedError
             let reason = (try? r.readString()) ?? nil
-            result = .failure(.serverError(status, "message aborted: \(reason ?? "")"))
+            failure = .serverError(status, "message aborted: \(reason ?? "")")
         default:
-            result = .failure(.protocolViolation("chunk type \(chunkType)"))
+            failure = .protocolViolation("chunk type \(chunkType)")
         }
-        if result != nil { pending[requestId] = nil }
+        // A finished borrowing entry goes back to the pool before its completion runs: the completion lets the
+        // client send the next Publish request, which must find an entry there rather than allocate one.
+        var borrowed: SecureChannel.BorrowedCompletion?
+        var gathered: [UInt8] = []
+        if failure != nil || complete {
+            pending[requestId] = nil
+            if case .borrow(let completion) = p.delivery {
+                borrowed = completion
+                gathered = p.body
+                p.body = []
+                // The completion may hold the channel (the client's does, through its link); a pooled entry must
+                // not, or the channel would keep itself alive.
+                p.delivery = .borrow(PendingRequest.idle)
+                if sparePending.count < sparePending.capacity { sparePending.append(p) }
+            }
+        }
         lock.unlock()
-        if let result { p.completion(result) }
+        guard let borrowed else {
+            if let failure {
+                p.fail(failure)
+            } else if complete {
+                p.finish()
+            }
+            return
+        }
+        if let failure {
+            borrowed(.failure(failure))
+        } else if inPlace {
+            borrowed(
+                .success(BinaryReader(plain, from: body.lowerBound, to: body.upperBound, limits: config.decodingLimits))
+            )
+        } else {
+            borrowed(.success(BinaryReader(gathered, limits: config.decodingLimits)))
+        }
+        if gathered.capacity > 0 {
+            // The completion has returned, so nothing else refers to the buffer: keep it for the next one.
+            gathered.removeAll(keepingCapacity: true)
+            lock.lock()
+            if spareBodies.count < 2 { spareBodies.append(gathered) }
+            lock.unlock()
+        }
     }
 
     private func checkSequence(_ seq: UInt32) throws {
@@ -568,7 +701,7 @@ final class SecureChannel: @unchecked Sendable {
         lastReceivedSequence = seq
     }
 
-    private func openAsymmetric(_ chunk: [UInt8]) throws -> (UInt32, ArraySlice<UInt8>) {
+    private func openAsymmetric(_ chunk: [UInt8]) throws -> (UInt32, [UInt8], Range<Int>) {
         var r = BinaryReader(chunk, from: 12, to: chunk.count, limits: config.decodingLimits)
         let policyUri = try r.readString()
         let senderCert = try r.readByteString()
@@ -601,7 +734,7 @@ final class SecureChannel: @unchecked Sendable {
         let seq = try s.readUInt32()
         let requestId = try s.readUInt32()
         try checkSequence(seq)
-        return (requestId, plain[s.position..<bodyEnd])
+        return (requestId, plain, s.position..<bodyEnd)
     }
 
     private func stripPadding(_ plain: [UInt8], sigStart: Int, extra: Bool, from minStart: Int) throws -> Int {
@@ -620,7 +753,7 @@ final class SecureChannel: @unchecked Sendable {
         return end
     }
 
-    private func openSymmetric(_ chunk: [UInt8]) throws -> (UInt32, ArraySlice<UInt8>) {
+    private func openSymmetric(_ chunk: [UInt8]) throws -> (UInt32, [UInt8], Range<Int>) {
         var r = BinaryReader(chunk, from: 8, to: chunk.count, limits: config.decodingLimits)
         let chId = try r.readUInt32()
         let tokenId = try r.readUInt32()
@@ -660,7 +793,7 @@ final class SecureChannel: @unchecked Sendable {
         let seq = try s.readUInt32()
         let requestId = try s.readUInt32()
         try checkSequence(seq)
-        return (requestId, plain[24..<bodyEnd])
+        return (requestId, plain, 24..<bodyEnd)
     }
 
     // MARK: Failure
@@ -675,12 +808,104 @@ final class SecureChannel: @unchecked Sendable {
         closedError = error
         let waiting = pending
         pending = [:]
+        sparePending = []
+        spareBodies = []
         let callback = notify ? onClose : nil
         onClose = nil
         lock.unlock()
         connection.shutdown()
-        for (_, p) in waiting { p.completion(.failure(error)) }
+        for (_, p) in waiting { p.fail(error) }
         callback?(error)
+    }
+}
+
+/// A request waiting for its response, in `SecureChannel.pending`.
+final class PendingRequest: @unchecked Sendable {
+    /// How the response reaches whoever waits for it.
+    enum Delivery {
+        /// An owned copy of the body, for responses that are decoded into structures anyway.
+        case copy(SecureChannel.Completion)
+        /// A reader over the body where it lies, on the reader thread: the receive buffer for a single-chunk
+        /// response, else a gathering buffer the channel reuses. Nothing is copied or allocated for it.
+        case borrow(SecureChannel.BorrowedCompletion)
+        /// The body is gathered into the caller's reusable buffer, and the caller woken through it.
+        case into(ResponseBuffer)
+    }
+
+    /// Fixed for `.into` entries; a reused `.borrow` entry gets its completion again with each request.
+    var delivery: Delivery
+    /// Set by `register`; a reused entry gets a new one for every request.
+    var requestId: UInt32 = 0
+    var chunks = 0
+    /// Gathers the chunks of `.copy` and multi-chunk `.borrow` responses.
+    var body: [UInt8] = []
+
+    init(_ delivery: Delivery) { self.delivery = delivery }
+
+    /// The completion of a pooled entry between requests; it captures nothing, so assigning it allocates nothing.
+    static let idle: SecureChannel.BorrowedCompletion = { _ in }
+
+    var bodyCount: Int {
+        if case .into(let target) = delivery { return target.bytes.count }
+        return body.count
+    }
+
+    func withBody(_ change: (inout [UInt8]) -> Void) {
+        if case .into(let target) = delivery { change(&target.bytes) } else { change(&body) }
+    }
+
+    /// Completes a `.copy` or `.into` request with the gathered body (`.borrow` ones complete in `deliver`).
+    func finish() {
+        switch delivery {
+        case .copy(let completion):
+            let b = body
+            body = []
+            completion(.success(b))
+        case .borrow:
+            break
+        case .into(let target):
+            target.complete(requestId, nil)
+        }
+    }
+
+    func fail(_ e: OPCUAError) {
+        switch delivery {
+        case .copy(let completion): completion(.failure(e))
+        case .borrow(let completion): completion(.failure(e))
+        case .into(let target): target.complete(requestId, e)
+        }
+    }
+}
+
+/// A response buffer one caller reuses request after request, and the condition the caller waits on.
+///
+/// The reader thread appends into `bytes` under the channel's lock while the request is pending; the caller reads
+/// `bytes` only after `wait` returned for its request id, and sends its next request only after that.
+final class ResponseBuffer: @unchecked Sendable {
+    var bytes: [UInt8] = []
+    private let cond = NSCondition()
+    /// The last request completed, and how; a late completion of an abandoned request carries another id.
+    private var completed: UInt32 = 0
+    private var failure: OPCUAError?
+
+    func complete(_ requestId: UInt32, _ error: OPCUAError?) {
+        cond.lock()
+        completed = requestId
+        failure = error
+        cond.signal()
+        cond.unlock()
+    }
+
+    func wait(for requestId: UInt32, timeout: Double, what: String) throws {
+        let deadline = Date(timeIntervalSinceNow: timeout)
+        cond.lock()
+        defer { cond.unlock() }
+        while completed != requestId {
+            if !cond.wait(until: deadline) && completed != requestId {
+                throw OPCUAError.timeout("\(what) got no response within \(timeout) s")
+            }
+        }
+        if let failure { throw failure }
     }
 }
 

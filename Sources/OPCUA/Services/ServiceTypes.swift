@@ -453,6 +453,44 @@ struct ReadRequest: ServiceRequest {
     }
 }
 
+/// A Read of a fixed list of nodes, for polling them again and again: the request body is encoded once, and the
+/// response is received into a buffer that is kept for the next call (see `OPCUAClient.read(_:_:)`).
+public final class PreparedRead: @unchecked Sendable {
+    public let nodes: [NodeId]
+    public let attribute: AttributeId
+    public let timestamps: TimestampsToReturn
+    /// Oldest acceptable cached value in milliseconds; 0 makes the server read the device.
+    public let maxAge: Double
+    let encodedNodes: [UInt8]
+    // Per-call state, owned by whoever holds `useLock`.
+    let useLock = NSLock()
+    var request = BinaryWriter(capacity: 0)
+    let response = ResponseBuffer()
+    let pending: PendingRequest
+
+    public init(
+        _ nodes: [NodeId], attribute: AttributeId = .value, timestamps: TimestampsToReturn = .both, maxAge: Double = 0
+    ) {
+        self.nodes = nodes
+        self.attribute = attribute
+        self.timestamps = timestamps
+        self.maxAge = maxAge
+        var w = BinaryWriter(capacity: 16 + nodes.count * 16)
+        w.write(array: nodes.map { ReadValueId(nodeId: $0, attributeId: attribute.rawValue) })
+        encodedNodes = w.bytes
+        pending = PendingRequest(.into(response))
+    }
+
+    /// The ReadRequest, encoding NodeId first, with the NodesToRead encoded at creation.
+    func encodeRequest(header: RequestHeader, to w: inout BinaryWriter) {
+        w.write(NodeId(ReadRequest.typeId))
+        w.write(header)
+        w.write(maxAge)
+        w.write(timestamps.rawValue)
+        w.bytes.append(contentsOf: encodedNodes)
+    }
+}
+
 struct WriteValue: BinaryEncodable, Sendable {
     var nodeId: NodeId
     var attributeId: UInt32
@@ -831,8 +869,20 @@ struct PublishRequest: ServiceRequest {
     var acknowledgements: [SubscriptionAcknowledgement]
 
     func encode(to w: inout BinaryWriter) {
+        PublishRequest.encode(header: header, acknowledgements: acknowledgements, to: &w)
+    }
+
+    /// The request body from its parts, so that the client can encode it from the acknowledgements it keeps,
+    /// without building the request.
+    static func encode(header: RequestHeader, acknowledgements: [SubscriptionAcknowledgement], to w: inout BinaryWriter)
+    {
         w.write(header)
-        w.write(array: acknowledgements)
+        w.write(Int32(acknowledgements.count))
+        var i = 0
+        while i < acknowledgements.count {
+            acknowledgements[i].encode(to: &w)
+            i += 1
+        }
     }
 
     struct Response: ServiceResponse {

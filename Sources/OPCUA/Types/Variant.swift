@@ -226,7 +226,7 @@ extension Variant: BinaryCodable {
     }
 
     /// Smallest wire size of one element, used to reject counts the remaining bytes cannot hold.
-    private static func minimumEncodedSize(_ t: BuiltinType) -> Int {
+    static func minimumEncodedSize(_ t: BuiltinType) -> Int {
         switch t {
         case .boolean, .sbyte, .byte, .variant, .dataValue, .diagnosticInfo, .localizedText: return 1
         case .int16, .uint16, .nodeId, .expandedNodeId: return 2
