@@ -22,7 +22,7 @@ public enum OPCUAValues {
     public static func describe(_ quality: Quality, of definition: TagDefinition) -> String {
         switch definition.source {
         case .opcua, .opcuaBrowsePath: break
-        case .modbus: return quality.description
+        case .modbus, .computed: return quality.description
         }
         switch quality.code {
         case .deviceStatus: return "bad (\(StatusCode(quality.detail)))"
