@@ -102,7 +102,8 @@ final class EdgeNodePublisher: @unchecked Sendable {
     /// cause and what libmosquitto holds in memory.
     static let replayWindow = 8
 
-    private var password: String?
+    /// Each password_file's first line.
+    private var passwords: [String: String] = [:]
 
     /// Opens the queue (its own connection to the history file) and builds the session and MQTT client; nothing
     /// connects before `start()`. Throws on what the operator must fix: unreadable files, bad TLS settings.
@@ -119,10 +120,10 @@ final class EdgeNodePublisher: @unchecked Sendable {
         bdSeqStore = FileBdSeqStore(path: settings.resolvedBdSeqPath(historyPath: historyPath))
         auditSource = "sparkplug:" + (settings.primaryHostID ?? "\(settings.groupID)/\(settings.edgeNodeID)")
         changeBuffer = .allocate(capacity: 4096)
-        if let file = settings.brokers.first?.passwordFile {
+        for file in settings.brokers.compactMap(\.passwordFile) where passwords[file] == nil {
             do {
                 let text = try String(contentsOfFile: file, encoding: .utf8)
-                password = text.split(separator: "\n", omittingEmptySubsequences: false).first.map(String.init)
+                passwords[file] = text.split(separator: "\n", omittingEmptySubsequences: false).first.map(String.init)
             } catch {
                 changeBuffer.deallocate()
                 throw AgentStartError("sparkplug: cannot read password_file \(file): \(error.localizedDescription)")
@@ -249,16 +250,20 @@ final class EdgeNodePublisher: @unchecked Sendable {
     }
 
     private func makeClient() throws -> MQTTClient {
-        let first = settings.brokers.first
-        let tls = first?.tls.map {
-            MQTTTLSConfiguration(
-                caFile: $0.caFile, certificateFile: $0.certificateFile, keyFile: $0.keyFile, verifyServer: $0.verify)
+        // Every broker with its own TLS and credentials.
+        let brokers = settings.brokers.map { b in
+            let tls = b.tls.map {
+                MQTTTLSConfiguration(
+                    caFile: $0.caFile, certificateFile: $0.certificateFile, keyFile: $0.keyFile,
+                    verifyServer: $0.verify)
+            }
+            let security = MQTTSecurity(
+                username: b.username, password: b.passwordFile.flatMap { passwords[$0] }, tls: tls)
+            return MQTTBroker(host: b.host, port: b.port, security: security)
         }
         let config = MQTTClientConfiguration(
-            brokers: settings.brokers.map { MQTTBroker(host: $0.host, port: $0.port) },
-            clientID: "edgepilot-\(settings.groupID)-\(settings.edgeNodeID)",
+            brokers: brokers, clientID: "edgepilot-\(settings.groupID)-\(settings.edgeNodeID)",
             protocolVersion: settings.mqttVersion == .v5 ? .v5 : .v311, keepAlive: max(5, settings.keepAliveSeconds),
-            username: first?.username, password: password, tls: tls,
             reconnect: MQTTReconnectPolicy(
                 initialDelay: .milliseconds(max(10, settings.reconnectMinMilliseconds)),
                 maxDelay: .milliseconds(max(10, settings.reconnectMaxMilliseconds)),
@@ -300,6 +305,7 @@ final class EdgeNodePublisher: @unchecked Sendable {
             logger.warning("MQTT connect failed, retrying in \(retry): \(error)")
         case .message(let m): post(.message(m))
         case .published(let tag): if tag != 0 { post(.acknowledged(tag)) }
+        case .receipt: break
         }
     }
 
