@@ -66,6 +66,13 @@ extension Builder {
             if let n = s.int("max_samples", range: 1000...1_000_000_000, sink: &sink) {
                 settings.storeAndForward.maxSamples = n
             }
+            if let b = s.bool("confirm_live", sink: &sink) { settings.storeAndForward.confirmLive = b }
+            if let n = s.int("unconfirmed_samples", range: 256...1_000_000, sink: &sink) {
+                settings.storeAndForward.unconfirmedSamples = n
+                if !settings.storeAndForward.confirmLive, let v = s.value("unconfirmed_samples") {
+                    sink.warning(v.line, v.column, "unconfirmed_samples has no effect with confirm_live: false")
+                }
+            }
             s.reportUnknownKeys(sink: &sink)
         }
         if let n = r.value("replay"), var s = MappingReader(n, what: "'sparkplug.replay'", sink: &sink) {

@@ -74,6 +74,41 @@ import Testing
         #expect(loaded.warnings.isEmpty, "\(loaded.warnings)")
     }
 
+    @Test func liveConfirmationSettings() throws {
+        func parse(_ section: String) throws(ConfigurationError) -> LoadedConfiguration {
+            try ConfigurationLoader.parse(
+                yaml: Self.base + """
+                    sparkplug:
+                      group_id: G
+                      edge_node_id: E
+                      brokers: [{url: mqtt://10.0.0.5}]
+                    \(section)
+                    """, file: "a.yaml")
+        }
+        let defaults = try #require(try parse("").configuration.sparkplug).storeAndForward
+        #expect(defaults.confirmLive && defaults.unconfirmedSamples == 16_384)
+        let set = try parse("  store_and_forward: {confirm_live: true, unconfirmed_samples: 1000}")
+        #expect(set.configuration.sparkplug?.storeAndForward.unconfirmedSamples == 1000)
+        let off = try parse("  store_and_forward: {confirm_live: false, unconfirmed_samples: 1000}")
+        #expect(off.configuration.sparkplug?.storeAndForward.confirmLive == false)
+        #expect(off.warnings.contains { $0.line == 11 && $0.message.contains("no effect with confirm_live: false") })
+        do {
+            _ = try parse("  store_and_forward:\n    confirm_live: sometimes\n    unconfirmed_samples: 10")
+            Issue.record("accepted bad confirmation settings")
+        } catch {
+            let messages = error.errors.map { "\($0.line): \($0.message)" }
+            #expect(
+                messages.contains {
+                    $0.hasPrefix("12:") && $0.contains("'confirm_live'") && $0.contains("true or false")
+                }, "\(messages)")
+            #expect(
+                messages.contains {
+                    $0.hasPrefix("13:") && $0.contains("'unconfirmed_samples'")
+                        && $0.contains("between 256 and 1000000")
+                }, "\(messages)")
+        }
+    }
+
     @Test func badValuesAreLocated() throws {
         let yaml =
             Self.base + """
