@@ -29,17 +29,6 @@ extension Builder {
             sink.error(
                 r.value("brokers")?.line ?? r.line, 1, "sparkplug needs at least one broker under 'brokers'",
                 hint: "e.g. brokers: [{url: mqtt://10.0.0.5:1883}]")
-        } else {
-            let first = settings.brokers[0]
-            for b in settings.brokers.dropFirst()
-            where b.tls != first.tls || b.username != first.username || b.passwordFile != first.passwordFile {
-                sink.error(
-                    r.value("brokers")?.line ?? r.line, 1,
-                    "sparkplug brokers must share tls, username and password_file (\(b.host):\(b.port) differs from "
-                        + "\(first.host):\(first.port))",
-                    hint: "the MQTT client applies one TLS and credential setting to every broker of the list")
-                break
-            }
         }
         if let text = r.string("mqtt_version", sink: &sink), let v = r.value("mqtt_version") {
             switch text {
@@ -76,6 +65,13 @@ extension Builder {
             }
             if let n = s.int("max_samples", range: 1000...1_000_000_000, sink: &sink) {
                 settings.storeAndForward.maxSamples = n
+            }
+            if let b = s.bool("confirm_live", sink: &sink) { settings.storeAndForward.confirmLive = b }
+            if let n = s.int("unconfirmed_samples", range: 256...1_000_000, sink: &sink) {
+                settings.storeAndForward.unconfirmedSamples = n
+                if !settings.storeAndForward.confirmLive, let v = s.value("unconfirmed_samples") {
+                    sink.warning(v.line, v.column, "unconfirmed_samples has no effect with confirm_live: false")
+                }
             }
             s.reportUnknownKeys(sink: &sink)
         }

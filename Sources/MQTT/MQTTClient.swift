@@ -9,9 +9,13 @@ import Foundation
 /// `publish` and `subscribe` only queue packets for that thread and never wait for the network, so callers on
 /// polling or control threads are never blocked by a slow or absent broker.
 ///
-/// Sendable: every mutable field lives in `Core` behind one `NSCondition` (`core.cond`); libmosquitto's handle is
-/// thread-safe for publish/subscribe/disconnect in threaded mode, and it is created once and destroyed only after
-/// both threads have ended. Hence `@unchecked Sendable`.
+/// Each broker is connected with its own credentials and TLS settings (`MQTTBroker.security`, else the
+/// configuration's): libmosquitto keeps them in its handle and cannot drop TLS from one, so the client keeps one
+/// handle per distinct setting and each attempt uses its broker's.
+///
+/// Sendable: every mutable field lives in `Core` behind one `NSCondition` (`core.cond`); libmosquitto's handles are
+/// thread-safe for publish/subscribe/disconnect in threaded mode, and they are created once and destroyed only
+/// after both threads have ended. Hence `@unchecked Sendable`.
 public final class MQTTClient: @unchecked Sendable {
     private let core: Core
 
@@ -83,8 +87,21 @@ public final class MQTTClient: @unchecked Sendable {
         try core.unsubscribe(topicFilter)
     }
 
+    /// Asks the broker to acknowledge everything this connection has sent so far; `.receipt(tag:)` reports the
+    /// answer. A broker reads a connection's packets in order, so the answer proves that every QoS 0 message
+    /// published before this call reached it. The request is an UNSUBSCRIBE of `filter`, which must be a filter
+    /// this client never subscribes to: the broker must answer it (UNSUBACK, even when nothing was subscribed),
+    /// it routes no message to anyone and needs no publish permission. A request that was not answered when the
+    /// connection ended is never answered (it is not re-sent on the next connection).
+    public func requestReceipt(tag: UInt64, filter: String) throws(MQTTClientError) {
+        try core.requestReceipt(tag: tag, filter: filter)
+    }
+
     /// Messages published with QoS ≥ 1 whose acknowledgement has not arrived yet.
     public var unacknowledgedCount: Int { core.locked { core.pendingTags.count } }
+
+    /// Receipt requests whose answer has not arrived yet.
+    public var pendingReceiptCount: Int { core.locked { core.receiptTags.count } }
 }
 
 // MARK: - Implementation
@@ -120,14 +137,19 @@ extension MQTTClient {
         let configuration: MQTTClientConfiguration
         let onEvent: @Sendable (MQTTClientEvent) -> Void
         let cond = NSCondition()
-        // Created in init and destroyed in deinit only, so reading the pointer needs no lock.
-        private(set) var mosq: OpaquePointer!
+        /// One libmosquitto handle per distinct `MQTTSecurity`, created in init and destroyed in deinit only.
+        private var handles: [OpaquePointer] = []
+        /// For each broker of the list, the index of its handle in `handles`.
+        private var handleOfBroker: [Int] = []
 
         // All fields below are guarded by `cond`.
+        /// The handle of the current (or last) attempt; only the supervisor changes it, between attempts.
+        private(set) var mosq: OpaquePointer!
         var willProvider: (@Sendable (MQTTBroker) -> MQTTMessage?)?
         var connected = false
         var currentBroker: MQTTBroker?
         var pendingTags: [Int32: UInt64] = [:]
+        var receiptTags: [Int32: UInt64] = [:]
         var subscriptions: [String: MQTTQoS] = [:]
         private var started = false
         private var supervisor: Thread?
@@ -154,26 +176,43 @@ extension MQTTClient {
             }
             self.configuration = configuration
             self.onEvent = onEvent
-            guard let handle = mosquitto_new(configuration.clientID, configuration.cleanSession, nil) else {
-                throw MQTTClientError(
-                    kind: .configuration, broker: nil, code: MOSQ_ERR_NOMEM.rawValue,
-                    message:
-                        "mosquitto_new failed for client id '\(configuration.clientID)': \(errorString(MOSQ_ERR_ERRNO.rawValue))"
-                )
+            var settings: [MQTTSecurity] = []
+            for broker in configuration.brokers {
+                let security = Self.security(of: broker, in: configuration)
+                if let i = settings.firstIndex(of: security) {
+                    handleOfBroker.append(i)
+                    continue
+                }
+                guard let handle = mosquitto_new(configuration.clientID, configuration.cleanSession, nil) else {
+                    for h in handles { mosquitto_destroy(h) }
+                    handles = []
+                    throw MQTTClientError(
+                        kind: .configuration, broker: nil, code: MOSQ_ERR_NOMEM.rawValue,
+                        message:
+                            "mosquitto_new failed for client id '\(configuration.clientID)': \(errorString(MOSQ_ERR_ERRNO.rawValue))"
+                    )
+                }
+                handles.append(handle)
+                mosquitto_user_data_set(handle, Unmanaged.passUnretained(self).toOpaque())
+                do {
+                    try configure(handle, security, for: broker)
+                } catch {
+                    for h in handles { mosquitto_destroy(h) }
+                    handles = []
+                    throw error
+                }
+                settings.append(security)
+                handleOfBroker.append(handles.count - 1)
             }
-            mosq = handle
-            mosquitto_user_data_set(handle, Unmanaged.passUnretained(self).toOpaque())
-            do {
-                try configure(handle)
-            } catch {
-                mosquitto_destroy(handle)
-                mosq = nil
-                throw error
-            }
+            mosq = handles[0]
         }
 
         deinit {
-            if let mosq { mosquitto_destroy(mosq) }
+            for h in handles { mosquitto_destroy(h) }
+        }
+
+        static func security(of broker: MQTTBroker, in c: MQTTClientConfiguration) -> MQTTSecurity {
+            broker.security ?? MQTTSecurity(username: c.username, password: c.password, tls: c.tls)
         }
 
         @inline(__always) func locked<T>(_ body: () throws -> T) rethrows -> T {
@@ -182,31 +221,37 @@ extension MQTTClient {
             return try body()
         }
 
-        private func check(_ rc: Int32, _ what: String) throws(MQTTClientError) {
-            guard rc == MOSQ_ERR_SUCCESS.rawValue else {
-                throw MQTTClientError(
-                    kind: .configuration, broker: nil, code: rc, message: "\(what): \(errorString(rc))")
+        private func configure(_ handle: OpaquePointer, _ security: MQTTSecurity, for broker: MQTTBroker)
+            throws(MQTTClientError)
+        {
+            // A broker is named only when the list mixes settings: then the operator needs to know which entry.
+            let mixed = configuration.brokers.contains { Self.security(of: $0, in: configuration) != security }
+            func check(_ rc: Int32, _ what: String) throws(MQTTClientError) {
+                guard rc == MOSQ_ERR_SUCCESS.rawValue else {
+                    throw MQTTClientError(
+                        kind: .configuration, broker: mixed ? broker : nil, code: rc,
+                        message: "\(what): \(errorString(rc))")
+                }
             }
-        }
-
-        private func configure(_ handle: OpaquePointer) throws(MQTTClientError) {
             let c = configuration
             if c.protocolVersion == .v5 {
                 try check(
                     mosquitto_int_option(handle, MOSQ_OPT_PROTOCOL_VERSION, Int32(MQTT_PROTOCOL_V5)),
                     "selecting MQTT 5")
             }
-            if c.username != nil || c.password != nil {
-                try check(mosquitto_username_pw_set(handle, c.username, c.password), "setting username/password")
+            if security.username != nil || security.password != nil {
+                try check(
+                    mosquitto_username_pw_set(handle, security.username, security.password),
+                    "setting username/password")
             }
-            if let tls = c.tls {
+            if let tls = security.tls {
                 for (label, path) in [
                     ("CA file", tls.caFile), ("certificate", tls.certificateFile), ("key", tls.keyFile),
                 ]
                 where path != nil {
                     guard access(path!, R_OK) == 0 else {
                         throw MQTTClientError(
-                            kind: .configuration, broker: nil, code: MOSQ_ERR_INVAL.rawValue,
+                            kind: .configuration, broker: mixed ? broker : nil, code: MOSQ_ERR_INVAL.rawValue,
                             message: "TLS \(label) '\(path!)' is not readable: \(String(cString: strerror(errno)))")
                     }
                 }
@@ -223,6 +268,7 @@ extension MQTTClient {
             mosquitto_connect_callback_set(handle, onConnectTrampoline)
             mosquitto_disconnect_callback_set(handle, onDisconnectTrampoline)
             mosquitto_publish_callback_set(handle, onPublishTrampoline)
+            mosquitto_unsubscribe_callback_set(handle, onUnsubscribeTrampoline)
             mosquitto_message_callback_set(handle, onMessageTrampoline)
             mosquitto_log_callback_set(handle, onLogTrampoline)
         }
@@ -262,10 +308,12 @@ extension MQTTClient {
                 // acknowledgements first closes that window (and lets a final QoS 1 message, such as Sparkplug's
                 // NDEATH, actually reach the broker).
                 let deadline = Date(timeIntervalSinceNow: configuration.drainTimeout.seconds)
-                while connected && !pendingTags.isEmpty && cond.wait(until: deadline) {}
+                while connected && !(pendingTags.isEmpty && receiptTags.isEmpty) && cond.wait(until: deadline) {}
             }
             stopRequested = true
             aborting = !graceful
+            // Read with stopRequested set: no attempt starts after this, so the handle can no longer change.
+            let mosq = self.mosq
             cond.broadcast()
             cond.unlock()
             if !graceful {
@@ -329,6 +377,30 @@ extension MQTTClient {
             }
         }
 
+        func requestReceipt(tag: UInt64, filter: String) throws(MQTTClientError) {
+            cond.lock()
+            defer { cond.unlock() }
+            guard subscriptions[filter] == nil else {
+                throw MQTTClientError(
+                    kind: .configuration, broker: currentBroker, code: MOSQ_ERR_INVAL.rawValue,
+                    message: "receipt filter '\(filter)' is subscribed: the request would remove the subscription")
+            }
+            guard connected else {
+                throw MQTTClientError(
+                    kind: .notConnected, broker: currentBroker, code: MOSQ_ERR_NO_CONN.rawValue,
+                    message: "cannot request a receipt: not connected")
+            }
+            var mid: Int32 = 0
+            let rc = mosquitto_unsubscribe(mosq, &mid, filter)
+            guard rc == MOSQ_ERR_SUCCESS.rawValue else {
+                throw MQTTClientError(
+                    kind: rc == MOSQ_ERR_NO_CONN.rawValue ? .notConnected : .rejected, broker: currentBroker,
+                    code: rc, message: "receipt request (unsubscribe '\(filter)'): \(errorString(rc))")
+            }
+            // Under the lock the on_unsubscribe trampoline takes, so the answer cannot overtake the registration.
+            receiptTags[mid] = tag
+        }
+
         func unsubscribe(_ filter: String) throws(MQTTClientError) {
             cond.lock()
             defer { cond.unlock() }
@@ -363,8 +435,7 @@ extension MQTTClient {
             var index = 0
             var failures = 0
             while true {
-                let broker = brokers[index % brokers.count]
-                let outcome = attempt(broker)
+                let outcome = attempt(index % brokers.count)
                 if outcome.stopped { return }
                 // The request that ended this attempt is served by moving on; a new one may cut the pause short.
                 locked { nextBrokerRequested = false }
@@ -399,17 +470,34 @@ extension MQTTClient {
             var error: MQTTClientError?
         }
 
-        private func attempt(_ broker: MQTTBroker) -> Outcome {
-            let provider: (@Sendable (MQTTBroker) -> MQTTMessage?)? = locked {
+        private func attempt(_ brokerIndex: Int) -> Outcome {
+            let broker = configuration.brokers[brokerIndex]
+            let mosq = handles[handleOfBroker[brokerIndex]]
+            let usesTLS = Self.security(of: broker, in: configuration).tls != nil
+            var outcome = Outcome()
+            let provider: (@Sendable (MQTTBroker) -> MQTTMessage?)?? = locked {
+                // stop() reads the handle once it has set stopRequested; none may be switched in after that.
+                guard !stopRequested else { return nil }
+                if self.mosq != mosq {
+                    // QoS 1 messages of another handle are re-sent only when that handle reconnects, which may
+                    // never happen: they would never be acknowledged.
+                    pendingTags = [:]
+                }
+                self.mosq = mosq
+                // Receipt requests are not re-sent on a new connection, so an old one is never answered.
+                receiptTags = [:]
                 currentBroker = broker
                 attemptEnded = false
                 attemptError = nil
                 lastLogError = nil
                 established = false
                 nextBrokerRequested = false
-                return willProvider
+                return .some(willProvider)
             }
-            var outcome = Outcome()
+            guard let provider else {
+                outcome.stopped = true
+                return outcome
+            }
             mosquitto_will_clear(mosq)
             if let will = provider?(broker) ?? configuration.will {
                 let rc = will.payload.withUnsafeBytes { raw in
@@ -441,16 +529,30 @@ extension MQTTClient {
                 return outcome
             }
             let connackDeadline = Date(timeIntervalSinceNow: configuration.connectTimeout.seconds)
+            // libmosquitto 2.0.11 takes a refused TCP connect under a pending TLS handshake (SSL_ERROR_SYSCALL) for
+            // "try again": its loop thread then spins at full CPU until keepalive ends it, and cannot be stopped
+            // otherwise.
+            var stuck = false
             cond.lock()
             while !attemptEnded && !stopRequested && !nextBrokerRequested {
                 // Polled in slices because libmosquitto 2.0 ends its loop thread on a failed TLS handshake without
                 // calling on_disconnect; the socket being gone before CONNACK is then the only sign.
                 _ = cond.wait(until: Date(timeIntervalSinceNow: 0.05))
                 if established || attemptEnded { continue }
-                let socketGone = mosquitto_socket(mosq) < 0
-                if socketGone || Date() >= connackDeadline {
+                let fd = mosquitto_socket(mosq)
+                let socketGone = fd < 0
+                if usesTLS && !socketGone && Self.connectFailed(fd) {
                     let log = lastLogError.map { ": \($0)" } ?? ""
-                    let tlsFailure = configuration.tls != nil && (lastLogError.map(isTLSMessage) ?? socketGone)
+                    let tlsFailure = lastLogError.map(isTLSMessage) == true
+                    attemptError = MQTTClientError(
+                        kind: tlsFailure ? .tls : .network, broker: broker,
+                        code: tlsFailure ? MOSQ_ERR_TLS.rawValue : MOSQ_ERR_CONN_REFUSED.rawValue,
+                        message: "connecting to \(broker) failed: connection refused or reset before CONNACK\(log)")
+                    attemptEnded = true
+                    stuck = true
+                } else if socketGone || Date() >= connackDeadline {
+                    let log = lastLogError.map { ": \($0)" } ?? ""
+                    let tlsFailure = usesTLS && (lastLogError.map(isTLSMessage) ?? socketGone)
                     attemptError = MQTTClientError(
                         kind: tlsFailure ? .tls : .network, broker: broker,
                         code: tlsFailure ? MOSQ_ERR_TLS.rawValue : MOSQ_ERR_TIMEOUT.rawValue,
@@ -465,6 +567,7 @@ extension MQTTClient {
                 // that keeps DISCONNECT from being queued on the dying connection.
                 while !attemptEnded { cond.wait() }
             }
+            if usesTLS && !established && Self.connectFailed(mosquitto_socket(mosq)) { stuck = true }
             outcome.stopped = stopRequested
             outcome.moveOn = nextBrokerRequested && !stopRequested
             outcome.established = established
@@ -478,7 +581,15 @@ extension MQTTClient {
                 // stop() has queued its DISCONNECT already.
                 _ = mosquitto_disconnect(mosq)
             }
-            _ = mosquitto_loop_stop(mosq, false)
+            if stuck {
+                // See `stuck`: DISCONNECT cannot be sent on a socket that never connected, and the loop thread
+                // only leaves its spin when cancelled; it spins through pselect, a cancellation point, holding no
+                // lock there.
+                _ = mosquitto_disconnect(mosq)
+                _ = mosquitto_loop_stop(mosq, true)
+            } else {
+                _ = mosquitto_loop_stop(mosq, false)
+            }
             let event: MQTTClientEvent? = locked {
                 let was = connected || established
                 connected = false
@@ -490,9 +601,17 @@ extension MQTTClient {
             return outcome
         }
 
+        /// Whether `fd`'s connect failed: such a socket is back in TCP's CLOSED state, which poll reports as a
+        /// hang-up; one still connecting is not. libmosquitto misses it under a pending TLS handshake (see `stuck`).
+        private static func connectFailed(_ fd: Int32) -> Bool {
+            guard fd >= 0 else { return false }
+            var p = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
+            return poll(&p, 1, 0) == 1 && p.revents & Int16(POLLHUP) != 0
+        }
+
         // MARK: Callbacks (libmosquitto network thread)
 
-        fileprivate func handleConnect(rc: Int32) {
+        fileprivate func handleConnect(_ mosq: OpaquePointer, rc: Int32) {
             if rc == 0 {
                 let subs: [(String, MQTTQoS)] = locked {
                     connected = true
@@ -522,7 +641,7 @@ extension MQTTClient {
             locked { currentBroker ?? configuration.brokers[0] }
         }
 
-        fileprivate func handleDisconnect(rc: Int32) {
+        fileprivate func handleDisconnect(_ mosq: OpaquePointer, rc: Int32) {
             // Puts libmosquitto in the disconnected state so that its loop thread ends instead of running its own
             // reconnect logic, which knows neither the broker list nor jitter: the supervisor decides.
             _ = mosquitto_disconnect(mosq)
@@ -532,7 +651,8 @@ extension MQTTClient {
                     let what = established ? "connection to \(broker) lost" : "connecting to \(broker) failed"
                     let detail = lastLogError.map { " (\($0))" } ?? ""
                     var kind = errorKind(forMosquittoCode: rc)
-                    if kind == .network && configuration.tls != nil && lastLogError.map(isTLSMessage) == true {
+                    let usesTLS = Self.security(of: broker, in: configuration).tls != nil
+                    if kind == .network && usesTLS && lastLogError.map(isTLSMessage) == true {
                         kind = .tls
                     }
                     attemptError = MQTTClientError(
@@ -560,6 +680,14 @@ extension MQTTClient {
             if let tag { onEvent(.published(tag: tag)) }
         }
 
+        fileprivate func handleUnsubscribe(mid: Int32) {
+            let tag: UInt64? = locked {
+                defer { cond.broadcast() }  // a graceful stop may be waiting for the last answer
+                return receiptTags.removeValue(forKey: mid)
+            }
+            if let tag { onEvent(.receipt(tag: tag)) }
+        }
+
         fileprivate func handleMessage(_ message: UnsafePointer<mosquitto_message>) {
             let m = message.pointee
             let payload: [UInt8]
@@ -581,11 +709,13 @@ extension MQTTClient {
 }
 
 private let onConnectTrampoline: @convention(c) (OpaquePointer?, UnsafeMutableRawPointer?, Int32) -> Void = {
-    _, userdata, rc in core(userdata)?.handleConnect(rc: rc)
+    mosq, userdata, rc in
+    if let mosq { core(userdata)?.handleConnect(mosq, rc: rc) }
 }
 
 private let onDisconnectTrampoline: @convention(c) (OpaquePointer?, UnsafeMutableRawPointer?, Int32) -> Void = {
-    _, userdata, rc in core(userdata)?.handleDisconnect(rc: rc)
+    mosq, userdata, rc in
+    if let mosq { core(userdata)?.handleDisconnect(mosq, rc: rc) }
 }
 
 private let onLogTrampoline:
@@ -595,6 +725,10 @@ private let onLogTrampoline:
 
 private let onPublishTrampoline: @convention(c) (OpaquePointer?, UnsafeMutableRawPointer?, Int32) -> Void = {
     _, userdata, mid in core(userdata)?.handlePublish(mid: mid)
+}
+
+private let onUnsubscribeTrampoline: @convention(c) (OpaquePointer?, UnsafeMutableRawPointer?, Int32) -> Void = {
+    _, userdata, mid in core(userdata)?.handleUnsubscribe(mid: mid)
 }
 
 private let onMessageTrampoline:

@@ -32,10 +32,14 @@ public struct MQTTMessage: Sendable, Hashable {
 public struct MQTTBroker: Sendable, Hashable, CustomStringConvertible {
     public var host: String
     public var port: Int
+    /// This broker's own credentials and TLS; nil uses those of the `MQTTClientConfiguration`. Brokers of one list
+    /// often differ here (a plain local broker as fallback for a TLS one in the cloud).
+    public var security: MQTTSecurity?
 
-    public init(host: String, port: Int) {
+    public init(host: String, port: Int, security: MQTTSecurity? = nil) {
         self.host = host
         self.port = port
+        self.security = security
     }
 
     public var description: String { "\(host):\(port)" }
@@ -64,6 +68,20 @@ public struct MQTTTLSConfiguration: Sendable, Hashable {
         self.keyFile = keyFile
         self.verifyServer = verifyServer
         self.tlsVersion = tlsVersion
+    }
+}
+
+/// The credentials and TLS settings a connection is made with.
+public struct MQTTSecurity: Sendable, Hashable {
+    public var username: String?
+    public var password: String?
+    /// nil: plain TCP.
+    public var tls: MQTTTLSConfiguration?
+
+    public init(username: String? = nil, password: String? = nil, tls: MQTTTLSConfiguration? = nil) {
+        self.username = username
+        self.password = password
+        self.tls = tls
     }
 }
 
@@ -116,6 +134,7 @@ public struct MQTTClientConfiguration: Sendable {
     public var cleanSession: Bool
     /// Keepalive in seconds (libmosquitto's minimum is 5).
     public var keepAlive: Int
+    /// Credentials and TLS of every broker whose `security` is nil.
     public var username: String?
     public var password: String?
     public var tls: MQTTTLSConfiguration?
@@ -199,6 +218,9 @@ public enum MQTTClientEvent: Sendable {
     /// The publish made with this tag completed: PUBACK received for QoS 1, PUBCOMP for QoS 2, written to the
     /// socket for QoS 0.
     case published(tag: UInt64)
+    /// The broker answered the receipt request made with this tag (`MQTTClient.requestReceipt`): it has read
+    /// every packet this connection sent before the request.
+    case receipt(tag: UInt64)
 }
 
 extension Duration {

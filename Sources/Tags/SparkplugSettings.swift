@@ -43,10 +43,20 @@ public struct SparkplugBrokerSettings: Sendable, Hashable {
 public struct StoreAndForwardSettings: Sendable, Hashable {
     public var maxBytes: Int64
     public var maxSamples: Int
+    /// Keep live (QoS 0) samples in memory until the broker confirms it has read them, and queue the unconfirmed
+    /// ones when the connection dies: closes the window in which a broker outage loses live data.
+    public var confirmLive: Bool
+    /// Capacity of that memory (samples); when full, its oldest samples go to the queue before confirmation.
+    public var unconfirmedSamples: Int
 
-    public init(maxBytes: Int64 = 256 << 20, maxSamples: Int = 5_000_000) {
+    public init(
+        maxBytes: Int64 = 256 << 20, maxSamples: Int = 5_000_000, confirmLive: Bool = true,
+        unconfirmedSamples: Int = 16_384
+    ) {
         self.maxBytes = maxBytes
         self.maxSamples = maxSamples
+        self.confirmLive = confirmLive
+        self.unconfirmedSamples = unconfirmedSamples
     }
 }
 

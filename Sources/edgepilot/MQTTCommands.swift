@@ -57,6 +57,9 @@ func mqttStatusText(_ s: MQTTStatusReport) -> String {
         "store-and-forward: backlog \(s.backlog) samples (\(formatBytes(s.backlogBytes))), dropped \(s.dropped), "
             + "replay in flight \(s.replayInFlight), replayed \(s.replayedMetrics)")
     lines.append(
+        "live confirmation: unconfirmed \(s.unconfirmed), receipts \(s.receiptRequests), confirmed \(s.liveConfirmed), "
+            + "queued unconfirmed \(s.liveRequeued)")
+    lines.append(
         "commands: written \(s.commandsWritten), refused \(s.commandsRefused), failed \(s.commandsFailed), "
             + "rejected \(s.commandsRejected)")
     if s.feedDropped > 0 { lines.append("changes lost by a full publisher queue: \(s.feedDropped)") }

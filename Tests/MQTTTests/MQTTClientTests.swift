@@ -237,6 +237,68 @@ import Testing
         #expect(okLog.waitConnected())
     }
 
+    /// A receipt (an UNSUBSCRIBE of a filter never subscribed) is answered only by a broker that has read what was
+    /// sent before it; an unanswered one dies with its connection instead of confirming the next connection.
+    @Test func receiptIsAnsweredOnlyByABrokerThatReadEverythingBefore() throws {
+        let broker = try MosquittoBroker()
+        try broker.start()
+        defer { broker.stop() }
+        let subLog = EventLog()
+        let sub = try MQTTClient(
+            configuration: testConfiguration(port: broker.port, clientID: "rsub"), onEvent: subLog.handler)
+        try sub.subscribe("r/#", qos: .atLeastOnce)
+        sub.start()
+        defer { sub.stop() }
+        #expect(subLog.waitConnected())
+        try sub.publish(MQTTMessage(topic: "r/ready", payload: [], qos: .atLeastOnce))
+        #expect(subLog.wait { ev in ev.messages.contains { $0.topic == "r/ready" } })
+
+        let log = EventLog()
+        let client = try MQTTClient(
+            configuration: testConfiguration(port: broker.port, clientID: "receipts"), onEvent: log.handler)
+        try client.subscribe("mine", qos: .atLeastOnce)
+        #expect(throws: MQTTClientError.self) { try client.requestReceipt(tag: 1, filter: "never/subscribed") }
+        client.start()
+        defer { client.stop() }
+        #expect(log.waitConnected())
+        func receipts(_ ev: [MQTTClientEvent]) -> [UInt64] {
+            ev.compactMap { if case .receipt(let t) = $0 { t } else { nil } }
+        }
+        for i in 0..<200 { try client.publish(MQTTMessage(topic: "r/\(i)", payload: [UInt8(i % 256)])) }
+        try client.requestReceipt(tag: 77, filter: "never/subscribed")
+        #expect(log.wait { ev in receipts(ev) == [77] })
+        // The broker routed all 200 before it answered (it handles a connection's packets in order).
+        #expect(subLog.wait { ev in ev.messages.filter { $0.topic.hasPrefix("r/") }.count == 201 })
+        // A subscribed filter is refused: the request would end the subscription.
+        do {
+            try client.requestReceipt(tag: 1, filter: "mine")
+            Issue.record("a subscribed filter must be refused")
+        } catch {
+            #expect(error.kind == .configuration)
+        }
+
+        // Frozen broker: no answer until it runs again.
+        broker.pause()
+        try client.publish(MQTTMessage(topic: "r/late", payload: [1]))
+        try client.requestReceipt(tag: 78, filter: "never/subscribed")
+        #expect(!log.wait(timeout: 0.5) { ev in receipts(ev).contains(78) })
+        #expect(client.pendingReceiptCount == 1)
+        broker.resume()
+        #expect(log.wait { ev in receipts(ev).contains(78) })
+        #expect(client.pendingReceiptCount == 0)
+
+        // Frozen, then killed: the request is never answered, not even on the next connection.
+        broker.pause()
+        try client.requestReceipt(tag: 79, filter: "never/subscribed")
+        broker.kill()
+        try broker.start()
+        #expect(log.waitConnected(count: 2, timeout: 20))
+        try client.requestReceipt(tag: 80, filter: "never/subscribed")
+        #expect(log.wait { ev in receipts(ev).contains(80) })
+        #expect(receipts(log.all) == [77, 78, 80])
+        #expect(client.pendingReceiptCount == 0)
+    }
+
     @Test func mqtt5RoundTrip() throws {
         let broker = try MosquittoBroker()
         try broker.start()
@@ -252,6 +314,9 @@ import Testing
         try client.publish(MQTTMessage(topic: "v5/topic", payload: [1, 2], qos: .atLeastOnce), tag: 5)
         #expect(log.wait { ev in ev.messages.contains { $0.topic == "v5/topic" } && ev.publishedTags.contains(5) })
         #expect(broker.log().contains("five") && broker.log().contains("p5"))
+        // MQTT 5 answers an UNSUBSCRIBE of nothing with reason 0x11 (no subscription existed): still a receipt.
+        try client.requestReceipt(tag: 6, filter: "v5/none")
+        #expect(log.wait { ev in ev.contains { if case .receipt(6) = $0 { true } else { false } } })
     }
 
     @Test func configurationErrorsAreClear() throws {

@@ -3,45 +3,6 @@ import MQTT
 import TestSupport
 import Testing
 
-/// A throw-away PKI made with the openssl command line: a CA, a server certificate for 127.0.0.1 signed by it,
-/// a client certificate signed by it, and an unrelated CA that must not be trusted.
-private struct TestPKI {
-    let dir: URL
-    var path: (String) -> String { { dir.appendingPathComponent($0).path } }
-
-    init(in dir: URL) throws {
-        self.dir = dir
-        let openssl = "/usr/bin/openssl"
-        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-        func p(_ name: String) -> String { dir.appendingPathComponent(name).path }
-        for ca in ["ca", "rogue-ca"] {
-            try run(
-                openssl,
-                ["req", "-x509"] + ec + [
-                    "-keyout", p("\(ca).key"), "-out", p("\(ca).crt"), "-days", "2", "-subj",
-                    "/CN=EdgePilot test \(ca)",
-                ])
-        }
-        try "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n"
-            .write(toFile: p("server.ext"), atomically: true, encoding: .utf8)
-        try "extendedKeyUsage=clientAuth\n".write(toFile: p("client.ext"), atomically: true, encoding: .utf8)
-        for leaf in ["server", "client"] {
-            try run(
-                openssl,
-                ["req"] + ec + [
-                    "-keyout", p("\(leaf).key"), "-out", p("\(leaf).csr"), "-subj", "/CN=edgepilot-\(leaf)",
-                ])
-            try run(
-                openssl,
-                [
-                    "x509", "-req", "-in", p("\(leaf).csr"), "-CA", p("ca.crt"), "-CAkey", p("ca.key"),
-                    "-CAcreateserial",
-                    "-out", p("\(leaf).crt"), "-days", "2", "-extfile", p("\(leaf).ext"),
-                ])
-        }
-    }
-}
-
 @Suite(.serialized) struct MQTTTLSTests {
     private func tlsBroker() throws -> (MosquittoBroker, TestPKI) {
         let broker = try MosquittoBroker()
@@ -72,6 +33,69 @@ private struct TestPKI {
         #expect(log.waitConnected())
         try client.publish(MQTTMessage(topic: "secure/x", payload: [42], qos: .atLeastOnce), tag: 1)
         #expect(log.wait { ev in ev.messages.contains { $0.topic == "secure/x" } && ev.publishedTags == [1] })
+    }
+
+    /// One client, two brokers with different settings: a TLS broker (anonymous) and a plain one that wants a
+    /// password. Each attempt uses its broker's own TLS and credentials, back and forth.
+    @Test func eachBrokerUsesItsOwnTLSAndCredentials() throws {
+        let tlsBroker = try MosquittoBroker()
+        let pki = try TestPKI(in: tlsBroker.directory)
+        tlsBroker.listenerConfig = """
+            allow_anonymous true
+            cafile \(pki.path("ca.crt"))
+            certfile \(pki.path("server.crt"))
+            keyfile \(pki.path("server.key"))
+            """
+        try tlsBroker.start()
+        defer { tlsBroker.stop() }
+        let plainBroker = try MosquittoBroker()
+        let passwords = plainBroker.directory.appendingPathComponent("passwd").path
+        try run("/usr/bin/mosquitto_passwd", ["-b", "-c", passwords, "edge", "s3cret"])
+        plainBroker.listenerConfig = "allow_anonymous false\npassword_file \(passwords)"
+        try plainBroker.start()
+        defer { plainBroker.stop() }
+
+        let secure = MQTTBroker(
+            host: "127.0.0.1", port: tlsBroker.port,
+            security: MQTTSecurity(tls: MQTTTLSConfiguration(caFile: pki.path("ca.crt"))))
+        let plain = MQTTBroker(
+            host: "127.0.0.1", port: plainBroker.port, security: MQTTSecurity(username: "edge", password: "s3cret"))
+        // Configuration-wide settings that would fail on both: the brokers' own must win.
+        var config = testConfiguration(port: 0, clientID: "two-faced", brokers: [secure, plain])
+        config.username = "nobody"
+        config.password = "wrong"
+        config.tls = MQTTTLSConfiguration(caFile: pki.path("rogue-ca.crt"))
+        let log = EventLog()
+        let client = try MQTTClient(configuration: config, onEvent: log.handler)
+        try client.subscribe("echo", qos: .atLeastOnce)
+        client.start()
+        defer { client.stop() }
+        func echo(_ tag: UInt64) throws -> Bool {
+            try client.publish(MQTTMessage(topic: "echo", payload: [UInt8(tag)], qos: .atLeastOnce), tag: tag)
+            return log.wait { ev in
+                ev.messages.contains { $0.payload == [UInt8(tag)] } && ev.publishedTags.contains(tag)
+            }
+        }
+        #expect(log.waitConnected())
+        #expect(client.currentBroker?.port == tlsBroker.port)
+        #expect(try echo(1))
+
+        tlsBroker.stop()
+        #expect(log.waitConnected(count: 2, timeout: 20), "\(log.failures.map(\.0))")
+        #expect(client.currentBroker?.port == plainBroker.port)
+        #expect(try echo(2))
+        // The refused TLS attempt is reported as refused (libmosquitto alone would spin until keepalive and report
+        // a keepalive timeout).
+        let refused = try #require(log.failures.first).0
+        #expect(refused.kind == .network && refused.message.contains("refused"), "\(refused)")
+
+        try tlsBroker.start()
+        plainBroker.stop()
+        #expect(log.waitConnected(count: 3, timeout: 20), "\(log.failures.map(\.0))")
+        #expect(client.currentBroker?.port == tlsBroker.port)
+        #expect(try echo(3))
+        // Neither broker ever refused us: no attempt used the other broker's (or the configuration's) settings.
+        #expect(!log.failures.contains { $0.0.kind == .connectionRefused || $0.0.kind == .tls }, "\(log.failures)")
     }
 
     @Test func untrustedServerCertificateIsRejected() throws {

@@ -40,6 +40,75 @@ import Testing
         #expect(s.resolvedBdSeqPath(historyPath: "/tmp/x/history.db") == "/tmp/x/sparkplug.bdseq")
     }
 
+    /// Each broker keeps its own TLS and credentials (a plain local fallback beside a TLS broker is normal).
+    @Test func brokersHaveTheirOwnTLSAndCredentials() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("spb-conf-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        for name in ["ca.pem", "cloud.pass", "local.pass"] {
+            try "x\n".write(to: dir.appendingPathComponent(name), atomically: true, encoding: .utf8)
+        }
+        let yaml =
+            Self.base + """
+                sparkplug:
+                  group_id: Plant1
+                  edge_node_id: edge1
+                  brokers:
+                    - url: mqtts://cloud.example.com
+                      tls: {ca_file: ca.pem}
+                      username: edge-cloud
+                      password_file: cloud.pass
+                    - url: mqtt://10.0.0.6
+                      username: edge-local
+                      password_file: local.pass
+                    - url: mqtt://10.0.0.7
+                """
+        let loaded = try ConfigurationLoader.parse(yaml: yaml, file: "a.yaml", baseDirectory: dir.path)
+        let brokers = try #require(loaded.configuration.sparkplug).brokers
+        #expect(brokers.count == 3)
+        #expect(brokers[0].port == 8883 && brokers[0].tls?.caFile == dir.path + "/ca.pem")
+        #expect(brokers[0].username == "edge-cloud" && brokers[0].passwordFile == dir.path + "/cloud.pass")
+        #expect(brokers[1].port == 1883 && brokers[1].tls == nil)
+        #expect(brokers[1].username == "edge-local" && brokers[1].passwordFile == dir.path + "/local.pass")
+        #expect(brokers[2].tls == nil && brokers[2].username == nil && brokers[2].passwordFile == nil)
+        #expect(loaded.warnings.isEmpty, "\(loaded.warnings)")
+    }
+
+    @Test func liveConfirmationSettings() throws {
+        func parse(_ section: String) throws(ConfigurationError) -> LoadedConfiguration {
+            try ConfigurationLoader.parse(
+                yaml: Self.base + """
+                    sparkplug:
+                      group_id: G
+                      edge_node_id: E
+                      brokers: [{url: mqtt://10.0.0.5}]
+                    \(section)
+                    """, file: "a.yaml")
+        }
+        let defaults = try #require(try parse("").configuration.sparkplug).storeAndForward
+        #expect(defaults.confirmLive && defaults.unconfirmedSamples == 16_384)
+        let set = try parse("  store_and_forward: {confirm_live: true, unconfirmed_samples: 1000}")
+        #expect(set.configuration.sparkplug?.storeAndForward.unconfirmedSamples == 1000)
+        let off = try parse("  store_and_forward: {confirm_live: false, unconfirmed_samples: 1000}")
+        #expect(off.configuration.sparkplug?.storeAndForward.confirmLive == false)
+        #expect(off.warnings.contains { $0.line == 11 && $0.message.contains("no effect with confirm_live: false") })
+        do {
+            _ = try parse("  store_and_forward:\n    confirm_live: sometimes\n    unconfirmed_samples: 10")
+            Issue.record("accepted bad confirmation settings")
+        } catch {
+            let messages = error.errors.map { "\($0.line): \($0.message)" }
+            #expect(
+                messages.contains {
+                    $0.hasPrefix("12:") && $0.contains("'confirm_live'") && $0.contains("true or false")
+                }, "\(messages)")
+            #expect(
+                messages.contains {
+                    $0.hasPrefix("13:") && $0.contains("'unconfirmed_samples'")
+                        && $0.contains("between 256 and 1000000")
+                }, "\(messages)")
+        }
+    }
+
     @Test func badValuesAreLocated() throws {
         let yaml =
             Self.base + """

@@ -93,7 +93,10 @@ final class HostRecorder: @unchecked Sendable {
     let outPath: String
     let commandsPath: String
 
-    init(port: Int, directory: String, hostID: String? = nil, manualState: Bool = false) throws {
+    init(
+        port: Int, directory: String, hostID: String? = nil, manualState: Bool = false, keepalive: Int = 5,
+        extraArguments: [String] = []
+    ) throws {
         outPath = directory + "/host-\(UUID().uuidString.prefix(6)).jsonl"
         commandsPath = outPath + ".commands"
         FileManager.default.createFile(atPath: commandsPath, contents: nil)
@@ -102,6 +105,7 @@ final class HostRecorder: @unchecked Sendable {
         ]
         if let hostID { args += ["--host-id", hostID] }
         if manualState { args.append("--manual-state") }
+        args += ["--keepalive", "\(keepalive)"] + extraArguments
         peer = try PythonPeer(script: "Tests/SparkplugAgentTests/Peers/spb_host.py", arguments: args)
     }
 
@@ -176,7 +180,7 @@ enum SparkplugAgentConfig {
     /// The quadruple-tank plant's four levels, a writable pump voltage and a raw int16 level.
     static func text(
         modbusPort: Int, brokerPort: Int, primaryHost: String? = nil, metricsPerMessage: Int = 500,
-        messagesPerSecond: Double = 20
+        messagesPerSecond: Double = 20, confirmLive: Bool = true
     ) -> String {
         """
         agent:
@@ -218,6 +222,8 @@ enum SparkplugAgentConfig {
           keepalive: 5s
           reconnect_min: 100ms
           reconnect_max: 500ms
+          store_and_forward:
+            confirm_live: \(confirmLive)
           replay:
             metrics_per_message: \(metricsPerMessage)
             messages_per_second: \(messagesPerSecond)

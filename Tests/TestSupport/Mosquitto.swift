@@ -70,6 +70,19 @@ public final class MosquittoProcess: @unchecked Sendable {
         process = nil
     }
 
+    /// Freezes the broker (SIGSTOP): its connections stay open but nothing is read or answered, as on a silent
+    /// network loss.
+    public func pause() { process?.signal(SIGSTOP) }
+
+    public func resume() { process?.signal(SIGCONT) }
+
+    /// kill -9 (also when frozen): whatever the broker had not processed is gone.
+    public func kill() {
+        process?.signal(SIGKILL)
+        process?.wait()
+        process = nil
+    }
+
     public func log() -> String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
 }
 

@@ -79,6 +79,13 @@ public final class MosquittoBroker: @unchecked Sendable {
         process?.signal(SIGCONT)
     }
 
+    /// kill -9 (also when frozen): the broker dies without closing anything gracefully.
+    public func kill() {
+        process?.signal(SIGKILL)
+        process?.wait()
+        process = nil
+    }
+
     public func log() -> String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
 }
 

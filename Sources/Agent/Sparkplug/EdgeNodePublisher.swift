@@ -17,7 +17,9 @@ import Tags
 ///
 /// While the broker or the Primary Host is unavailable every change goes to the SQLite queue; after the births
 /// the backlog is replayed oldest first as historical DDATA at QoS 1, throttled, beside live data, and rows leave
-/// the queue only when the broker acknowledged the message that carried them.
+/// the queue only when the broker acknowledged the message that carried them. Live data is QoS 0 as Sparkplug
+/// requires; with `confirm_live` its samples stay in `UnconfirmedSamples` until a receipt from the broker confirms
+/// them, and join the queue if the connection ends first.
 final class EdgeNodePublisher: @unchecked Sendable {
     /// The devices and tags the publisher serves; replaced on reload.
     struct View: @unchecked Sendable {
@@ -58,6 +60,10 @@ final class EdgeNodePublisher: @unchecked Sendable {
         var backlog = ForwardQueueStats(rows: 0, bytes: 0, dropped: 0)
         var replayInFlight = 0
         var primaryHostOnline: Bool?
+        var unconfirmed = 0
+        var receiptRequests: UInt64 = 0
+        var liveConfirmed: UInt64 = 0
+        var liveRequeued: UInt64 = 0
     }
 
     let settings: SparkplugSettings
@@ -97,12 +103,24 @@ final class EdgeNodePublisher: @unchecked Sendable {
     private var lastNodeMetrics = ContinuousClock.now
     private var lastStatsRefresh = ContinuousClock.now
     private var sentNodeValues: [String: SparkplugValue] = [:]
+    /// Live samples awaiting the broker's receipt; nil when `confirm_live` is off.
+    private var live: UnconfirmedSamples?
+    /// Receipt requests not answered yet, oldest first, each with the position it marked in `live`.
+    private var receipts: [(tag: UInt64, mark: UInt64)] = []
+    private var markedUpTo: UInt64 = 0
+    private var lastReceiptRequest = ContinuousClock.now
+    /// Never subscribed: receipts are UNSUBSCRIBEs of it (see `MQTTClient.requestReceipt`).
+    private let receiptFilter: String
 
     /// Replay messages allowed in flight (published, not acknowledged): bounds both the duplicates a crash can
     /// cause and what libmosquitto holds in memory.
     static let replayWindow = 8
+    /// Receipt requests allowed outstanding: one a second, so a broker that stopped answering is not flooded
+    /// before keepalive notices.
+    static let receiptWindow = 4
 
-    private var password: String?
+    /// Each password_file's first line.
+    private var passwords: [String: String] = [:]
 
     /// Opens the queue (its own connection to the history file) and builds the session and MQTT client; nothing
     /// connects before `start()`. Throws on what the operator must fix: unreadable files, bad TLS settings.
@@ -118,11 +136,15 @@ final class EdgeNodePublisher: @unchecked Sendable {
         self.audit = audit
         bdSeqStore = FileBdSeqStore(path: settings.resolvedBdSeqPath(historyPath: historyPath))
         auditSource = "sparkplug:" + (settings.primaryHostID ?? "\(settings.groupID)/\(settings.edgeNodeID)")
+        receiptFilter = "edgepilot/confirm/\(settings.groupID)/\(settings.edgeNodeID)"
+        if settings.storeAndForward.confirmLive {
+            live = UnconfirmedSamples(capacity: settings.storeAndForward.unconfirmedSamples)
+        }
         changeBuffer = .allocate(capacity: 4096)
-        if let file = settings.brokers.first?.passwordFile {
+        for file in settings.brokers.compactMap(\.passwordFile) where passwords[file] == nil {
             do {
                 let text = try String(contentsOfFile: file, encoding: .utf8)
-                password = text.split(separator: "\n", omittingEmptySubsequences: false).first.map(String.init)
+                passwords[file] = text.split(separator: "\n", omittingEmptySubsequences: false).first.map(String.init)
             } catch {
                 changeBuffer.deallocate()
                 throw AgentStartError("sparkplug: cannot read password_file \(file): \(error.localizedDescription)")
@@ -195,7 +217,9 @@ final class EdgeNodePublisher: @unchecked Sendable {
             messagesPublished: c.messagesPublished, births: c.births, connects: c.connects,
             commandsWritten: c.commandsWritten, commandsRefused: c.commandsRefused,
             commandsFailed: c.commandsFailed, commandsRejected: c.commandsRejected,
-            feedDropped: feed.dropped(consumer: consumer), lastError: c.lastError)
+            feedDropped: feed.dropped(consumer: consumer), unconfirmed: c.unconfirmed,
+            receiptRequests: c.receiptRequests, liveConfirmed: c.liveConfirmed, liveRequeued: c.liveRequeued,
+            lastError: c.lastError)
     }
 
     private func post(_ event: Event) {
@@ -232,6 +256,9 @@ final class EdgeNodePublisher: @unchecked Sendable {
     }
 
     private func endSession() {
+        // A last receipt request: the client's graceful stop waits for its answer, so live samples the broker has
+        // read are not queued again.
+        requestReceipt(force: true)
         let c: MQTTClient? = sessionLock.withLock {
             if let actions = session?.shutdown(now: Self.nowMs()) {
                 for case .publish(let p) in actions { try? client?.publish(Self.message(p)) }
@@ -244,21 +271,42 @@ final class EdgeNodePublisher: @unchecked Sendable {
             client = nil
             session = nil
         }
+        // The answers that arrived while the client drained, then what is still unconfirmed goes to the queue.
+        for tag in takeAcknowledgements() { process(.acknowledged(tag)) }
+        requeueUnconfirmed()
+        receipts = []
         inflight = [:]
         replayCursor = 0
     }
 
+    /// Removes the acknowledgements from the pending events, keeping the others in order.
+    private func takeAcknowledgements() -> [UInt64] {
+        cond.withLock {
+            var tags: [UInt64] = []
+            var rest: [Event] = []
+            for e in events {
+                if case .acknowledged(let tag) = e { tags.append(tag) } else { rest.append(e) }
+            }
+            events = rest
+            return tags
+        }
+    }
+
     private func makeClient() throws -> MQTTClient {
-        let first = settings.brokers.first
-        let tls = first?.tls.map {
-            MQTTTLSConfiguration(
-                caFile: $0.caFile, certificateFile: $0.certificateFile, keyFile: $0.keyFile, verifyServer: $0.verify)
+        // Every broker with its own TLS and credentials.
+        let brokers = settings.brokers.map { b in
+            let tls = b.tls.map {
+                MQTTTLSConfiguration(
+                    caFile: $0.caFile, certificateFile: $0.certificateFile, keyFile: $0.keyFile,
+                    verifyServer: $0.verify)
+            }
+            let security = MQTTSecurity(
+                username: b.username, password: b.passwordFile.flatMap { passwords[$0] }, tls: tls)
+            return MQTTBroker(host: b.host, port: b.port, security: security)
         }
         let config = MQTTClientConfiguration(
-            brokers: settings.brokers.map { MQTTBroker(host: $0.host, port: $0.port) },
-            clientID: "edgepilot-\(settings.groupID)-\(settings.edgeNodeID)",
+            brokers: brokers, clientID: "edgepilot-\(settings.groupID)-\(settings.edgeNodeID)",
             protocolVersion: settings.mqttVersion == .v5 ? .v5 : .v311, keepAlive: max(5, settings.keepAliveSeconds),
-            username: first?.username, password: password, tls: tls,
             reconnect: MQTTReconnectPolicy(
                 initialDelay: .milliseconds(max(10, settings.reconnectMinMilliseconds)),
                 maxDelay: .milliseconds(max(10, settings.reconnectMaxMilliseconds)),
@@ -300,6 +348,7 @@ final class EdgeNodePublisher: @unchecked Sendable {
             logger.warning("MQTT connect failed, retrying in \(retry): \(error)")
         case .message(let m): post(.message(m))
         case .published(let tag): if tag != 0 { post(.acknowledged(tag)) }
+        case .receipt(let tag): post(.acknowledged(tag))
         }
     }
 
@@ -316,6 +365,7 @@ final class EdgeNodePublisher: @unchecked Sendable {
             for e in pending { process(e) }
             checkDevices()
             drainFeed()
+            requestReceipt()
             replayStep()
             periodic()
             if stopping { break }
@@ -334,12 +384,16 @@ final class EdgeNodePublisher: @unchecked Sendable {
             }
             logger.notice("MQTT connected to \(broker)")
             inflight = [:]
+            receipts = []
             replayCursor = 0
             step { $0.connected(now: Self.nowMs()) }
         case .disconnected:
             sessionLock.withLock { session?.connectionLost() }
             inflight = [:]
             replayCursor = 0
+            // What the broker did not confirm may have died with the connection: queued, replayed after the births.
+            receipts = []
+            requeueUnconfirmed()
         case .message(let m):
             if let host = settings.primaryHostID, m.topic == SparkplugTopic.state(hostID: host),
                 let json = try? JSONSerialization.jsonObject(with: Data(m.payload)) as? [String: Any],
@@ -349,6 +403,16 @@ final class EdgeNodePublisher: @unchecked Sendable {
             }
             step { try $0.handleMessage(topic: m.topic, payload: m.payload, now: Self.nowMs()) }
         case .acknowledged(let tag):
+            if let i = receipts.firstIndex(where: { $0.tag == tag }) {
+                // Answers come in order: this one also covers any older request still listed.
+                let confirmed = live?.confirm(upTo: receipts[i].mark) ?? 0
+                receipts.removeFirst(i + 1)
+                counters.withLock {
+                    $0.liveConfirmed += UInt64(confirmed)
+                    $0.unconfirmed = live?.count ?? 0
+                }
+                return
+            }
             guard let range = inflight.removeValue(forKey: tag) else { return }
             do {
                 try store?.deleteForward(from: range.first, through: range.last)
@@ -505,14 +569,39 @@ final class EdgeNodePublisher: @unchecked Sendable {
             for device in order {
                 // The session keeps the latest values for the next births even when it cannot publish them.
                 let r = step { s in try s.updateDevice(device, byDevice[device]!, now: Self.nowMs()) }
-                if !r.online || !r.ok { toStore += rows[device]! }
+                if !r.online || !r.ok {
+                    toStore += rows[device]!
+                } else if r.published > 0 {
+                    keepUntilConfirmed(rows[device]!)
+                }
             }
             store(toStore)
             if n < changeBuffer.count { return }
         }
     }
 
+    /// Queues `rows`, after every unconfirmed live sample: those are older, and whatever made `rows` unpublishable
+    /// (no connection, no session) put them at risk too; queuing them first keeps the queue in time order.
     private func store(_ rows: [HistoryRow]) {
+        guard !rows.isEmpty else { return }
+        requeueUnconfirmed(before: rows)
+    }
+
+    /// Queues every unconfirmed live sample (then `rows`): the connection that carried them ended or is ending.
+    private func requeueUnconfirmed(before rows: [HistoryRow] = []) {
+        guard let n = live?.count, n > 0 else { return enqueue(rows) }
+        var all: [HistoryRow] = []
+        all.reserveCapacity(n + rows.count)
+        live!.removeOldest(n, into: &all)
+        all += rows
+        counters.withLock {
+            $0.liveRequeued += UInt64(n)
+            $0.unconfirmed = 0
+        }
+        enqueue(all)
+    }
+
+    private func enqueue(_ rows: [HistoryRow]) {
         guard !rows.isEmpty, let store else { return }
         do {
             let dropped = try store.enqueueForward(
@@ -524,6 +613,50 @@ final class EdgeNodePublisher: @unchecked Sendable {
             noteError("store-and-forward enqueue failed, \(rows.count) samples lost: \(error)")
         }
         refreshBacklog()
+    }
+
+    // MARK: - Live confirmation (publisher thread)
+
+    /// Keeps samples just published live until a receipt confirms them. A full ring moves its oldest quarter to the
+    /// queue first: bounded memory wins over avoiding duplicates (those samples are replayed even if they arrived).
+    private func keepUntilConfirmed(_ rows: [HistoryRow]) {
+        guard live != nil else { return }
+        for row in rows {
+            if live!.isFull {
+                var oldest: [HistoryRow] = []
+                live!.removeOldest(max(1, live!.capacity / 4), into: &oldest)
+                counters.withLock { $0.liveRequeued += UInt64(oldest.count) }
+                enqueue(oldest)
+            }
+            live!.append(row)
+        }
+    }
+
+    /// About once a second while live samples wait for confirmation (at once when half the ring waits, or when
+    /// `force`d), asks the broker for a receipt of everything sent so far; its answer confirms them.
+    private func requestReceipt(force: Bool = false) {
+        guard let live, live.end > markedUpTo, receipts.count < Self.receiptWindow else { return }
+        let now = ContinuousClock.now
+        let unmarked = live.end - max(markedUpTo, live.start)
+        guard force || now - lastReceiptRequest >= .seconds(1) || unmarked >= UInt64(live.capacity / 2) else {
+            return
+        }
+        guard let client = sessionLock.withLock({ client }) else { return }
+        let tag = nextTag
+        nextTag += 1
+        do {
+            try client.requestReceipt(tag: tag, filter: receiptFilter)
+        } catch {
+            // Not connected: the disconnect event on its way queues the unconfirmed samples.
+            return
+        }
+        receipts.append((tag, live.end))
+        markedUpTo = live.end
+        lastReceiptRequest = now
+        counters.withLock {
+            $0.receiptRequests += 1
+            $0.unconfirmed = live.count
+        }
     }
 
     /// Publishes the next slice of the backlog if the session is online, the window has room and the rate allows.
@@ -601,7 +734,10 @@ final class EdgeNodePublisher: @unchecked Sendable {
         let now = ContinuousClock.now
         if now - lastStatsRefresh >= .seconds(1) {
             lastStatsRefresh = now
-            counters.withLock { $0.replayInFlight = inflight.count }
+            counters.withLock {
+                $0.replayInFlight = inflight.count
+                $0.unconfirmed = live?.count ?? 0
+            }
             if replaySkipped && inflight.isEmpty && counters.withLock({ $0.backlog.rows }) > 0 {
                 // Rows of devices that are down were passed over; look at them again from the start.
                 let deviceDown = deviceOnline.values.contains(false)

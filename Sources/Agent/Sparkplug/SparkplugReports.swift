@@ -31,5 +31,12 @@ public struct MQTTStatusReport: Codable, Sendable, Equatable {
     public var commandsRejected: UInt64
     /// Changes the publisher's feed queue lost because it fell behind.
     public var feedDropped: UInt64
+    /// Live samples published but not yet confirmed by a broker receipt (`confirm_live`).
+    public var unconfirmed: Int
+    /// Receipt requests sent, live samples they confirmed, and live samples moved to the queue unconfirmed
+    /// (connection lost, or the unconfirmed buffer full).
+    public var receiptRequests: UInt64
+    public var liveConfirmed: UInt64
+    public var liveRequeued: UInt64
     public var lastError: String?
 }

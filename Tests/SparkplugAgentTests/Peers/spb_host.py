@@ -11,7 +11,8 @@ Commands are JSON lines appended by the test to --commands (polled every 20 ms):
   {"cmd": "dcmd", "device": d, "metric": m, "datatype": "Float", "value": v}
   {"cmd": "raw", "topic": t, "hex": "..."}                 arbitrary bytes (malformed commands)
   {"cmd": "state", "online": bool}                         publish STATE now
-Prints {"event": "listening"} once the first subscription is acknowledged; stops on SIGTERM.
+Prints {"event": "listening"} once the first subscription is acknowledged; stops on SIGTERM. --cafile connects
+over TLS (server certificate and host name verified), --username/--password authenticate.
 """
 
 import argparse
@@ -41,6 +42,10 @@ def main():
     ap.add_argument("--out", required=True)
     ap.add_argument("--commands", required=True)
     ap.add_argument("--manual-state", action="store_true", help="publish STATE only when told to")
+    ap.add_argument("--keepalive", type=int, default=5, help="MQTT keepalive (s); long to ride out a frozen broker")
+    ap.add_argument("--cafile", help="connect with TLS, trusting this CA")
+    ap.add_argument("--username")
+    ap.add_argument("--password")
     args = ap.parse_args()
 
     out = open(args.out, "a", buffering=1)
@@ -58,6 +63,10 @@ def main():
 
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="spb-test-host-%d" % os.getpid())
     client.reconnect_delay_set(min_delay=0.1, max_delay=0.5)
+    if args.cafile:
+        client.tls_set(ca_certs=args.cafile)
+    if args.username:
+        client.username_pw_set(args.username, args.password)
     if state_topic and not args.manual_state:
         client.will_set(state_topic, state_payload(False), qos=1, retain=True)
 
@@ -128,7 +137,7 @@ def main():
     client.on_disconnect = on_disconnect
     client.on_message = on_message
     signal.signal(signal.SIGTERM, lambda *_: done.set())
-    client.connect("127.0.0.1", args.port, keepalive=5)
+    client.connect("127.0.0.1", args.port, keepalive=args.keepalive)
     client.loop_start()
     threading.Thread(target=tail_commands, daemon=True).start()
     done.wait()

@@ -1,0 +1,97 @@
+import Foundation
+import History
+
+/// A sample as history stored it or Sparkplug carried it, comparable across both (timestamps in ms).
+struct Point: Hashable, CustomStringConvertible {
+    var tag: String
+    var timestamp: Int64
+    var value: Float
+    var description: String { "\(tag)@\(timestamp)=\(value)" }
+}
+
+/// What reached the Sparkplug host, compared sample by sample with what the agent recorded in its history.
+struct Delivery {
+    static let compared = ["tank1/level", "tank2/level", "tank3/level", "tank4/level", "tank1/raw"]
+
+    /// History's samples of the compared tags, per tag in time order.
+    let history: [String: [Point]]
+    let messages: [Received]
+
+    init(historyPath: String, messages: [Received]) throws {
+        let reader = try HistoryReader(path: historyPath)
+        defer { reader.close() }
+        var history: [String: [Point]] = [:]
+        for tag in Self.compared {
+            history[tag] = try reader.samples(tag: tag, since: 0).compactMap { row in
+                let v: Float
+                switch row.value {
+                case .real(let d): v = Float(d)
+                case .integer(let i): v = Float(i)
+                default: return nil
+                }
+                return Point(tag: tag, timestamp: row.timestamp / 1000, value: v)
+            }
+        }
+        self.history = history
+        self.messages = messages
+    }
+
+    /// The compared samples one message carried.
+    static func points(_ m: Received) -> [Point] {
+        m.metrics.compactMap { x in
+            guard let name = x["name"] as? String, compared.contains(name), let ts = x.int("timestamp"),
+                let v = x.double("value")
+            else { return nil }
+            return Point(tag: name, timestamp: ts, value: Float(v))
+        }
+    }
+
+    var data: [Received] { messages.filter { $0.kind == "DDATA" } }
+    var live: [Received] { data.filter { !$0.isHistorical } }
+    var historical: [Received] { data.filter(\.isHistorical) }
+
+    /// History's samples with a timestamp in `from ... to` that never arrived, live or historical, leaving out those
+    /// in an `excused` range.
+    func missing(from: Int64, to: Int64, excused: [ClosedRange<Int64>] = []) -> [Point] {
+        let received = Set(data.flatMap(Self.points))
+        return Self.compared.flatMap { history[$0] ?? [] }.filter { p in
+            p.timestamp >= from && p.timestamp <= to && !received.contains(p)
+                && !excused.contains { $0.contains(p.timestamp) }
+        }
+    }
+
+    /// Samples that arrived but that history does not hold (a value or a timestamp made up or mangled).
+    func unknown(excused: [ClosedRange<Int64>] = []) -> [Point] {
+        let recorded = Set(history.values.flatMap { $0 })
+        return data.flatMap(Self.points).filter { p in
+            !recorded.contains(p) && !excused.contains { $0.contains(p.timestamp) }
+        }
+    }
+
+    /// Tags whose samples, among `messages` in the order received, do not come in strictly increasing time order.
+    static func outOfOrder(_ messages: [Received]) -> [String] {
+        let points = messages.flatMap(Self.points)
+        return compared.filter { tag in
+            let ts = points.filter { $0.tag == tag }.map(\.timestamp)
+            return !zip(ts, ts.dropFirst()).allSatisfy { $0 < $1 }
+        }
+    }
+
+    /// Historical samples that had already arrived before (live or historical): the duplicates.
+    var duplicates: Int {
+        var seen = Set<Point>()
+        var n = 0
+        for m in data {
+            for p in Self.points(m) where !seen.insert(p).inserted && m.isHistorical { n += 1 }
+        }
+        return n
+    }
+
+    /// A short account for failure messages: counts, not thousands of samples.
+    func summary(_ points: [Point]) -> String {
+        let byTag = Dictionary(grouping: points, by: \.tag).mapValues(\.count)
+        let span = points.map(\.timestamp)
+        return "\(points.count) samples \(byTag), from \(span.min() ?? 0) to \(span.max() ?? 0): "
+            + "\(points.sorted { $0.timestamp < $1.timestamp }.prefix(5))"
+    }
+}
