@@ -1,45 +1,7 @@
 import Foundation
 import TestSupport
 
-/// `edgepilot run` in its own directory, stopped (SIGTERM) at the end of the test.
-final class AgentProcess {
-    let dir: TemporaryDirectory
-    let process = Process()
-    let socket: String
-    let logPath: String
-    let binary = productsDirectory.appendingPathComponent("edgepilot").path
-
-    init(config: String) throws {
-        dir = try TemporaryDirectory("edgepilot-loop")
-        socket = dir.path + "/control.sock"
-        logPath = dir.path + "/agent.log"
-        let path = dir.path + "/edgepilot.yaml"
-        try config.replacingOccurrences(of: "@DIR@", with: dir.path).write(
-            toFile: path, atomically: true, encoding: .utf8)
-        _ = FileManager.default.createFile(atPath: logPath, contents: nil)
-        process.executableURL = URL(fileURLWithPath: binary)
-        process.arguments = ["run", "--config", path]
-        let log = FileHandle(forWritingAtPath: logPath)!
-        process.standardOutput = log
-        process.standardError = log
-        try process.run()
-        guard eventually(timeout: 20, { FileManager.default.fileExists(atPath: socket) }) else {
-            throw PeerError("the agent did not create its socket; log:\n\(self.log)")
-        }
-    }
-
-    var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
-
-    func cli(_ arguments: [String]) throws -> CommandResult {
-        try runCommand(binary, arguments + ["--socket", socket])
-    }
-
-    func json(_ arguments: [String]) throws -> Any {
-        let result = try cli(arguments + ["--json"])
-        guard result.status == 0 else { throw PeerError("\(arguments) failed: \(result.stderr)") }
-        return try JSONSerialization.jsonObject(with: Data(result.stdout.utf8))
-    }
-
+extension AgentProcess {
     /// The loop's snapshot as `edgepilot loops NAME --json` prints it.
     func loop(_ name: String = "tanks") throws -> [String: Any] {
         (try json(["loops", name]) as! [[String: Any]])[0]
@@ -50,15 +12,6 @@ final class AgentProcess {
     }
 
     func mode(_ name: String = "tanks") -> String? { (try? loop(name))?["mode"] as? String }
-
-    func stop() {
-        if process.isRunning {
-            kill(process.processIdentifier, SIGTERM)
-            _ = eventually(timeout: 20) { !process.isRunning }
-            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-        }
-        process.waitUntilExit()
-    }
 }
 
 /// The quadruple tank at P− and its loop, with time compressed by `speed`: the simulator runs `speed` simulated

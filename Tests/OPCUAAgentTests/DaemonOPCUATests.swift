@@ -115,7 +115,7 @@ import Testing
         let sim = try OPCUASimulator(serverPKI: dir.path + "/server-pki")
         defer { sim.kill() }
         try sim.trust(in: dir.path + "/pki")
-        let agent = try AgentProcess(config: Self.config(endpoint: sim.endpoint), dir: dir)
+        let agent = try AgentProcess(config: Self.config(endpoint: sim.endpoint), dir: dir, check: true)
         defer { _ = agent.stop() }
 
         #expect(
@@ -211,7 +211,7 @@ import Testing
                 type: float64
                 poll_group: analog
             """
-        let agent = try AgentProcess(config: config, dir: dir)
+        let agent = try AgentProcess(config: config, dir: dir, check: true)
         defer { _ = agent.stop() }
         func serverWrite(_ v: Double) throws {
             let r = try edgepilot([
@@ -252,7 +252,7 @@ import Testing
         let port = sim.port
         let agent = try AgentProcess(
             config: Self.config(
-                endpoint: sim.endpoint, security: "    security_policy: none"), dir: dir)
+                endpoint: sim.endpoint, security: "    security_policy: none"), dir: dir, check: true)
         defer { _ = agent.stop() }
         let live = ["tank1/level", "tank2/level", "pump1/voltage", "sim/int16", "sim/uint64"]
         #expect(
@@ -278,14 +278,15 @@ import Testing
         // Subscribed values flow again after the client recreated the subscription.
         let before = try agent.tag("tank1/level")["timestamp"] as! Int64
         #expect(try eventually(timeout: 5) { (try agent.tag("tank1/level")["timestamp"] as! Int64) > before })
-        #expect(agent.process.isRunning)
+        #expect(agent.isRunning)
     }
 
     @Test func firstConnectRetriesThroughUntrustedCertificateAndAbsentServer() throws {
         let dir = try TemporaryDirectory("opcua-firstconnect")
         defer { dir.remove() }
         let port = try deadPort()
-        let agent = try AgentProcess(config: Self.config(endpoint: "opc.tcp://127.0.0.1:\(port)/"), dir: dir)
+        let agent = try AgentProcess(
+            config: Self.config(endpoint: "opc.tcp://127.0.0.1:\(port)/"), dir: dir, check: true)
         defer { _ = agent.stop() }
         // Nobody listens: tags are disconnected and the driver keeps retrying with backoff.
         #expect(

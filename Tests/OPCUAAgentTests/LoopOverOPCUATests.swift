@@ -68,7 +68,7 @@ import Testing
         defer { dir.remove() }
         let sim = try OPCUASimulator(serverPKI: dir.path + "/server-pki")
         defer { sim.kill() }
-        let agent = try AgentProcess(config: Self.config(endpoint: sim.endpoint), dir: dir)
+        let agent = try AgentProcess(config: Self.config(endpoint: sim.endpoint), dir: dir, check: true)
         defer { _ = agent.stop() }
         func serverValue(_ node: String) -> Double? {
             guard let r = try? edgepilot(["opcua", "read", sim.endpoint, node, "--security", "none", "--json"]),

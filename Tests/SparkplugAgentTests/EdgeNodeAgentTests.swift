@@ -17,7 +17,7 @@ import Testing
     @Test func birthsDataSeqRebirthAndBdSeqAcrossRestarts() throws {
         let plant = try noisyPlant()
         defer { plant.stop() }
-        let broker = try MosquittoProcess()
+        let broker = try MosquittoBroker()
         try broker.start()
         defer { broker.stop() }
         let agent = try SparkplugAgent(
@@ -107,7 +107,7 @@ import Testing
     @Test func primaryHostStateGatesTheBirths() throws {
         let plant = try noisyPlant()
         defer { plant.stop() }
-        let broker = try MosquittoProcess()
+        let broker = try MosquittoBroker()
         try broker.start()
         defer { broker.stop() }
         let agent = try SparkplugAgent(

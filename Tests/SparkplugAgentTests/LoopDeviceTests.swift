@@ -64,7 +64,7 @@ import Testing
     @Test func loopIsBornAsADeviceAndTakesModeAndSetpointCommands() throws {
         let plant = try QuadTank(extraArguments: ["--initial", "12.4", "12.7", "1.8", "1.4"])
         defer { plant.stop() }
-        let broker = try MosquittoProcess()
+        let broker = try MosquittoBroker()
         try broker.start()
         defer { broker.stop() }
         let agent = try SparkplugAgent(config: Self.config(modbusPort: plant.port, brokerPort: broker.port))

@@ -17,7 +17,7 @@ private func nowMs() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
     @Test func aMinuteOfOutageAndAKillDuringReplayLoseNothing() throws {
         let plant = try noisyPlant()
         defer { plant.stop() }
-        let broker = try MosquittoProcess()
+        let broker = try MosquittoBroker()
         try broker.start()
         defer { broker.stop() }
         let agent = try SparkplugAgent(
@@ -110,7 +110,7 @@ private func nowMs() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
     @Test func aFrozenBrokerLosesNothing() throws {
         let plant = try noisyPlant()
         defer { plant.stop() }
-        let broker = try MosquittoProcess()
+        let broker = try MosquittoBroker()
         try broker.start()
         defer { broker.stop() }
         let agent = try SparkplugAgent(
@@ -175,7 +175,7 @@ private func nowMs() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
     @Test func deviceCommandsAreCheckedWrittenAndAudited() throws {
         let plant = try noisyPlant()
         defer { plant.stop() }
-        let broker = try MosquittoProcess()
+        let broker = try MosquittoBroker()
         try broker.start()
         defer { broker.stop() }
         let agent = try SparkplugAgent(

@@ -128,7 +128,7 @@ private func bdSeqOf(_ message: [String: Any]) -> Int64? {
         try broker.start()
         defer { broker.stop() }
         let logPath = broker.directory.appendingPathComponent("host.jsonl").path
-        let host = try ChildProcess(
+        let host = try SpawnedProcess(
             try venvPython(),
             [
                 "-W", "ignore", peerScript("sparkplug_host.py"), "--port", "\(broker.port)", "--group", "Plant1",

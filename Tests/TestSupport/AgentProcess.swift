@@ -1,0 +1,65 @@
+import Foundation
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// `edgepilot run` as a child process with its own directory, configuration, socket and history, driven through the
+/// real CLI; stopped with SIGTERM (SIGKILL after 20 s) at the end of the test.
+public final class AgentProcess: @unchecked Sendable {
+    public let dir: TemporaryDirectory
+    public let socket: String
+    public let logPath: String
+    public let configPath: String
+    public let binary = productsDirectory.appendingPathComponent("edgepilot").path
+    private var process: SpawnedProcess?
+
+    /// Writes `config` (with `@DIR@` replaced by the directory) and starts the agent; with `check`, the file must
+    /// first pass `edgepilot config check`. Returns once the control socket exists.
+    public init(config: String, dir: TemporaryDirectory? = nil, check: Bool = false) throws {
+        self.dir = try dir ?? TemporaryDirectory("edgepilot-agent")
+        socket = self.dir.path + "/control.sock"
+        logPath = self.dir.path + "/agent.log"
+        configPath = self.dir.path + "/edgepilot.yaml"
+        try config.replacingOccurrences(of: "@DIR@", with: self.dir.path).write(
+            toFile: configPath, atomically: true, encoding: .utf8)
+        if check {
+            let result = try runCommand(binary, ["config", "check", configPath])
+            guard result.status == 0 else {
+                throw PeerError("config check failed:\n\(result.stdout)\(result.stderr)")
+            }
+        }
+        unlink(socket)
+        process = try SpawnedProcess(binary, ["run", "--config", configPath], output: logPath, append: false)
+        guard eventually(timeout: 20, { FileManager.default.fileExists(atPath: socket) }) else {
+            throw PeerError("the agent did not create its socket; log:\n\(log)")
+        }
+    }
+
+    public var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
+    public var isRunning: Bool { process?.exitStatus() == nil && process != nil }
+
+    /// Runs `edgepilot ARGUMENTS --socket <this agent's socket>`.
+    public func cli(_ arguments: [String]) throws -> CommandResult {
+        try runCommand(binary, arguments + ["--socket", socket])
+    }
+
+    /// The parsed `--json` output of a CLI command; throws with its stderr when the command fails.
+    public func json(_ arguments: [String]) throws -> Any {
+        let result = try cli(arguments + ["--json"])
+        guard result.status == 0 else { throw PeerError("\(arguments) failed: \(result.stderr)") }
+        return try JSONSerialization.jsonObject(with: Data(result.stdout.utf8))
+    }
+
+    /// SIGTERM (the agent flushes history and exits), SIGKILL after 20 s; returns the exit status (0 when clean).
+    @discardableResult
+    public func stop() -> Int32 {
+        guard let p = process else { return 0 }
+        process = nil
+        let status = p.terminate()
+        // The raw wait status: exit code in the high byte, or the signal that ended it.
+        return (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+    }
+
+    deinit { stop() }
+}
