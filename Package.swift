@@ -75,7 +75,7 @@ let package = Package(
         .testTarget(
             name: "OPCUATests",
             dependencies: [
-                "OPCUA",
+                "OPCUA", "TestSupport",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "SwiftASN1", package: "swift-asn1"),

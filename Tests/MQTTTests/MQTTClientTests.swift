@@ -64,7 +64,7 @@ import Testing
 
     @Test func publishWhileDisconnectedThrowsNotConnected() throws {
         let client = try MQTTClient(
-            configuration: testConfiguration(port: try freePort(), clientID: "lonely"), onEvent: { _ in })
+            configuration: testConfiguration(port: try deadPort(), clientID: "lonely"), onEvent: { _ in })
         #expect(throws: MQTTClientError.self) {
             try client.publish(MQTTMessage(topic: "x", payload: []))
         }
@@ -177,7 +177,7 @@ import Testing
         let broker = try MosquittoBroker()
         try broker.start()
         defer { broker.stop() }
-        let dead = MQTTBroker(host: "127.0.0.1", port: try freePort())
+        let dead = MQTTBroker(host: "127.0.0.1", port: try deadPort())
         let live = MQTTBroker(host: "127.0.0.1", port: broker.port)
         let log = EventLog()
         let client = try MQTTClient(

@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 
 @testable import OPCUA
 
@@ -19,6 +20,7 @@ final class ScriptedOPCUAServer: @unchecked Sendable {
     /// The value a Read returns for a node; the second argument counts Read requests so far.
     let readValue: @Sendable (NodeId, Int) -> DataValue
 
+    private let socketListener: SilentListener
     private let listener: Int32
     private let lock = NSCondition()
     private var connection: Int32 = -1
@@ -33,25 +35,9 @@ final class ScriptedOPCUAServer: @unchecked Sendable {
 
     init(readValue: @escaping @Sendable (NodeId, Int) -> DataValue) throws {
         self.readValue = readValue
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var one: Int32 = 1
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        addr.sin_port = 0
-        let rc = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-            }
-        }
-        guard rc == 0, listen(fd, 4) == 0 else { throw ScriptedServerError("bind/listen failed: errno \(errno)") }
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) }
-        }
-        listener = fd
-        port = UInt16(bigEndian: addr.sin_port)
+        socketListener = try SilentListener()
+        listener = socketListener.fd
+        port = UInt16(socketListener.port)
         let t = Thread { [self] in acceptLoop() }
         t.name = "scripted-opcua-accept"
         threads.append(t)
@@ -66,7 +52,7 @@ final class ScriptedOPCUAServer: @unchecked Sendable {
         Glibc.shutdown(listener, Int32(SHUT_RDWR))
         if c >= 0 { Glibc.shutdown(c, Int32(SHUT_RDWR)) }
         for t in threads { while !t.isFinished { usleep(1000) } }
-        close(listener)
+        // `socketListener` closes the listening socket when the server goes away.
     }
 
     deinit { stop() }

@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import XCTest
 
 @testable import OPCUA
@@ -16,29 +17,13 @@ final class FakeServerFuzzTests: XCTestCase {
         let fd: Int32
         let port: UInt16
 
-        init() throws {
-            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            self.fd = fd
-            var one: Int32 = 1
-            setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-            var addr = sockaddr_in()
-            addr.sin_family = sa_family_t(AF_INET)
-            addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-            addr.sin_port = 0
-            let rc = withUnsafePointer(to: &addr) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                    bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-                }
-            }
-            guard rc == 0, listen(fd, 4) == 0 else { throw OPCUATestError("bind/listen failed") }
-            var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-            _ = withUnsafeMutablePointer(to: &addr) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) }
-            }
-            port = UInt16(bigEndian: addr.sin_port)
-        }
+        private let listener: SilentListener
 
-        deinit { close(fd) }
+        init() throws {
+            listener = try SilentListener()
+            fd = listener.fd
+            port = UInt16(listener.port)
+        }
 
         func serve(_ script: @escaping @Sendable (Int32) -> Void) -> Thread {
             let listener = fd
