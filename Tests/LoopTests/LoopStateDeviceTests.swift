@@ -71,13 +71,18 @@ import Testing
 
         // History keeps every mode change as a time series, with its reason, in order.
         var modes: [String] = []
+        var times: [Int64] = []
         #expect(
             eventually {
                 let rows =
                     (try? agent.json(["history", "loop/tanks/mode", "--since", "10m"]) as? [[String: Any]]) ?? []
                 modes = rows.compactMap { $0["value"] as? String }
+                times = rows.compactMap { ($0["timestamp"] as? NSNumber)?.int64Value }
                 return modes.suffix(3) == ["mpc", "pid", "manual"]
             }, "mode history \(modes)")
+        // One row per change, in time order: no repeated value, no step back in time.
+        #expect(zip(modes, modes.dropFirst()).allSatisfy { $0 != $1 }, "\(modes)")
+        #expect(times.count == modes.count && zip(times, times.dropFirst()).allSatisfy { $0 <= $1 }, "\(times)")
         let reasons =
             (try agent.json(["history", "loop/tanks/reason", "--since", "10m"]) as! [[String: Any]]).compactMap {
                 $0["value"] as? String

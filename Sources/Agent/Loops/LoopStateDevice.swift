@@ -202,8 +202,7 @@ final class LoopStateDevice: DeviceDriver, @unchecked Sendable {
                 return stopRequested
             }
             if stopping { break }
-            refresh(includingSlow: n % slowEvery == 0)
-            n += 1
+            if refresh(includingSlow: n % slowEvery == 0) { n += 1 }
             cond.withLock { refreshes &+= 1 }
         }
         let now = Self.nowMicros()
@@ -214,14 +213,25 @@ final class LoopStateDevice: DeviceDriver, @unchecked Sendable {
         }
     }
 
-    func refresh(includingSlow: Bool) {
+    /// Copies the loop's state into the table; false before the loop's first cycle, when there is none to copy.
+    @discardableResult
+    func refresh(includingSlow: Bool) -> Bool {
         let s = runner.snapshot()
+        // Before its first cycle the loop has no state to show; its tags keep "waiting for initial data".
+        guard s.timing.cycles > 0 else { return false }
         let kpi = includingSlow ? runner.kpis() : nil
         let now = Self.nowMicros()
-        // Every mode change goes to the table at the time it happened, so history keeps each one, even several
-        // between two refreshes.
+        // The mode and reason tags change only at mode transitions, each written at the time it happened, so
+        // history keeps every one (even several between two refreshes) in order. The first refresh writes the
+        // state the loop is in; the transition that put it there (stamped `modeSince`) is then already written.
         let modeIndex = fields.firstIndex(of: .mode)!
         let reasonIndex = fields.firstIndex(of: .reason)!
+        if lastTransition == 0, let since = s.modeSince {
+            put(text: s.mode, modeIndex, at: since)
+            // No reason: the loop is in its configured mode and never changed it.
+            put(text: s.reason ?? "", reasonIndex, at: since)
+            lastTransition = since
+        }
         for t in s.transitions where t.time > lastTransition {
             lastTransition = t.time
             put(text: t.to, modeIndex, at: t.time)
@@ -230,8 +240,7 @@ final class LoopStateDevice: DeviceDriver, @unchecked Sendable {
         for (index, field) in fields.enumerated() {
             if field.isSlow && kpi == nil { continue }
             switch field {
-            case .mode: put(text: s.mode, index, at: s.modeSince ?? now)
-            case .reason: put(text: s.reason ?? "", index, at: s.modeSince ?? now)
+            case .mode, .reason: break
             case .requestedMode: put(text: s.requestedMode, index, at: now)
             case .solverStatus: put(text: s.solver.status ?? "none", index, at: now)
             case .solveP99: put(s.solver.p99Microseconds, index, at: now)
@@ -253,6 +262,7 @@ final class LoopStateDevice: DeviceDriver, @unchecked Sendable {
             case .saturation(let l): put(kpi!.mvs[l].saturationPercent, index, at: now)
             }
         }
+        return true
     }
 
     private func put(_ value: Double, _ index: Int, at time: Int64) {

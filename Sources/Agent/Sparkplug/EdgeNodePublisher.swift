@@ -483,7 +483,7 @@ final class EdgeNodePublisher: @unchecked Sendable {
             for action in actions {
                 switch action {
                 case .publish(var p):
-                    if let qos1Tag { p.qos = 1 }
+                    if qos1Tag != nil { p.qos = 1 }
                     do {
                         try client.publish(Self.message(p), tag: qos1Tag ?? 0)
                         result.published += 1
