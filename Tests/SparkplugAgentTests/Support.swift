@@ -99,7 +99,7 @@ final class HostRecorder: @unchecked Sendable {
     ) throws {
         outPath = directory + "/host-\(UUID().uuidString.prefix(6)).jsonl"
         commandsPath = outPath + ".commands"
-        FileManager.default.createFile(atPath: commandsPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: commandsPath, contents: nil)
         var args = [
             "--port", "\(port)", "--group", "Plant1", "--node", "edge1", "--out", outPath, "--commands", commandsPath,
         ]

@@ -1,6 +1,5 @@
 import Control
 import Foundation
-import Logging
 import Tags
 
 /// A control loop presented as a device of its own (`loop-<name>`), with tags `loop/<name>/…` for its mode, the
@@ -39,7 +38,6 @@ final class LoopStateDevice: DeviceDriver, @unchecked Sendable {
     let table: TagTable
     let runner: LoopRunner
     private let fields: [Field]
-    private let logger = Logger(label: "edgepilot.loop")
     private let slowEvery: Int
     private let periodNanoseconds: UInt64
 
