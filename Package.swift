@@ -22,12 +22,18 @@ let package = Package(
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
         .systemLibrary(name: "CMosquitto", pkgConfig: "libmosquitto", providers: [.apt(["libmosquitto-dev"])]),
 
-        // Values, quality, the tag table and the configuration model; no I/O.
+        // ── Pure core: no Foundation, no I/O ─────────────────────────────────────────────────────────────────
+        // Values, quality, the tag table, change feeds and the configuration model.
         .target(name: "Tags"),
-        // YAML and CSV configuration files → a validated AgentConfiguration, with located errors.
+        // Models, MPC, dense QP solver, PID, supervisor. libm because .squareRoot() calls sqrt() in debug builds.
+        .target(name: "Control", linkerSettings: [.linkedLibrary("m")]),
+
+        // ── Configuration: YAML and CSV files → a validated AgentConfiguration, with located errors ────────────
         .target(name: "Configuration", dependencies: ["Tags", "Yams"]),
+
+        // ── Protocol clients: speak one protocol, know nothing of tags' consumers ─────────────────────────────
+        // libmodbus connection, register codec, request coalescing, probe.
         .target(name: "Modbus", dependencies: ["Tags", "CModbus"]),
-        .target(name: "History", dependencies: ["Tags", "CSQLite"]),
         // OPC UA binary client: transport → secure channel (None/Basic256Sha256/Aes128_Sha256_RsaOaep) → services.
         .target(
             name: "OPCUA",
@@ -44,22 +50,53 @@ let package = Package(
         .target(
             name: "Sparkplug", dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")],
             exclude: ["Proto"]),
-        // Models, MPC, dense QP solver, PID, supervisor. Pure Swift, no Foundation.
-        // libm because .squareRoot() calls sqrt() in debug builds.
-        .target(name: "Control", linkerSettings: [.linkedLibrary("m")]),
-        // Runtime wiring: pollers, history writer, control socket, systemd notify, signals.
+
+        // ── The device seam and the drivers behind it: each keeps one device's tag table current ─────────────
+        // `DeviceDriver`: the one seam every device and every write goes through.
+        .target(name: "Devices", dependencies: ["Tags"]),
+        // Modbus TCP/RTU devices: `ModbusPoller` (poll groups on a monotonic schedule, checked writes).
+        .target(name: "ModbusDriver", dependencies: ["Devices", "Modbus", "Tags"]),
+        // OPC UA devices: subscriptions and polled reads into the tag table, checked writes, reconnect, trust.
+        .target(name: "OPCUADriver", dependencies: ["Devices", "OPCUA", "Tags"]),
+
+        // ── Consumers of the tag tables ───────────────────────────────────────────────────────────────────────
+        // SQLite history: schema, writer thread, read-only queries, audit, store-and-forward queue.
+        .target(name: "History", dependencies: ["Tags", "CSQLite"]),
+        // Control loops in real time (schedule, cycle, MV writer, operator commands, state board, KPIs); each
+        // loop's state is also a device (`LoopStateDevice`) behind the same seam.
+        .target(
+            name: "LoopRuntime",
+            dependencies: [
+                "Control", "Devices", "History", "Tags", .product(name: "Logging", package: "swift-log"),
+            ]),
+        // The Sparkplug B edge node: session driving, live data with broker receipts, replay, commands.
+        .target(
+            name: "SparkplugPublisher",
+            dependencies: [
+                "Devices", "History", "MQTT", "Sparkplug", "Tags", .product(name: "Logging", package: "swift-log"),
+            ]),
+        // The technician's door: control-socket protocol, server and client.
+        .target(name: "LocalControl", dependencies: ["LoopRuntime", "SparkplugPublisher"]),
+
+        // ── The service host and the wiring ───────────────────────────────────────────────────────────────────
+        // systemd notify and watchdog, journald log lines.
+        .target(name: "Systemd", dependencies: ["Tags", .product(name: "Logging", package: "swift-log")]),
+        // Wiring only: builds drivers, tables, loops, history and publisher from the configuration; reloads;
+        // answers control-socket requests; signals.
         .target(
             name: "Agent",
             dependencies: [
-                "Tags", "Configuration", "Modbus", "History", "Control", "OPCUA", "MQTT", "Sparkplug",
+                "Tags", "Configuration", "Devices", "ModbusDriver", "OPCUADriver", "History", "LoopRuntime",
+                "SparkplugPublisher", "LocalControl", "Systemd", "Control", "Modbus", "OPCUA",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // The one executable: `run` for systemd and the technician commands.
         .executableTarget(
             name: "edgepilot",
             dependencies: [
-                "Agent", "Configuration", "Modbus", "Tags", "OPCUA",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                "Agent", "LocalControl", "LoopRuntime", "SparkplugPublisher", "Configuration", "Modbus", "Tags",
+                "OPCUA", "OPCUADriver", .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
 
@@ -69,7 +106,8 @@ let package = Package(
 
         .testTarget(name: "TagsTests", dependencies: ["Tags"]),
         .testTarget(name: "ConfigurationTests", dependencies: ["Configuration"]),
-        .testTarget(name: "ModbusTests", dependencies: ["Modbus", "Tags", "CAllocCounter", "TestSupport"]),
+        .testTarget(
+            name: "ModbusTests", dependencies: ["Modbus", "ModbusDriver", "Tags", "CAllocCounter", "TestSupport"]),
         .testTarget(name: "HistoryTests", dependencies: ["History", "Tags", "CSQLite", "HistoryCrashWriter"]),
         .executableTarget(name: "HistoryCrashWriter", dependencies: ["History"], path: "Tests/HistoryCrashWriter"),
         .testTarget(
@@ -85,18 +123,23 @@ let package = Package(
         .testTarget(name: "SparkplugTests", dependencies: ["Sparkplug", "MQTT", "TestSupport"]),
         .testTarget(
             name: "SparkplugAgentTests",
-            dependencies: ["Agent", "Configuration", "History", "Sparkplug", "Tags", "TestSupport"], exclude: ["Peers"]),
+            dependencies: ["SparkplugPublisher", "Configuration", "History", "Sparkplug", "Tags", "TestSupport"],
+            exclude: ["Peers"]),
         .testTarget(name: "ControlTests", dependencies: ["Control", "CAllocCounter"], exclude: ["Fixtures"]),
         .testTarget(name: "AgentTests", dependencies: ["Agent", "History", "TestSupport"]),
         .testTarget(
             name: "OPCUAAgentTests",
-            dependencies: ["Agent", "Configuration", "OPCUA", "Tags", "TestSupport", "CAllocCounter"]),
+            dependencies: ["OPCUADriver", "Configuration", "OPCUA", "Tags", "TestSupport", "CAllocCounter"]),
         .testTarget(
             name: "LoopTests",
-            dependencies: ["Agent", "Control", "Configuration", "Tags", "History", "CAllocCounter", "TestSupport"]),
+            dependencies: [
+                "LoopRuntime", "ModbusDriver", "Modbus", "Control", "Configuration", "Tags", "History", "CAllocCounter",
+                "TestSupport",
+            ]),
 
         .executableTarget(
-            name: "pollbench", dependencies: ["Modbus", "Tags", "CAllocCounter"], path: "Benchmarks/pollbench",
+            name: "pollbench", dependencies: ["Modbus", "ModbusDriver", "Tags", "CAllocCounter"],
+            path: "Benchmarks/pollbench",
             exclude: ["run.sh"]),
         .executableTarget(
             name: "historybench", dependencies: ["History", "CSQLite"], path: "Benchmarks/historybench",

@@ -4,6 +4,7 @@
 import CAllocCounter
 import Foundation
 import Modbus
+import ModbusDriver
 import Synchronization
 import Tags
 

@@ -1,6 +1,13 @@
 import Configuration
+import Devices
 import Foundation
+import LocalControl
 import Logging
+import LoopRuntime
+import ModbusDriver
+import OPCUADriver
+import SparkplugPublisher
+import Systemd
 import Tags
 
 /// `edgepilot run`: loads the configuration, starts the runtime and the control socket, and then waits for

@@ -1,7 +1,14 @@
+import Devices
 import Foundation
 import History
+import LocalControl
 import Logging
+import LoopRuntime
 import Modbus
+import ModbusDriver
+import OPCUADriver
+import SparkplugPublisher
+import Systemd
 import Tags
 
 /// Why the agent could not start.

@@ -1,6 +1,13 @@
+import Devices
 import Foundation
 import History
+import LocalControl
+import LoopRuntime
 import Modbus
+import ModbusDriver
+import OPCUADriver
+import SparkplugPublisher
+import Systemd
 import Tags
 
 /// Answers control-socket requests from the runtime's current state.

@@ -3,14 +3,14 @@
 #endif
 
 /// Monotonic time in nanoseconds: schedules and timeouts must not jump with wall-clock corrections.
-@inline(__always) func monotonicNanoseconds() -> Int64 {
+@inline(__always) package func monotonicNanoseconds() -> Int64 {
     var ts = timespec()
     clock_gettime(CLOCK_MONOTONIC, &ts)
     return Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
 }
 
 /// Wall-clock time in microseconds since the Unix epoch, for sample timestamps.
-@inline(__always) func unixMicroseconds() -> Int64 {
+@inline(__always) package func unixMicroseconds() -> Int64 {
     var ts = timespec()
     clock_gettime(CLOCK_REALTIME, &ts)
     return Int64(ts.tv_sec) * 1_000_000 + Int64(ts.tv_nsec) / 1000
@@ -20,12 +20,12 @@
 ///
 /// Built on a pthread condition variable bound to CLOCK_MONOTONIC so that stop requests and writes interrupt a
 /// poller's sleep (including a long reconnect backoff) at once, and waiting allocates nothing.
-final class Waker: @unchecked Sendable {
+package final class Waker: @unchecked Sendable {
     private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
     private let condition = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
     private var signalled = false
 
-    init() {
+    package init() {
         pthread_mutex_init(mutex, nil)
         var attributes = pthread_condattr_t()
         pthread_condattr_init(&attributes)
@@ -41,7 +41,7 @@ final class Waker: @unchecked Sendable {
         condition.deallocate()
     }
 
-    func signal() {
+    package func signal() {
         pthread_mutex_lock(mutex)
         signalled = true
         pthread_cond_broadcast(condition)
@@ -50,7 +50,7 @@ final class Waker: @unchecked Sendable {
 
     /// Sleeps until `deadline` (monotonic ns) or a signal; returns whether it was signalled. Consumes the signal.
     @discardableResult
-    func wait(until deadline: Int64) -> Bool {
+    package func wait(until deadline: Int64) -> Bool {
         var ts = timespec(tv_sec: Int(deadline / 1_000_000_000), tv_nsec: Int(deadline % 1_000_000_000))
         pthread_mutex_lock(mutex)
         while !signalled {

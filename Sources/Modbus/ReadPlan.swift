@@ -9,6 +9,13 @@ public struct ReadRequest: Sendable, Hashable {
     /// The plan's entries this request feeds: `entries[entryRange]`.
     public var entryRange: Range<Int>
 
+    package init(area: ModbusArea, start: Int, count: Int, entryRange: Range<Int>) {
+        self.area = area
+        self.start = start
+        self.count = count
+        self.entryRange = entryRange
+    }
+
     /// The Modbus function code that performs this read (1–4).
     public var functionCode: UInt8 {
         switch area {
@@ -39,6 +46,11 @@ public struct ReadPlanError: Error, Sendable, Equatable, CustomStringConvertible
     public var tag: String
     public var reason: String
     public var description: String { "tag \(tag): \(reason)" }
+
+    package init(tag: String, reason: String) {
+        self.tag = tag
+        self.reason = reason
+    }
 }
 
 /// The reads that cover the tags of one device and poll group in the fewest requests.
@@ -108,7 +120,7 @@ public struct ReadPlan: Sendable {
     }
 
     /// A plan of one request for one tag (the read-back after a write).
-    init(single request: ReadRequest, entry: PlanEntry) {
+    package init(single request: ReadRequest, entry: PlanEntry) {
         requests = [request]
         entries = [entry]
         minimumRequestCount = 1

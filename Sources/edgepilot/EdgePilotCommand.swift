@@ -2,6 +2,9 @@ import Agent
 import ArgumentParser
 import Configuration
 import Foundation
+import LocalControl
+import LoopRuntime
+import SparkplugPublisher
 import Tags
 
 @main

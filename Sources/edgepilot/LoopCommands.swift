@@ -1,6 +1,9 @@
 import Agent
 import ArgumentParser
 import Foundation
+import LocalControl
+import LoopRuntime
+import SparkplugPublisher
 
 struct LoopsCommand: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -1,6 +1,9 @@
 import Agent
 import ArgumentParser
 import Foundation
+import LocalControl
+import LoopRuntime
+import SparkplugPublisher
 
 /// `edgepilot mqtt …`: the Sparkplug B edge node's session, backlog and rebirth.
 struct MQTTCommand: ParsableCommand {

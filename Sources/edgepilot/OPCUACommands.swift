@@ -2,7 +2,11 @@ import Agent
 import ArgumentParser
 import Configuration
 import Foundation
+import LocalControl
+import LoopRuntime
 import OPCUA
+import OPCUADriver
+import SparkplugPublisher
 import Tags
 
 /// `edgepilot opcua …`: commissioning an OPC UA server without the agent running.

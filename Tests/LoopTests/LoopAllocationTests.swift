@@ -1,8 +1,9 @@
-import Agent
 import CAllocCounter
 import Configuration
 import Foundation
+import LoopRuntime
 import Modbus
+import ModbusDriver
 import Synchronization
 import Tags
 import TestSupport

@@ -4,6 +4,7 @@ import TestSupport
 import Testing
 
 @testable import Modbus
+@testable import ModbusDriver
 
 /// The poll → decode → tag table path must not touch the heap once running (issue: "target 0").
 @Suite(.serialized) struct AllocationTests {

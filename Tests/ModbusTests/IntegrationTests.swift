@@ -4,6 +4,7 @@ import TestSupport
 import Testing
 
 @testable import Modbus
+@testable import ModbusDriver
 
 /// Against the real quadruple-tank simulator (pymodbus): the peer's framing and byte order are independent of ours.
 @Suite(.serialized) struct IntegrationTests {

@@ -4,6 +4,7 @@ import TestSupport
 import Testing
 
 @testable import Modbus
+@testable import ModbusDriver
 
 /// Simulators/quadtank_sim.py serving Modbus RTU (pymodbus's serial server and RTU framer) on one end of a
 /// virtual serial line; EdgePilot opens the other end through libmodbus' RTU backend.

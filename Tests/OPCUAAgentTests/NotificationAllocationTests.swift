@@ -5,8 +5,8 @@ import Tags
 import TestSupport
 import Testing
 
-@testable import Agent
 @testable import OPCUA
+@testable import OPCUADriver
 
 /// Heap allocations of the client's own threads, read by each thread itself at the top of its loop.
 final class ThreadAllocations: Sendable {

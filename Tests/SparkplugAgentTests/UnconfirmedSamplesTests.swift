@@ -1,7 +1,7 @@
 import History
 import Testing
 
-@testable import Agent
+@testable import SparkplugPublisher
 
 /// The ring that keeps published live samples until a broker receipt confirms them.
 @Suite struct UnconfirmedSamplesTests {

@@ -425,7 +425,7 @@ struct ReadValueId: BinaryEncodable, Sendable {
     }
 }
 
-struct ReadRequest: ServiceRequest {
+package struct ReadRequest: ServiceRequest {
     static let typeId: UInt32 = 631
     static let name = "Read"
     var header = RequestHeader()

@@ -1,3 +1,4 @@
+import Devices
 import Foundation
 import History
 import Logging
@@ -20,9 +21,9 @@ import Tags
 /// the queue only when the broker acknowledged the message that carried them. Live data is QoS 0 as Sparkplug
 /// requires; with `confirm_live` its samples stay in `UnconfirmedSamples` until a receipt from the broker confirms
 /// them, and join the queue if the connection ends first.
-final class EdgeNodePublisher: @unchecked Sendable {
+package final class EdgeNodePublisher: @unchecked Sendable {
     /// The devices and tags the publisher serves; replaced on reload.
-    struct View: @unchecked Sendable {
+    package struct View: @unchecked Sendable {
         var devices: [(name: String, table: TagTable, driver: (any DeviceDriver)?)]
         /// Resolves change ids, including those of tables a reload just replaced.
         var directory: TagDirectory
@@ -34,6 +35,13 @@ final class EdgeNodePublisher: @unchecked Sendable {
                     + d.table.definitions.map { "\($0.name):\(SparkplugMapping.dataType(of: $0)):\($0.units ?? "")" }
                     .joined(separator: ",")
             }.sorted()
+        }
+
+        package init(
+            devices: [(name: String, table: TagTable, driver: (any DeviceDriver)?)], directory: TagDirectory
+        ) {
+            self.devices = devices
+            self.directory = directory
         }
     }
 
@@ -74,6 +82,8 @@ final class EdgeNodePublisher: @unchecked Sendable {
     private let audit: @Sendable (AuditRecord) -> Void
     private let logger = Logger(label: "edgepilot.sparkplug")
     private let startedAt = Date()
+    /// Shown as `Properties/Version` in NBIRTH.
+    private let agentVersion: String
     private let auditSource: String
 
     private let sessionLock = NSLock()
@@ -124,10 +134,11 @@ final class EdgeNodePublisher: @unchecked Sendable {
 
     /// Opens the queue (its own connection to the history file) and builds the session and MQTT client; nothing
     /// connects before `start()`. Throws on what the operator must fix: unreadable files, bad TLS settings.
-    init(
+    package init(
         settings: SparkplugSettings, historyPath: String, feed: ChangeFeed, consumer: Int, view: View,
-        audit: @escaping @Sendable (AuditRecord) -> Void
+        agentVersion: String, audit: @escaping @Sendable (AuditRecord) -> Void
     ) throws {
+        self.agentVersion = agentVersion
         self.settings = settings
         self.historyPath = historyPath
         self.feed = feed
@@ -147,17 +158,17 @@ final class EdgeNodePublisher: @unchecked Sendable {
                 passwords[file] = text.split(separator: "\n", omittingEmptySubsequences: false).first.map(String.init)
             } catch {
                 changeBuffer.deallocate()
-                throw AgentStartError("sparkplug: cannot read password_file \(file): \(error.localizedDescription)")
+                throw PublisherStartError("sparkplug: cannot read password_file \(file): \(error.localizedDescription)")
             }
         }
         do {
             store = try HistoryStore(path: historyPath)
             refreshBacklog()
             try startSession(connect: false)
-        } catch let error as AgentStartError {
+        } catch let error as PublisherStartError {
             throw error
         } catch {
-            throw AgentStartError("sparkplug: \(error)")
+            throw PublisherStartError("sparkplug: \(error)")
         }
     }
 
@@ -166,7 +177,7 @@ final class EdgeNodePublisher: @unchecked Sendable {
     // MARK: - Lifecycle (any thread)
 
     /// Starts connecting, and the publisher thread.
-    func start() {
+    package func start() {
         sessionLock.withLock { client }?.start()
         let t = Thread { [self] in
             run()
@@ -178,7 +189,7 @@ final class EdgeNodePublisher: @unchecked Sendable {
     }
 
     /// Publishes what is still queued (or stores it), sends NDEATH and disconnects.
-    func stop() {
+    package func stop() {
         let started = cond.withLock {
             stopRequested = true
             cond.broadcast()
@@ -193,12 +204,12 @@ final class EdgeNodePublisher: @unchecked Sendable {
 
     /// Serves the tables of a new configuration; if devices or metrics changed the session is rebuilt (NDEATH,
     /// new CONNECT with the next bdSeq, new births), as Sparkplug requires for a changed metric set.
-    func use(_ view: View) { post(.reload(view)) }
+    package func use(_ view: View) { post(.reload(view)) }
 
     /// Asks for a fresh NBIRTH and DBIRTHs (same bdSeq), as an NCMD Rebirth would.
-    func rebirth() { post(.rebirth) }
+    package func rebirth() { post(.rebirth) }
 
-    var report: MQTTStatusReport {
+    package var report: MQTTStatusReport {
         let (phase, bdSeq, seq) = sessionLock.withLock { (session?.phase, session?.bdSeq, session?.seq ?? 0) }
         let c = counters.withLock { $0 }
         let client = sessionLock.withLock { self.client }
@@ -315,7 +326,7 @@ final class EdgeNodePublisher: @unchecked Sendable {
         do {
             c = try MQTTClient(configuration: config) { [weak self] in self?.handle($0) }
         } catch {
-            throw AgentStartError("sparkplug: \(error)")
+            throw PublisherStartError("sparkplug: \(error)")
         }
         c.willProvider = { [weak self] _ in self?.prepareWill() }
         return c
@@ -776,7 +787,7 @@ final class EdgeNodePublisher: @unchecked Sendable {
             SparkplugMetric(name: name, timestamp: now, value: v)
         }
         return [
-            m("Properties/Version", .string(AgentVersion.current)),
+            m("Properties/Version", .string(agentVersion)),
             m("Properties/Uptime", .uint64(UInt64(max(0, Date().timeIntervalSince(startedAt))))),
             m("Store and Forward/Backlog", .int64(c.backlog.rows)),
             m("Store and Forward/Backlog Bytes", .int64(c.backlog.bytes)),
@@ -868,4 +879,10 @@ final class EdgeNodePublisher: @unchecked Sendable {
         MQTTMessage(
             topic: p.topic, payload: p.payload, qos: p.qos == 1 ? .atLeastOnce : .atMostOnce, retain: p.retain)
     }
+}
+
+/// Why the publisher could not be built: a setting the operator must fix (unreadable password file, bad TLS).
+public struct PublisherStartError: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
 }

@@ -1,3 +1,4 @@
+import Devices
 import Foundation
 
 /// Monotonic time in nanoseconds (CLOCK_MONOTONIC), the loops' schedule clock.

@@ -1,3 +1,6 @@
+import LoopRuntime
+import SparkplugPublisher
+
 /// One request from the technician CLI to the running agent, sent as a JSON line over the control socket.
 public struct ControlRequest: Codable, Sendable {
     public enum Command: String, Codable, Sendable {
@@ -83,6 +86,22 @@ public struct StatusReport: Codable, Sendable {
     public var tagCount: Int
     /// The Sparkplug edge node, when configured (backlog, drops, session).
     public var sparkplug: MQTTStatusReport? = nil
+
+    package init(
+        version: String, pid: Int32, configPath: String, startedAt: Int64, uptimeSeconds: Double, reloads: Int,
+        devices: [DeviceReport], history: HistoryReport, tagCount: Int, sparkplug: MQTTStatusReport? = nil
+    ) {
+        self.version = version
+        self.pid = pid
+        self.configPath = configPath
+        self.startedAt = startedAt
+        self.uptimeSeconds = uptimeSeconds
+        self.reloads = reloads
+        self.devices = devices
+        self.history = history
+        self.tagCount = tagCount
+        self.sparkplug = sparkplug
+    }
 }
 
 /// One device's connection and polling state.
@@ -105,6 +124,31 @@ public struct DeviceReport: Codable, Sendable {
     public var reconnects: UInt64? = nil
     public var monitoredItems: Int? = nil
     public var notifications: UInt64? = nil
+
+    package init(
+        name: String, endpoint: String, state: String, connects: UInt64, polls: UInt64, requests: UInt64,
+        errors: UInt64, timeouts: UInt64, exceptions: UInt64, writes: UInt64, lastError: String? = nil,
+        lastErrorAt: Int64? = nil, requestsPerCycle: Int, lastCycleMilliseconds: Double, reconnects: UInt64? = nil,
+        monitoredItems: Int? = nil, notifications: UInt64? = nil
+    ) {
+        self.name = name
+        self.endpoint = endpoint
+        self.state = state
+        self.connects = connects
+        self.polls = polls
+        self.requests = requests
+        self.errors = errors
+        self.timeouts = timeouts
+        self.exceptions = exceptions
+        self.writes = writes
+        self.lastError = lastError
+        self.lastErrorAt = lastErrorAt
+        self.requestsPerCycle = requestsPerCycle
+        self.lastCycleMilliseconds = lastCycleMilliseconds
+        self.reconnects = reconnects
+        self.monitoredItems = monitoredItems
+        self.notifications = notifications
+    }
 }
 
 /// The history database as `status` reports it.
@@ -117,6 +161,20 @@ public struct HistoryReport: Codable, Sendable {
     public var dropped: UInt64
     public var commits: UInt64
     public var lastError: String?
+
+    package init(
+        path: String, bytes: Int64, rows: Int64, oldest: Int64? = nil, pending: Int, dropped: UInt64, commits: UInt64,
+        lastError: String? = nil
+    ) {
+        self.path = path
+        self.bytes = bytes
+        self.rows = rows
+        self.oldest = oldest
+        self.pending = pending
+        self.dropped = dropped
+        self.commits = commits
+        self.lastError = lastError
+    }
 }
 
 /// One tag's current state.
@@ -130,6 +188,21 @@ public struct TagReport: Codable, Sendable {
     public var qualityText: String
     public var timestamp: Int64
     public var writable: Bool
+
+    package init(
+        name: String, device: String, type: String, value: JSONValue? = nil, units: String? = nil, quality: String,
+        qualityText: String, timestamp: Int64, writable: Bool
+    ) {
+        self.name = name
+        self.device = device
+        self.type = type
+        self.value = value
+        self.units = units
+        self.quality = quality
+        self.qualityText = qualityText
+        self.timestamp = timestamp
+        self.writable = writable
+    }
 }
 
 /// The outcome of a write.
@@ -138,6 +211,15 @@ public struct WriteReport: Codable, Sendable {
     public var value: JSONValue
     public var result: String
     public var readBack: JSONValue?
+
+    package init(
+        tag: String, value: JSONValue, result: String, readBack: JSONValue? = nil
+    ) {
+        self.tag = tag
+        self.value = value
+        self.result = result
+        self.readBack = readBack
+    }
 }
 
 /// One stored sample.
@@ -145,6 +227,14 @@ public struct HistoryPoint: Codable, Sendable {
     public var timestamp: Int64
     public var value: JSONValue?
     public var quality: String
+
+    package init(
+        timestamp: Int64, value: JSONValue? = nil, quality: String
+    ) {
+        self.timestamp = timestamp
+        self.value = value
+        self.quality = quality
+    }
 }
 
 /// One audit entry (a write attempt, with who asked and what happened).
@@ -155,6 +245,17 @@ public struct AuditReport: Codable, Sendable {
     public var value: String
     public var result: String
     public var detail: String?
+
+    package init(
+        timestamp: Int64, source: String, tag: String, value: String, result: String, detail: String? = nil
+    ) {
+        self.timestamp = timestamp
+        self.source = source
+        self.tag = tag
+        self.value = value
+        self.result = result
+        self.detail = detail
+    }
 }
 
 /// A tag value in JSON, keeping its kind (so `--json` consumers get numbers as numbers).

@@ -1,8 +1,8 @@
 import Control
+import Devices
 import Foundation
 import History
 import Logging
-import Modbus
 import Synchronization
 import Tags
 

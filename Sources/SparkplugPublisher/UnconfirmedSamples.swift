@@ -1,3 +1,4 @@
+import Devices
 import History
 
 /// Live samples published at QoS 0 whose arrival the broker has not confirmed yet, oldest first, in a ring of

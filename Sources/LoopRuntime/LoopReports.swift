@@ -1,3 +1,5 @@
+import Devices
+
 /// The state of one loop at one instant: what `edgepilot loops` shows and what an upstream publisher (Sparkplug)
 /// reads. A value: taking it never blocks the loop for longer than copying a few numbers.
 public struct LoopSnapshot: Codable, Sendable {

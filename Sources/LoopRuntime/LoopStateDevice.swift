@@ -1,4 +1,5 @@
 import Control
+import Devices
 import Foundation
 import Tags
 
@@ -11,7 +12,7 @@ import Tags
 /// (`edgepilot write`, a Sparkplug DCMD) to `mode`, a setpoint or a manual MV becomes the same loop command
 /// `edgepilot loop` sends, with the same checks. Its own thread copies the runner's snapshot into the table (the
 /// table's single writer), so the loop thread does nothing more than before.
-final class LoopStateDevice: DeviceDriver, @unchecked Sendable {
+public final class LoopStateDevice: DeviceDriver, @unchecked Sendable {
     /// What one tag of the loop device shows.
     enum Field: Equatable {
         case mode, requestedMode, reason, solverStatus, solveP99, jitterP99, missedDeadlines, writeErrors
@@ -34,9 +35,9 @@ final class LoopStateDevice: DeviceDriver, @unchecked Sendable {
 
     static func deviceName(loop: String) -> String { "loop-\(loop)" }
 
-    let device: DeviceDefinition
-    let table: TagTable
-    let runner: LoopRunner
+    public let device: DeviceDefinition
+    public let table: TagTable
+    package let runner: LoopRunner
     private let fields: [Field]
     private let slowEvery: Int
     private let periodNanoseconds: UInt64
@@ -55,7 +56,7 @@ final class LoopStateDevice: DeviceDriver, @unchecked Sendable {
     private var textBuffer = [UInt8](repeating: 0, count: 256)
 
     /// Builds the tag table of `runner`'s loop; `source` gives the configured tag behind a CV or MV (units, deadband).
-    init(
+    package init(
         runner: LoopRunner, feed: ChangeFeed, idBase: Int32, refreshMilliseconds: Int = 1000,
         source: (String) -> TagDefinition?
     ) {
@@ -114,7 +115,7 @@ final class LoopStateDevice: DeviceDriver, @unchecked Sendable {
 
     // MARK: - DeviceDriver
 
-    func start() {
+    public func start() {
         let t = cond.withLock { () -> Thread? in
             guard !running else { return nil }
             running = true
@@ -129,7 +130,7 @@ final class LoopStateDevice: DeviceDriver, @unchecked Sendable {
         t?.start()
     }
 
-    func stop() {
+    public func stop() {
         let wasRunning = cond.withLock {
             stopRequested = true
             cond.broadcast()
@@ -138,7 +139,7 @@ final class LoopStateDevice: DeviceDriver, @unchecked Sendable {
         if wasRunning { finished.wait() }
     }
 
-    var driverStatus: DeviceDriverStatus {
+    public var driverStatus: DeviceDriverStatus {
         cond.withLock {
             var s = DeviceDriverStatus()
             s.state = running && !stopRequested ? "connected" : "stopped"
@@ -149,7 +150,7 @@ final class LoopStateDevice: DeviceDriver, @unchecked Sendable {
     }
 
     /// A write to `mode`, a setpoint or an MV is a loop command; the caller audits it with its source.
-    func writeTag(_ index: Int, _ value: TagValue) throws(DeviceWriteError) -> DeviceWriteOutcome {
+    public func writeTag(_ index: Int, _ value: TagValue) throws(DeviceWriteError) -> DeviceWriteOutcome {
         guard fields.indices.contains(index) else { throw .refused("no such tag") }
         let d = table.definitions[index]
         do throws(LoopCommandError) {

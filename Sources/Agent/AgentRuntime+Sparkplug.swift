@@ -1,3 +1,10 @@
+import Devices
+import LocalControl
+import LoopRuntime
+import ModbusDriver
+import OPCUADriver
+import SparkplugPublisher
+import Systemd
 import Tags
 
 /// The runtime's side of the Sparkplug publisher: its change-feed consumer, its view of the devices, and the
@@ -17,10 +24,14 @@ extension AgentRuntime {
         guard feed.consumerCount > Self.sparkplugConsumer else {
             throw AgentStartError("sparkplug was enabled by a reload; it needs a restart")
         }
-        return try EdgeNodePublisher(
-            settings: settings, historyPath: configuration.history.path, feed: feed,
-            consumer: Self.sparkplugConsumer, view: sparkplugView(current, retired: []),
-            audit: { [weak self] in self?.recordAudit($0) })
+        do {
+            return try EdgeNodePublisher(
+                settings: settings, historyPath: configuration.history.path, feed: feed,
+                consumer: Self.sparkplugConsumer, view: sparkplugView(current, retired: []),
+                agentVersion: AgentVersion.current, audit: { [weak self] in self?.recordAudit($0) })
+        } catch {
+            throw AgentStartError("\(error)")
+        }
     }
 
     /// The devices of generation `g` in configuration order, then the loops' devices; `retired` tables still resolve

@@ -1,3 +1,4 @@
+import Devices
 import Foundation
 import OPCUA
 import Synchronization
@@ -66,7 +67,7 @@ public final class OPCUADeviceDriver: DeviceDriver, @unchecked Sendable {
     /// Builds the driver for `device`'s OPC UA tags in `table`; throws if the device is not an OPC UA device.
     public init(device: DeviceDefinition, pollGroups: [PollGroup], table: TagTable) throws {
         guard case .opcua(let settings) = device.transport else {
-            throw AgentStartError("device \(device.name) is not an OPC UA device")
+            throw DeviceStartError("device \(device.name) is not an OPC UA device")
         }
         self.device = device
         self.table = table
@@ -92,7 +93,7 @@ public final class OPCUADeviceDriver: DeviceDriver, @unchecked Sendable {
                 addresses.append(.invalid("a Modbus address on an OPC UA device"))
             }
             guard d.device == device.name, let group = pollGroups.first(where: { $0.name == d.pollGroup }) else {
-                throw AgentStartError("tag \(d.name): poll group \(d.pollGroup) is not defined")
+                throw DeviceStartError("tag \(d.name): poll group \(d.pollGroup) is not defined")
             }
             if groupIndex[group.name] == nil {
                 groupIndex[group.name] = groups.count
@@ -248,7 +249,7 @@ public final class OPCUADeviceDriver: DeviceDriver, @unchecked Sendable {
         guard let user = settings.userName, let file = settings.passwordFile else { return .anonymous }
         let text: String
         do { text = try String(contentsOfFile: file, encoding: .utf8) } catch {
-            throw AgentStartError("cannot read password_file \(file): \(error.localizedDescription)")
+            throw DeviceStartError("cannot read password_file \(file): \(error.localizedDescription)")
         }
         let password = text.split(separator: "\n", omittingEmptySubsequences: false).first.map(String.init) ?? ""
         return .userName(user, password: password.trimmingCharacters(in: CharacterSet(charactersIn: "\r")))

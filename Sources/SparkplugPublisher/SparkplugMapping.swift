@@ -1,3 +1,4 @@
+import Devices
 import History
 import Sparkplug
 import Tags

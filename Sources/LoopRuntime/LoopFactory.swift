@@ -1,4 +1,5 @@
 import Control
+import Devices
 import Tags
 
 /// Tuning a technician may change at run time (`edgepilot loop NAME tune`); everything else needs a reload.

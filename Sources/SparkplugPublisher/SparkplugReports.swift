@@ -1,3 +1,5 @@
+import Devices
+
 /// What `edgepilot mqtt status` (and the Sparkplug part of `edgepilot status`) shows.
 public struct MQTTStatusReport: Codable, Sendable, Equatable {
     public var groupID: String

@@ -1,6 +1,13 @@
 import Control
+import Devices
 import Foundation
 import History
+import LocalControl
+import LoopRuntime
+import ModbusDriver
+import OPCUADriver
+import SparkplugPublisher
+import Systemd
 
 /// Loop commands over the control socket: listing, mode, setpoint, manual MV and tuning. Every change attempt is
 /// audited with its source, accepted or refused; the loop applies accepted changes at its next cycle.

@@ -1,3 +1,4 @@
+import Modbus
 import Synchronization
 import Tags
 

@@ -1,0 +1,39 @@
+import Devices
+import Tags
+
+extension ModbusPoller: DeviceDriver {
+    public func writeTag(_ index: Int, _ value: TagValue) throws(DeviceWriteError) -> DeviceWriteOutcome {
+        do {
+            let result = try write(tag: index, value)
+            return DeviceWriteOutcome(detail: "function \(result.functionCode)", readBack: result.readBack)
+        } catch {
+            if case .refused = error { throw .refused("\(error)".replacingPrefix("write refused: ")) }
+            throw .failed("\(error)".replacingPrefix("write failed: "))
+        }
+    }
+
+    public var driverStatus: DeviceDriverStatus {
+        let s = stats
+        var d = DeviceDriverStatus()
+        d.state = s.state.rawValue
+        d.connects = s.connects
+        d.reconnects = s.connects > 0 ? s.connects - 1 : 0
+        d.polls = s.polls
+        d.requests = s.requests
+        d.errors = s.errors
+        d.timeouts = s.timeouts
+        d.exceptions = s.exceptions
+        d.writes = s.writes
+        d.lastError = s.lastError
+        d.lastErrorTime = s.lastErrorTime
+        d.requestsPerCycle = s.lastRequestsPerCycle
+        d.lastCycleNanoseconds = s.lastCycleNanoseconds
+        return d
+    }
+}
+
+extension String {
+    package func replacingPrefix(_ prefix: String) -> String {
+        hasPrefix(prefix) ? String(dropFirst(prefix.count)) : self
+    }
+}
