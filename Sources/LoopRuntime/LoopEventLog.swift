@@ -1,0 +1,135 @@
+import Control
+import Foundation
+import History
+import Logging
+import Synchronization
+import Tags
+
+/// Why a loop changed mode, at the runner's level (the supervisor's reasons plus the runner's own decisions).
+enum LoopEventReason: Sendable {
+    case supervisor(TransitionReason)
+    case operatorRequest
+    case startup
+    case recovered(healthyNanoseconds: Int64)
+    case fallbackManual(TransitionReason)
+    case retuned
+
+    var isFault: Bool {
+        switch self {
+        case .supervisor(let r): return r != .operatorRequest && r != .healthyPeriodElapsed
+        case .fallbackManual: return true
+        default: return false
+        }
+    }
+}
+
+/// One mode change, recorded by the loop thread and reported by the writer thread.
+struct LoopEvent {
+    var from: LoopMode
+    var to: LoopMode
+    var reason: LoopEventReason
+    var wallMicroseconds: Int64
+    var bump: Double
+}
+
+/// A loop's mode changes on their way from the loop thread to the journal, the audit trail and `edgepilot loops`.
+///
+/// The loop thread pushes into a fixed single-producer, single-consumer ring: no lock, no allocation, never a wait
+/// (a consumer 64 events behind loses the newest). The MV writer thread drains it and does the slow parts — wording
+/// the reason, logging, auditing and keeping the last 20 transitions for readers.
+final class LoopEventLog: @unchecked Sendable {
+    private static let capacity = 64
+    private static let kept = 20
+    private let definition: LoopDefinition
+    private let logger: Logger
+    private let audit: @Sendable (AuditRecord) -> Void
+    private let ring: UnsafeMutablePointer<LoopEvent>
+    private let head = Atomic<Int>(0)
+    private let tail = Atomic<Int>(0)
+    private let recent = Mutex<[LoopTransitionReport]>([])
+    /// The reason of the newest event pushed; touched by the loop thread only.
+    private(set) var lastPushedReason: LoopEventReason?
+
+    init(definition: LoopDefinition, logger: Logger, audit: @escaping @Sendable (AuditRecord) -> Void) {
+        self.definition = definition
+        self.logger = logger
+        self.audit = audit
+        ring = .allocate(capacity: Self.capacity)
+        recent.withLock { $0.reserveCapacity(Self.kept + 12) }
+    }
+
+    deinit { ring.deallocate() }
+
+    /// Loop thread: records `event` for the writer thread.
+    func push(_ event: LoopEvent) {
+        lastPushedReason = event.reason
+        let h = head.load(ordering: .relaxed)
+        let t = tail.load(ordering: .acquiring)
+        guard h - t < Self.capacity else { return }  // writer far behind: drop, never block
+        ring[h % Self.capacity] = event
+        head.store(h + 1, ordering: .releasing)
+    }
+
+    /// Whether events wait for `drain()`.
+    var hasPending: Bool { head.load(ordering: .acquiring) != tail.load(ordering: .relaxed) }
+
+    /// Writer thread (or after the loop stopped): words, logs and audits every pending event.
+    func drain() {
+        while true {
+            let t = tail.load(ordering: .relaxed)
+            guard t != head.load(ordering: .acquiring) else { return }
+            let e = ring[t % Self.capacity]
+            tail.store(t + 1, ordering: .releasing)
+            let text = describe(e.reason)
+            let report = LoopTransitionReport(
+                time: e.wallMicroseconds, from: e.from.rawValue, to: e.to.rawValue, reason: text,
+                bump: (e.bump * 1000).rounded() / 1000)
+            recent.withLock {
+                $0.append(report)
+                if $0.count > Self.kept { $0.removeFirst($0.count - Self.kept) }
+            }
+            let level: Logger.Level = e.reason.isFault ? .warning : .notice
+            logger.log(
+                level: level, "loop mode \(e.from.rawValue) → \(e.to.rawValue): \(text)",
+                metadata: ["loop": "\(definition.name)"])
+            audit(
+                AuditRecord(
+                    timestamp: e.wallMicroseconds, source: "loop:\(definition.name)",
+                    tag: "loop/\(definition.name)/mode", value: e.to.rawValue, result: "mode-change",
+                    detail: "from \(e.from.rawValue): \(text)"))
+        }
+    }
+
+    /// The last transitions, oldest first.
+    var transitions: [LoopTransitionReport] { recent.withLock { $0 } }
+
+    /// A reason as the technician reads it, naming the loop's tags.
+    func describe(_ reason: LoopEventReason) -> String {
+        func input(_ role: InputRole, _ index: Int) -> String {
+            switch role {
+            case .controlledVariable: return "CV \(definition.cvs[index].tag)"
+            case .manipulatedVariable: return "MV \(definition.mvs[index].tag)"
+            case .disturbanceVariable: return "DV \(definition.dvs[index])"
+            }
+        }
+        func supervisor(_ r: TransitionReason) -> String {
+            switch r {
+            case .operatorRequest: return "operator request"
+            case .solverNotOptimal(let n, let status): return "QP not optimal \(n) cycles in a row (\(status.rawValue))"
+            case .solveOverBudget(let ns): return "solve took \(Double(ns) / 1000) µs, over the budget"
+            case .badQuality(let role, let index): return "bad quality on \(input(role, index))"
+            case .staleInput(let role, let index): return "stale \(input(role, index))"
+            case .predictionError(let cv): return "prediction error on CV \(definition.cvs[cv].tag)"
+            case .healthyPeriodElapsed: return "healthy period elapsed"
+            }
+        }
+        switch reason {
+        case .supervisor(let r): return supervisor(r)
+        case .operatorRequest: return "operator request"
+        case .startup: return "startup: inputs good"
+        case .recovered(let ns): return "recovered: inputs healthy for \(Double(ns / 1_000_000) / 1000) s"
+        case .fallbackManual(let r): return "fallback to manual: \(supervisor(r))"
+        case .retuned: return "retuned"
+        }
+    }
+}
