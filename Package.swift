@@ -104,6 +104,7 @@ let package = Package(
         .target(name: "CAllocCounter"),
         .target(name: "TestSupport", path: "Tests/TestSupport"),
 
+        .testTarget(name: "ArchitectureTests"),
         .testTarget(name: "TagsTests", dependencies: ["Tags"]),
         .testTarget(name: "ConfigurationTests", dependencies: ["Configuration"]),
         .testTarget(
