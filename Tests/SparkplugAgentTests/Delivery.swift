@@ -1,5 +1,6 @@
 import Foundation
 import History
+import TestSupport
 
 /// A sample as history stored it or Sparkplug carried it, comparable across both (timestamps in ms).
 struct Point: Hashable, CustomStringConvertible {

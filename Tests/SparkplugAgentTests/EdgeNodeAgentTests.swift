@@ -15,17 +15,12 @@ import Testing
     ]
 
     @Test func birthsDataSeqRebirthAndBdSeqAcrossRestarts() throws {
-        let plant = try noisyPlant()
-        defer { plant.stop() }
-        let broker = try MosquittoBroker()
-        try broker.start()
-        defer { broker.stop() }
-        let agent = try SparkplugAgent(
-            config: SparkplugAgentConfig.text(modbusPort: plant.port, brokerPort: broker.port))
-        let host = try HostRecorder(port: broker.port, directory: agent.dir.path)
-        defer { host.stop() }
-        try agent.start()
-        defer { agent.stop() }
+        let scenario = try SparkplugScenario(plant: noisyPlant()) { plantPort, brokerPort in
+            SparkplugAgentConfig.text(modbusPort: plantPort, brokerPort: brokerPort)
+        }
+        defer { scenario.stop() }
+        let agent = scenario.agent
+        let host = scenario.host
 
         try host.waitFor("NBIRTH, DBIRTH and live data") { ms in
             ms.contains { $0.kind == "DBIRTH" } && ms.filter { $0.kind == "DDATA" && !$0.isHistorical }.count >= 10
@@ -105,17 +100,13 @@ import Testing
     }
 
     @Test func primaryHostStateGatesTheBirths() throws {
-        let plant = try noisyPlant()
-        defer { plant.stop() }
-        let broker = try MosquittoBroker()
-        try broker.start()
-        defer { broker.stop() }
-        let agent = try SparkplugAgent(
-            config: SparkplugAgentConfig.text(modbusPort: plant.port, brokerPort: broker.port, primaryHost: "Host1"))
-        let host = try HostRecorder(port: broker.port, directory: agent.dir.path, hostID: "Host1", manualState: true)
-        defer { host.stop() }
-        try agent.start()
-        defer { agent.stop() }
+        let scenario = try SparkplugScenario(plant: noisyPlant(), host: .init(hostID: "Host1", manualState: true)) {
+            plantPort, brokerPort in
+            SparkplugAgentConfig.text(modbusPort: plantPort, brokerPort: brokerPort, primaryHost: "Host1")
+        }
+        defer { scenario.stop() }
+        let agent = scenario.agent
+        let host = scenario.host
 
         #expect(
             eventually(timeout: 15) {

@@ -62,16 +62,14 @@ import Testing
     }
 
     @Test func loopIsBornAsADeviceAndTakesModeAndSetpointCommands() throws {
-        let plant = try QuadTank(extraArguments: ["--initial", "12.4", "12.7", "1.8", "1.4"])
-        defer { plant.stop() }
-        let broker = try MosquittoBroker()
-        try broker.start()
-        defer { broker.stop() }
-        let agent = try SparkplugAgent(config: Self.config(modbusPort: plant.port, brokerPort: broker.port))
-        let host = try HostRecorder(port: broker.port, directory: agent.dir.path)
-        defer { host.stop() }
-        try agent.start()
-        defer { agent.stop() }
+        let scenario = try SparkplugScenario(
+            plant: QuadTank(extraArguments: ["--initial", "12.4", "12.7", "1.8", "1.4"])
+        ) { plantPort, brokerPort in
+            Self.config(modbusPort: plantPort, brokerPort: brokerPort)
+        }
+        defer { scenario.stop() }
+        let agent = scenario.agent
+        let host = scenario.host
         func loopMode() -> String? {
             let r = try? agent.cli(["loops", "tanks", "--json"])
             let list = r.flatMap { try? JSONSerialization.jsonObject(with: Data($0.stdout.utf8)) as? [[String: Any]] }

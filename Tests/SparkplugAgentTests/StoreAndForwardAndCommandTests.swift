@@ -15,19 +15,16 @@ private func nowMs() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
     /// never confirmed by a receipt, so they are replayed). The first replay comes once and in time order; the killed
     /// one may repeat what was in flight, never skip.
     @Test func aMinuteOfOutageAndAKillDuringReplayLoseNothing() throws {
-        let plant = try noisyPlant()
-        defer { plant.stop() }
-        let broker = try MosquittoBroker()
-        try broker.start()
-        defer { broker.stop() }
-        let agent = try SparkplugAgent(
-            config: SparkplugAgentConfig.text(
-                modbusPort: plant.port, brokerPort: broker.port, primaryHost: "Host1", metricsPerMessage: 50,
-                messagesPerSecond: 5))
-        let host = try HostRecorder(port: broker.port, directory: agent.dir.path, hostID: "Host1")
-        defer { host.stop() }
-        try agent.start()
-        defer { agent.stop() }
+        let scenario = try SparkplugScenario(plant: noisyPlant(), host: .init(hostID: "Host1")) {
+            plantPort, brokerPort in
+            SparkplugAgentConfig.text(
+                modbusPort: plantPort, brokerPort: brokerPort, primaryHost: "Host1", metricsPerMessage: 50,
+                messagesPerSecond: 5)
+        }
+        defer { scenario.stop() }
+        let broker = scenario.broker
+        let agent = scenario.agent
+        let host = scenario.host
         func status() -> [String: Any] { (try? agent.mqttStatus()) ?? [:] }
         func backlog() -> Int { status()["backlog"] as? Int ?? -1 }
 
@@ -108,20 +105,17 @@ private func nowMs() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
     /// keepalive notices (here 5 s, so 1.5 × keepalive = 7.5 s). Once until the agent has noticed, then the broker
     /// continues; once for 9 s, then kill -9. Either way every recorded change arrives, live or historical.
     @Test func aFrozenBrokerLosesNothing() throws {
-        let plant = try noisyPlant()
-        defer { plant.stop() }
-        let broker = try MosquittoBroker()
-        try broker.start()
-        defer { broker.stop() }
-        let agent = try SparkplugAgent(
-            config: SparkplugAgentConfig.text(
-                modbusPort: plant.port, brokerPort: broker.port, primaryHost: "Host1", metricsPerMessage: 50,
-                messagesPerSecond: 10))
         // The host's own keepalive outlasts the freezes, so its recording has no gap of its own.
-        let host = try HostRecorder(port: broker.port, directory: agent.dir.path, hostID: "Host1", keepalive: 60)
-        defer { host.stop() }
-        try agent.start()
-        defer { agent.stop() }
+        let scenario = try SparkplugScenario(plant: noisyPlant(), host: .init(hostID: "Host1", keepalive: 60)) {
+            plantPort, brokerPort in
+            SparkplugAgentConfig.text(
+                modbusPort: plantPort, brokerPort: brokerPort, primaryHost: "Host1", metricsPerMessage: 50,
+                messagesPerSecond: 10)
+        }
+        defer { scenario.stop() }
+        let broker = scenario.broker
+        let agent = scenario.agent
+        let host = scenario.host
         func status() -> [String: Any] { (try? agent.mqttStatus()) ?? [:] }
         func online() -> Bool { status()["sessionState"] as? String == "online" }
         func backlog() -> Int { status()["backlog"] as? Int ?? -1 }
@@ -173,17 +167,13 @@ private func nowMs() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
     }
 
     @Test func deviceCommandsAreCheckedWrittenAndAudited() throws {
-        let plant = try noisyPlant()
-        defer { plant.stop() }
-        let broker = try MosquittoBroker()
-        try broker.start()
-        defer { broker.stop() }
-        let agent = try SparkplugAgent(
-            config: SparkplugAgentConfig.text(modbusPort: plant.port, brokerPort: broker.port))
-        let host = try HostRecorder(port: broker.port, directory: agent.dir.path)
-        defer { host.stop() }
-        try agent.start()
-        defer { agent.stop() }
+        let scenario = try SparkplugScenario(plant: noisyPlant()) { plantPort, brokerPort in
+            SparkplugAgentConfig.text(modbusPort: plantPort, brokerPort: brokerPort)
+        }
+        defer { scenario.stop() }
+        let plant = scenario.plant
+        let agent = scenario.agent
+        let host = scenario.host
         try host.waitFor("DBIRTH") { ms in ms.contains { $0.kind == "DBIRTH" } }
         func pump() throws -> Double { ((try plant.control(["cmd": "get"]))["v"] as! [Double])[0] }
         let before = try pump()
@@ -243,6 +233,6 @@ private func nowMs() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
         try host.waitFor("DDEATH") { ms in ms.contains { $0.kind == "DDEATH" } }
         try host.waitFor("DBIRTH again") { ms in ms.filter { $0.kind == "DBIRTH" }.count > births }
         #expect(seqBreak(host.messages) == nil, "\(seqBreak(host.messages) ?? "")")
-        #expect(agent.process?.exitStatus() == nil, "still running")
+        #expect(agent.isRunning, "still running")
     }
 }

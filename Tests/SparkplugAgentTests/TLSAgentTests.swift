@@ -64,22 +64,21 @@ import Testing
     }
 
     @Test func birthsReachTheHostOverTLSWithAPassword() throws {
-        let plant = try noisyPlant()
-        defer { plant.stop() }
-        let (broker, pki) = try tlsBroker()
-        defer { broker.stop() }
+        let (tlsBroker, pki) = try tlsBroker()
         let dir = try TemporaryDirectory("edgepilot-tls")
         defer { dir.remove() }
-        let agent = try SparkplugAgent(
-            config: config(
-                modbusPort: plant.port, brokerPort: broker.port, caFile: pki.path("ca.crt"),
-                passwordFile: try passwordFile(dir.path, "edge-pw")))
-        let host = try HostRecorder(
-            port: broker.port, directory: agent.dir.path,
-            extraArguments: ["--cafile", pki.path("ca.crt"), "--username", "host", "--password", "host-pw"])
-        defer { host.stop() }
-        try agent.start()
-        defer { agent.stop() }
+        let scenario = try SparkplugScenario(
+            plant: noisyPlant(), broker: tlsBroker,
+            host: .init(extraArguments: ["--cafile", pki.path("ca.crt"), "--username", "host", "--password", "host-pw"])
+        ) { plantPort, brokerPort in
+            config(
+                modbusPort: plantPort, brokerPort: brokerPort, caFile: pki.path("ca.crt"),
+                passwordFile: try passwordFile(dir.path, "edge-pw"))
+        }
+        defer { scenario.stop() }
+        let broker = scenario.broker
+        let agent = scenario.agent
+        let host = scenario.host
 
         try host.waitFor("NBIRTH, DBIRTH and data over TLS") { ms in
             ms.first?.kind == "NBIRTH" && ms.contains { $0.kind == "DBIRTH" } && ms.contains { $0.kind == "DDATA" }
@@ -102,11 +101,10 @@ import Testing
         defer { broker.stop() }
         let dir = try TemporaryDirectory("edgepilot-tls")
         defer { dir.remove() }
-        let agent = try SparkplugAgent(
+        let agent = try AgentProcess(
             config: config(
                 modbusPort: plant.port, brokerPort: broker.port, caFile: pki.path("ca.crt"),
                 passwordFile: try passwordFile(dir.path, "not-the-password")))
-        try agent.start()
         defer { agent.stop() }
 
         #expect(

@@ -5,7 +5,8 @@ import Foundation
 #endif
 
 /// `edgepilot run` as a child process with its own directory, configuration, socket and history, driven through the
-/// real CLI; stopped with SIGTERM (SIGKILL after 20 s) at the end of the test.
+/// real CLI; stopped with SIGTERM (SIGKILL after 20 s) at the end of the test. Restartable on the same directory and
+/// files (`stop()` or `kill9()`, then `start()`), as a service restart or a power cut would leave them.
 public final class AgentProcess: @unchecked Sendable {
     public let dir: TemporaryDirectory
     public let socket: String
@@ -14,9 +15,9 @@ public final class AgentProcess: @unchecked Sendable {
     public let binary = productsDirectory.appendingPathComponent("edgepilot").path
     private var process: SpawnedProcess?
 
-    /// Writes `config` (with `@DIR@` replaced by the directory) and starts the agent; with `check`, the file must
-    /// first pass `edgepilot config check`. Returns once the control socket exists.
-    public init(config: String, dir: TemporaryDirectory? = nil, check: Bool = false) throws {
+    /// Writes `config` (with `@DIR@` replaced by the directory) and, unless `start` is false, starts the agent; with
+    /// `check`, the file must first pass `edgepilot config check`. Returns once the control socket exists.
+    public init(config: String, dir: TemporaryDirectory? = nil, check: Bool = false, start: Bool = true) throws {
         self.dir = try dir ?? TemporaryDirectory("edgepilot-agent")
         socket = self.dir.path + "/control.sock"
         logPath = self.dir.path + "/agent.log"
@@ -29,12 +30,22 @@ public final class AgentProcess: @unchecked Sendable {
                 throw PeerError("config check failed:\n\(result.stdout)\(result.stderr)")
             }
         }
+        if start { try self.start(appendingToLog: false) }
+    }
+
+    /// Starts (or restarts) the agent on the same files; returns once the control socket exists.
+    public func start() throws { try start(appendingToLog: true) }
+
+    private func start(appendingToLog: Bool) throws {
         unlink(socket)
-        process = try SpawnedProcess(binary, ["run", "--config", configPath], output: logPath, append: false)
+        process = try SpawnedProcess(binary, ["run", "--config", configPath], output: logPath, append: appendingToLog)
         guard eventually(timeout: 20, { FileManager.default.fileExists(atPath: socket) }) else {
             throw PeerError("the agent did not create its socket; log:\n\(log)")
         }
     }
+
+    /// The agent's history database.
+    public var historyPath: String { dir.path + "/history.db" }
 
     public var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
     public var isRunning: Bool { process?.exitStatus() == nil && process != nil }
@@ -49,6 +60,24 @@ public final class AgentProcess: @unchecked Sendable {
         let result = try cli(arguments + ["--json"])
         guard result.status == 0 else { throw PeerError("\(arguments) failed: \(result.stderr)") }
         return try JSONSerialization.jsonObject(with: Data(result.stdout.utf8))
+    }
+
+    /// The parsed `--json` output of a CLI command that prints one JSON object.
+    public func object(_ arguments: [String]) throws -> [String: Any] {
+        guard let object = try json(arguments) as? [String: Any] else {
+            throw PeerError("\(arguments) did not print a JSON object")
+        }
+        return object
+    }
+
+    /// `edgepilot mqtt status --json`.
+    public func mqttStatus() throws -> [String: Any] { try object(["mqtt", "status"]) }
+
+    /// kill -9: what a crash or a power cut does to the process.
+    public func kill9() {
+        process?.signal(SIGKILL)
+        process?.wait()
+        process = nil
     }
 
     /// SIGTERM (the agent flushes history and exits), SIGKILL after 20 s; returns the exit status (0 when clean).
