@@ -18,7 +18,8 @@ import Testing
         range.map { HistoryRow(tag: tag, timestamp: Int64($0) * 1000, value: .real(Double($0)), quality: .good) }
     }
 
-    @Test("Enqueue peek acknowledge in order") func enqueuePeekAcknowledgeInOrder() throws {
+    @Test("Enqueue peek acknowledge in order")
+    func enqueuePeekAcknowledgeInOrder() throws {
         let store = try HistoryStore(path: databasePath)
         try store.enqueueForward(rows(0..<10))
         try store.enqueueForward([
@@ -44,7 +45,8 @@ import Testing
         #expect(try store.deleteForward(from: 0, through: first.last!.id) == 0, "already gone")
     }
 
-    @Test("Ids are never reused after the queue empties") func idsAreNeverReusedAfterTheQueueEmpties() throws {
+    @Test("Ids are never reused after the queue empties")
+    func idsAreNeverReusedAfterTheQueueEmpties() throws {
         let store = try HistoryStore(path: databasePath)
         try store.enqueueForward(rows(0..<3))
         let ids = try store.peekForward(limit: 10).map(\.id)
@@ -53,7 +55,8 @@ import Testing
         #expect(try store.peekForward(limit: 10)[0].id > ids.last!, "a late ack cannot hit new rows")
     }
 
-    @Test("Bound drops oldest and counts") func boundDropsOldestAndCounts() throws {
+    @Test("Bound drops oldest and counts")
+    func boundDropsOldestAndCounts() throws {
         let path = databasePath
         let store = try HistoryStore(path: path)
         #expect(try store.enqueueForward(rows(0..<100), maxRows: 60) == 40)

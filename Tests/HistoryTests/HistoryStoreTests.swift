@@ -74,7 +74,8 @@ import Testing
         #expect(raw.text("PRAGMA integrity_check") == "ok")
     }
 
-    @Test("Refuses newer schema with path in error") func refusesNewerSchemaWithPathInError() throws {
+    @Test("Refuses newer schema with path in error")
+    func refusesNewerSchemaWithPathInError() throws {
         let dir = try TemporaryDirectory("history-tests")
         defer { dir.remove() }
         let path = dir.path + "/future.db"
@@ -87,7 +88,8 @@ import Testing
         #expect(try RawDatabase(path).int("PRAGMA user_version") == 99, "left untouched")
     }
 
-    @Test("Open failure names path and SQLite message") func openFailureNamesPathAndSQLiteMessage() throws {
+    @Test("Open failure names path and SQLite message")
+    func openFailureNamesPathAndSQLiteMessage() throws {
         let dir = try TemporaryDirectory("history-tests")
         defer { dir.remove() }
         let blocker = dir.path + "/file"
@@ -105,7 +107,8 @@ import Testing
         }
     }
 
-    @Test("Round trips every value kind and quality") func roundTripsEveryValueKindAndQuality() throws {
+    @Test("Round trips every value kind and quality")
+    func roundTripsEveryValueKindAndQuality() throws {
         let dir = try TemporaryDirectory("history-tests")
         defer { dir.remove() }
         let store = try HistoryStore(path: dir.path + "/h.db")
@@ -133,7 +136,8 @@ import Testing
         #expect(try store.samples(tag: "no such tag", since: 0) == [])
     }
 
-    @Test("Sample value mapping") func sampleValueMapping() {
+    @Test("Sample value mapping")
+    func sampleValueMapping() {
         #expect(HistoryValue(.none) == .null)
         #expect(HistoryValue(.bool(true)) == .integer(1))
         #expect(HistoryValue(.bool(false)) == .integer(0))
@@ -144,7 +148,8 @@ import Testing
         #expect(HistoryValue(.text(length: 3), text: "abc") == .text("abc"))
     }
 
-    @Test("Tag IDs are stable across reopen") func tagIDsAreStableAcrossReopen() throws {
+    @Test("Tag IDs are stable across reopen")
+    func tagIDsAreStableAcrossReopen() throws {
         let dir = try TemporaryDirectory("history-tests")
         defer { dir.remove() }
         let path = dir.path + "/h.db"
@@ -159,7 +164,8 @@ import Testing
         #expect(try store.tagID(for: "A") == a)
     }
 
-    @Test("Audit records are stored and queried by since") func auditRecordsAreStoredAndQueriedBySince() throws {
+    @Test("Audit records are stored and queried by since")
+    func auditRecordsAreStoredAndQueriedBySince() throws {
         let dir = try TemporaryDirectory("history-tests")
         defer { dir.remove() }
         let store = try HistoryStore(path: dir.path + "/h.db")
@@ -179,7 +185,8 @@ import Testing
         #expect(try store.stats().auditRows == 2)
     }
 
-    @Test("Failed append commits nothing") func failedAppendCommitsNothing() throws {
+    @Test("Failed append commits nothing")
+    func failedAppendCommitsNothing() throws {
         let dir = try TemporaryDirectory("history-tests")
         defer { dir.remove() }
         let path = dir.path + "/h.db"
@@ -211,9 +218,8 @@ import Testing
             try RawDatabase(path).int("SELECT count(*) FROM samples WHERE tag_id NOT IN (SELECT id FROM tags)") == 0)
     }
 
-    @Test("Retention by age deletes only old samples and audit") func retentionByAgeDeletesOnlyOldSamplesAndAudit()
-        throws
-    {
+    @Test("Retention by age deletes only old samples and audit")
+    func retentionByAgeDeletesOnlyOldSamplesAndAudit() throws {
         let dir = try TemporaryDirectory("history-tests")
         defer { dir.remove() }
         let path = dir.path + "/h.db"
@@ -337,14 +343,16 @@ import Testing
 }
 
 @Suite struct HistoryCSVTests {
-    @Test("Timestamps are RFC 3339 UTC with microseconds") func timestampsAreRFC3339UTCWithMicroseconds() {
+    @Test("Timestamps are RFC 3339 UTC with microseconds")
+    func timestampsAreRFC3339UTCWithMicroseconds() {
         #expect(HistoryCSV.timestamp(0) == "1970-01-01T00:00:00.000000Z")
         #expect(HistoryCSV.timestamp(1_709_210_096_000_001) == "2024-02-29T12:34:56.000001Z")
         #expect(HistoryCSV.timestamp(-1) == "1969-12-31T23:59:59.999999Z")
         #expect(HistoryCSV.timestamp(951_782_400_000_000) == "2000-02-29T00:00:00.000000Z")
     }
 
-    @Test("Lines quote fields that need it") func linesQuoteFieldsThatNeedIt() {
+    @Test("Lines quote fields that need it")
+    func linesQuoteFieldsThatNeedIt() {
         #expect(HistoryCSV.header == "timestamp,tag,value,quality")
         #expect(
             HistoryCSV.line(HistoryRow(tag: "Tank1.Level", timestamp: 0, value: .real(1.5)))

@@ -132,7 +132,8 @@ import Testing
         #expect(writer.statistics.rowsWritten == 250)
     }
 
-    @Test("Writer enforces retention continuously") func writerEnforcesRetentionContinuously() throws {
+    @Test("Writer enforces retention continuously")
+    func writerEnforcesRetentionContinuously() throws {
         let dir = try TemporaryDirectory("history-tests")
         defer { dir.remove() }
         let path = dir.path + "/history.db"
@@ -159,7 +160,8 @@ import Testing
         #expect(writer.statistics.errors == 0, "\(writer.statistics.lastError ?? "")")
     }
 
-    @Test("Commit failure keeps rows and retries") func commitFailureKeepsRowsAndRetries() throws {
+    @Test("Commit failure keeps rows and retries")
+    func commitFailureKeepsRowsAndRetries() throws {
         let dir = try TemporaryDirectory("history-tests")
         defer { dir.remove() }
         let path = dir.path + "/history.db"

@@ -25,7 +25,8 @@ final class ClientServiceTests {
 
     private func ns() throws -> UInt16 { try sim.namespace }
 
-    @Test("Get endpoints lists policies and tokens") func getEndpointsListsPoliciesAndTokens() throws {
+    @Test("Get endpoints lists policies and tokens")
+    func getEndpointsListsPoliciesAndTokens() throws {
         let eps = try OPCUAClient.getEndpoints(endpointURL: try sim.endpoint)
         let pairs = Set(eps.map { "\($0.securityPolicyUri.split(separator: "#").last!)/\($0.securityMode)" })
         #expect(
@@ -39,7 +40,8 @@ final class ClientServiceTests {
         #expect(none.server.applicationUri == "urn:edgepilot:opcua-sim")
     }
 
-    @Test("Read every builtin type from server") func readEveryBuiltinTypeFromServer() throws {
+    @Test("Read every built-in type from the server")
+    func readEveryBuiltinTypeFromServer() throws {
         let c = try connected()
         let ns = try ns()
         let names = [
@@ -65,7 +67,8 @@ final class ClientServiceTests {
         #expect(values[0].serverTimestamp != nil)
     }
 
-    @Test("Read arrays matrix and every node id form") func readArraysMatrixAndEveryNodeIdForm() throws {
+    @Test("Read arrays, a matrix and every NodeId form")
+    func readArraysMatrixAndEveryNodeIdForm() throws {
         let c = try connected()
         let ns = try ns()
         let v = try c.read([
@@ -89,7 +92,8 @@ final class ClientServiceTests {
         #expect(v[6].status.name == "BadNodeIdUnknown")
     }
 
-    @Test("Write then read back and type mismatch") func writeThenReadBackAndTypeMismatch() throws {
+    @Test("Write then read back and type mismatch")
+    func writeThenReadBackAndTypeMismatch() throws {
         let c = try connected()
         let ns = try ns()
         let v1 = NodeId("QuadTank.v1", namespace: ns)
@@ -106,7 +110,8 @@ final class ClientServiceTests {
         _ = try c.write([(v1, .double(3))])
     }
 
-    @Test("Browse with continuation points and translate") func browseWithContinuationPointsAndTranslate() throws {
+    @Test("Browse with continuation points and translate")
+    func browseWithContinuationPointsAndTranslate() throws {
         let c = try connected()
         let ns = try ns()
         let all = try c.browse(NodeId("Scalar", namespace: ns))
@@ -132,7 +137,8 @@ final class ClientServiceTests {
         }
     }
 
-    @Test("Read10000 nodes in one request") func read10000NodesInOneRequest() throws {
+    @Test("Read 10,000 nodes in one request")
+    func read10000NodesInOneRequest() throws {
         let c = try connected()
         let ns = try ns()
         let ids = (0..<10_000).map { NodeId(UInt32(100_000 + $0), namespace: ns) }
@@ -171,9 +177,8 @@ final class ClientServiceTests {
         #expect(bad.state == .disconnected)
     }
 
-    @Test("Subscription delivers changes and deadband filters") func subscriptionDeliversChangesAndDeadbandFilters()
-        throws
-    {
+    @Test("Subscription delivers changes and deadband filters")
+    func subscriptionDeliversChangesAndDeadbandFilters() throws {
         let c = try connected()
         let ns = try ns()
         let all = Collector<DataChange>()
@@ -209,7 +214,8 @@ final class ClientServiceTests {
         _ = try c.write([(v2, .double(3.0))])
     }
 
-    @Test("Percent deadband is A share of the EU range") func percentDeadbandIsAShareOfTheEURange() throws {
+    @Test("Percent deadband is a share of the EU range")
+    func percentDeadbandIsAShareOfTheEURange() throws {
         let c = try connected()
         let ns = try ns()
         let level = NodeId("Analog.Level", namespace: ns)
@@ -241,7 +247,8 @@ final class ClientServiceTests {
     }
 
     /// Nothing the client pools or caches for Publish and Read may keep a closed channel (and its socket) alive.
-    @Test("Disconnect releases the channel") func disconnectReleasesTheChannel() throws {
+    @Test("Disconnect releases the channel")
+    func disconnectReleasesTheChannel() throws {
         weak var channel: SecureChannel?
         do {
             let c = OPCUAClient()
@@ -261,7 +268,8 @@ final class ClientServiceTests {
         #expect(eventually(timeout: 5) { channel == nil })
     }
 
-    @Test("Unsubscribe stops callbacks") func unsubscribeStopsCallbacks() throws {
+    @Test("Unsubscribe stops callbacks")
+    func unsubscribeStopsCallbacks() throws {
         let c = try connected()
         let got = Collector<DataChange>()
         let (id, _) = try c.subscribe(
@@ -276,7 +284,8 @@ final class ClientServiceTests {
         #expect(got.count == n)
     }
 
-    @Test("Sequence number wraps around") func sequenceNumberWrapsAround() throws {
+    @Test("Sequence number wraps around")
+    func sequenceNumberWrapsAround() throws {
         let c = OPCUAClient()
         c.initialSequenceNumber = UInt32.max - 1030
         try c.connect(endpointURL: try sim.endpoint, security: .none)
@@ -288,9 +297,8 @@ final class ClientServiceTests {
         #expect(c.state == .connected)
     }
 
-    @Test("Session closed behind the clients back is recreated") func sessionClosedBehindTheClientsBackIsRecreated()
-        throws
-    {
+    @Test("Session closed behind the client's back is recreated")
+    func sessionClosedBehindTheClientsBackIsRecreated() throws {
         let states = Collector<ConnectionState>()
         let c = try connected(
             configuration: ClientConfiguration(reconnectMinDelay: 0.05) { states.append(contentsOf: [$0]) })
@@ -313,7 +321,7 @@ final class ClientServiceTests {
         #expect(states.all.contains(.reconnecting(attempt: 0)))
     }
 
-    @Test("Session timeout is prevented by keep alive and recovered without")
+    @Test("Session timeout is prevented by keep-alive and recovered without")
     func sessionTimeoutIsPreventedByKeepAliveAndRecoveredWithout() throws {
         // asyncua's shortest session timeout is 5 s. One client keeps its session alive with a Read every
         // second; the other sends nothing, loses its session, and recovers after the first failed call.
@@ -328,7 +336,8 @@ final class ClientServiceTests {
         #expect(try idle.read([NodeId(2258)])[0].status.isGood)
     }
 
-    @Test("Network loss reconnects and resubscribes") func networkLossReconnectsAndResubscribes() throws {
+    @Test("Network loss reconnects and resubscribes")
+    func networkLossReconnectsAndResubscribes() throws {
         let c = try connected(configuration: ClientConfiguration(reconnectMinDelay: 0.05))
         let got = Collector<DataChange>()
         _ = try c.subscribe(
@@ -342,7 +351,8 @@ final class ClientServiceTests {
         #expect(eventually(timeout: 5) { got.count >= 2 })
     }
 
-    @Test("Channel token is renewed") func channelTokenIsRenewed() throws {
+    @Test("Channel token is renewed")
+    func channelTokenIsRenewed() throws {
         let c = try connected(configuration: ClientConfiguration(channelLifetime: 2))
         let first = try #require(c.channelTokenInfo)
         #expect(eventually(timeout: 8) { (c.channelTokenInfo?.id ?? first.id) != first.id }, "token not renewed")
@@ -351,7 +361,8 @@ final class ClientServiceTests {
         #expect(c.reconnectCount == 0)
     }
 
-    @Test("Token renewal failure reconnects") func tokenRenewalFailureReconnects() throws {
+    @Test("Token renewal failure reconnects")
+    func tokenRenewalFailureReconnects() throws {
         let got = Collector<DataChange>()
         let c = try connected(configuration: ClientConfiguration(reconnectMinDelay: 0.05, channelLifetime: 2))
         _ = try c.subscribe(
@@ -365,7 +376,8 @@ final class ClientServiceTests {
         #expect(eventually(timeout: 5) { got.count >= 2 })
     }
 
-    @Test("Service calls when not connected throw") func serviceCallsWhenNotConnectedThrow() {
+    @Test("Service calls when not connected throw")
+    func serviceCallsWhenNotConnectedThrow() {
         let c = OPCUAClient()
         if let error = #expect(throws: (any Error).self, performing: { try c.read([NodeId(2258)]) }) {
             #expect(error as? OPCUAError == .notConnected)

@@ -44,8 +44,8 @@ import Testing
             }()),
     ]
 
-    @Test("Every builtin type round trips as scalar and array") func everyBuiltinTypeRoundTripsAsScalarAndArray() throws
-    {
+    @Test("Every built-in type round-trips as scalar and array")
+    func everyBuiltinTypeRoundTripsAsScalarAndArray() throws {
         #expect(Set(EncodingTests.scalars.compactMap { $0.builtinType }).count == 24)  // all but Variant
         for v in EncodingTests.scalars {
             try roundTrip(v)
@@ -57,7 +57,8 @@ import Testing
         try roundTrip(Variant.null)
     }
 
-    @Test("Matrix keeps dimensions") func matrixKeepsDimensions() throws {
+    @Test("Matrix keeps dimensions")
+    func matrixKeepsDimensions() throws {
         let m = Variant.array(try VariantArray(.double, (1...6).map { .double(Double($0)) }, dimensions: [2, 3]))
         let bytes = encode(m)
         #expect(bytes[0] == (11 | 0x80 | 0x40))
@@ -66,7 +67,8 @@ import Testing
         #expect(throws: (any Error).self) { try VariantArray(.double, [.int32(1)]) }
     }
 
-    @Test("Node id compact encodings") func nodeIdCompactEncodings() throws {
+    @Test("NodeId compact encodings")
+    func nodeIdCompactEncodings() throws {
         #expect(encode(NodeId(85)) == [0x00, 85])
         #expect(encode(NodeId(1025, namespace: 5)) == [0x01, 5, 0x01, 0x04])
         #expect(encode(NodeId(70000, namespace: 1)) == [0x02, 1, 0, 0x70, 0x11, 0x01, 0x00])
@@ -91,14 +93,16 @@ import Testing
         #expect(throws: (any Error).self) { try NodeId(from: &r) }
     }
 
-    @Test("Expanded node id flags") func expandedNodeIdFlags() throws {
+    @Test("ExpandedNodeId flags")
+    func expandedNodeIdFlags() throws {
         #expect(encode(ExpandedNodeId(NodeId(1))) == [0x00, 1])
         #expect(encode(ExpandedNodeId(NodeId(1), serverIndex: 2)) == [0x40, 1, 2, 0, 0, 0])
         #expect(encode(ExpandedNodeId(NodeId(1), namespaceUri: "u")) == [0x80, 1, 1, 0, 0, 0, 0x75])
         try roundTrip(ExpandedNodeId(NodeId("s", namespace: 3), namespaceUri: "urn:a", serverIndex: 9))
     }
 
-    @Test("Node id text form") func nodeIdTextForm() throws {
+    @Test("NodeId text form")
+    func nodeIdTextForm() throws {
         #expect(try NodeId(parsing: "i=85") == NodeId(85))
         #expect(try NodeId(parsing: "ns=2;s=QuadTank.h1") == NodeId("QuadTank.h1", namespace: 2))
         #expect(
@@ -113,7 +117,8 @@ import Testing
         }
     }
 
-    @Test("Data value mask and field order") func dataValueMaskAndFieldOrder() throws {
+    @Test("DataValue mask and field order")
+    func dataValueMaskAndFieldOrder() throws {
         let dv = DataValue(
             .double(1), status: .badNodeIdUnknown, sourceTimestamp: DateTime(ticks: 1),
             serverTimestamp: DateTime(ticks: 2),
@@ -128,7 +133,8 @@ import Testing
         #expect(encode(DataValue()) == [0])
     }
 
-    @Test("Strings and nulls") func stringsAndNulls() throws {
+    @Test("Strings and nulls")
+    func stringsAndNulls() throws {
         var w = BinaryWriter()
         w.write(string: nil)
         w.write(string: "")
@@ -140,13 +146,15 @@ import Testing
         #expect(try r.readByteString() == nil)
     }
 
-    @Test("Date time epochs") func dateTimeEpochs() throws {
+    @Test("DateTime epochs")
+    func dateTimeEpochs() throws {
         #expect(DateTime(Date(timeIntervalSince1970: 0)).ticks == 116_444_736_000_000_000)
         let d = Date(timeIntervalSince1970: 1_700_000_000.5)
         #expect(abs(DateTime(d).date.timeIntervalSince1970 - d.timeIntervalSince1970) <= 1e-6)
     }
 
-    @Test("Status code names") func statusCodeNames() throws {
+    @Test("Status code names")
+    func statusCodeNames() throws {
         #expect(StatusCode.badSessionIdInvalid.name == "BadSessionIdInvalid")
         #expect(StatusCode(0x8022_0000).name == "BadSecureChannelIdInvalid")
         #expect(StatusCode(0x8013_0000).name == "BadSecurityChecksFailed")
@@ -159,7 +167,8 @@ import Testing
         #expect(StatusCode.badTypeMismatch.description == "BadTypeMismatch (0x80740000)")
     }
 
-    @Test("Service fault is decoded with name") func serviceFaultIsDecodedWithName() throws {
+    @Test("Service fault is decoded with name")
+    func serviceFaultIsDecodedWithName() throws {
         var w = BinaryWriter()
         w.write(NodeId(397))
         w.write(DateTime(ticks: 1))
@@ -177,7 +186,8 @@ import Testing
         }
     }
 
-    @Test("Endpoint url parsing") func endpointUrlParsing() throws {
+    @Test("Endpoint URL parsing")
+    func endpointUrlParsing() throws {
         let a = try EndpointAddress(url: "opc.tcp://127.0.0.1:4841/path/x")
         #expect(a.host == "127.0.0.1")
         #expect(a.port == 4841)
@@ -187,7 +197,8 @@ import Testing
         #expect(throws: (any Error).self) { try EndpointAddress(url: "opc.tcp://x:99999") }
     }
 
-    @Test("P_SHA256 known answer") func pSHA256KnownAnswer() throws {
+    @Test("P_SHA256 known answer")
+    func pSHA256KnownAnswer() throws {
         // RFC 5246 style P_SHA256 test vector (from the IETF TLS WG, "test vectors for TLS 1.2 PRF" without label).
         let secret: [UInt8] = [
             0x9b, 0xbe, 0x43, 0x6b, 0xa9, 0x40, 0xf0, 0x17, 0xb1, 0x76, 0x52, 0x84, 0x9a, 0x71, 0xdb, 0x35,

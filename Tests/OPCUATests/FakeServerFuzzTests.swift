@@ -160,16 +160,16 @@ import Testing
         }
     }
 
-    @Test("Unmutated exchange succeeds") func unmutatedExchangeSucceeds() throws {
+    @Test("Unmutated exchange succeeds")
+    func unmutatedExchangeSucceeds() throws {
         let server = try FakeServer()
         let eps = try exchange(server) { _, b in b }.get()
         #expect(eps.count == 1)
         #expect(eps.first?.server.applicationUri == "urn:fake")
     }
 
-    @Test("Mutated and truncated server messages fail cleanly") func mutatedAndTruncatedServerMessagesFailCleanly()
-        throws
-    {
+    @Test("Mutated and truncated server messages fail cleanly")
+    func mutatedAndTruncatedServerMessagesFailCleanly() throws {
         let server = try FakeServer()
         var outcomes = [0, 0]
         for seed in UInt64(1)...150 {

@@ -286,7 +286,8 @@ import Testing
 
     /// The in-place decoders must accept exactly what the structure decoders accept, stop at the same byte and
     /// yield the same values, or a message could pass the check and then decode differently (or not at all).
-    @Test("In place decoders agree with structure decoders") func inPlaceDecodersAgreeWithStructureDecoders() throws {
+    @Test("In-place decoders agree with structure decoders")
+    func inPlaceDecodersAgreeWithStructureDecoders() throws {
         let valid = try FuzzTests.validMessages()
         var agreed = [0, 0, 0]
         for seed in UInt64(1)...3000 {
@@ -388,11 +389,12 @@ import Testing
 
     /// A forged length must be rejected before anything is allocated for it.
     ///
-    /// Each forged input is decoded twice: with the default limits, where only the check of the length against the
-    /// bytes that remain can reject it, and with limits whose caps are below the forged length, where the cap check
-    /// rejects it before anything is read or allocated. Both rejections build an error of the same form, so they
-    /// must cost the same allocations; an element array or buffer reserved for the forged length before the check
-    /// makes the first one cost more.
+    /// Each forged input is decoded twice, counting the heap allocations of this thread: with limits under which only
+    /// the check of the length against the bytes that remain can reject it (strings of any length, arrays up to the
+    /// default cap), and with caps one below the forged length, where the cap check rejects it before anything is
+    /// read or allocated. Both rejections build one error of the same form (8 allocations each with Swift 6.3), so
+    /// the first may cost no more than the second; an element array or buffer reserved for the forged length before
+    /// the check costs one more.
     @Test("Huge length fields are rejected without allocation")
     func hugeLengthFieldsAreRejectedWithoutAllocation() throws {
         let cases: [(String, [UInt8], allocationChecked: Bool)] = [
@@ -435,7 +437,10 @@ import Testing
             #expect(byCap.error != nil, "\(name): the cap did not reject it")
             #expect(
                 forged.count <= byCap.count,
-                "\(name): \(forged.count) allocations to reject the forged length, \(byCap.count) when the cap rejects it before reading on: \(failure)"
+                """
+                \(name): \(forged.count) allocations to reject the forged length, \(byCap.count) when the cap \
+                rejects it before reading on: \(failure)
+                """
             )
         }
         // Within the bytes but above the configured cap.

@@ -38,8 +38,8 @@ final class SecurityTests {
         return pki
     }
 
-    @Test("Every policy and mode reads writes and subscribes") func everyPolicyAndModeReadsWritesAndSubscribes() throws
-    {
+    @Test("Every policy and mode reads, writes and subscribes")
+    func everyPolicyAndModeReadsWritesAndSubscribes() throws {
         let (sim, id) = try fixture()
         let pki = try trustingPKI()
         for policy in [SecurityPolicy.basic256Sha256, .aes128Sha256RsaOaep] {
@@ -70,14 +70,16 @@ final class SecurityTests {
         }
     }
 
-    @Test("Default is Basic256 Sha256 sign and encrypt") func defaultIsBasic256Sha256SignAndEncrypt() throws {
+    @Test("Default is Basic256Sha256 with SignAndEncrypt")
+    func defaultIsBasic256Sha256SignAndEncrypt() throws {
         let (_, id) = try fixture()
         let s = SecurityConfiguration(identity: id, trust: .trustAnyForTesting)
         #expect(s.policy == .basic256Sha256)
         #expect(s.mode == .signAndEncrypt)
     }
 
-    @Test("Untrusted server certificate lands in rejected") func untrustedServerCertificateLandsInRejected() throws {
+    @Test("Untrusted server certificate lands in rejected")
+    func untrustedServerCertificateLandsInRejected() throws {
         let (sim, id) = try fixture()
         let pki = try temporaryDirectory("client-pki-empty")
         let c = OPCUAClient()
@@ -108,7 +110,8 @@ final class SecurityTests {
         c.disconnect()
     }
 
-    @Test("Pinned thumbprint") func pinnedThumbprint() throws {
+    @Test("Pinned thumbprint")
+    func pinnedThumbprint() throws {
         let (sim, id) = try fixture()
         let der = try Data(contentsOf: URL(fileURLWithPath: sim.certificatePath!))
         let thumb = Insecure.SHA1.hash(data: der).map { String(format: "%02X", $0) }.joined(separator: ":")
@@ -133,9 +136,8 @@ final class SecurityTests {
         }
     }
 
-    @Test("User name over secured channels and wrong password") func userNameOverSecuredChannelsAndWrongPassword()
-        throws
-    {
+    @Test("User name over secured channels and wrong password")
+    func userNameOverSecuredChannelsAndWrongPassword() throws {
         let (sim, id) = try fixture()
         for mode in [MessageSecurityMode.sign, .signAndEncrypt] {
             let sec = SecurityConfiguration(identity: id, trust: .trustAnyForTesting, mode: mode)
@@ -190,7 +192,7 @@ final class SecurityTests {
             #expect(c.state == .disconnected, "\(label)")
         }
 
-        // Against the simulator, which would answer on every policy it offers.
+        // Against the simulator: without the check, the mismatch would be taken to the server to sort out.
         for security in mismatches { expectRefused(security, at: sim.endpoint) }
 
         // Against a listener that never answers: the refusal comes before any connection is opened, so its
@@ -204,7 +206,8 @@ final class SecurityTests {
         #expect(pending < 0 && acceptError == EAGAIN, "the client connected before checking (errno \(acceptError))")
     }
 
-    @Test("Generated certificate has OPCUA properties") func generatedCertificateHasOPCUAProperties() throws {
+    @Test("Generated certificate has the OPC UA properties")
+    func generatedCertificateHasOPCUAProperties() throws {
         let (_, id) = try fixture()
         let cert = try Certificate(derEncoded: id.certificateDER)
         let san = try #require(try cert.extensions.subjectAlternativeNames)
