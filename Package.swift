@@ -109,12 +109,13 @@ let package = Package(
         .testTarget(name: "ConfigurationTests", dependencies: ["Configuration"]),
         .testTarget(
             name: "ModbusTests", dependencies: ["Modbus", "ModbusDriver", "Tags", "CAllocCounter", "TestSupport"]),
-        .testTarget(name: "HistoryTests", dependencies: ["History", "Tags", "CSQLite", "HistoryCrashWriter"]),
+        .testTarget(
+            name: "HistoryTests", dependencies: ["History", "Tags", "CSQLite", "HistoryCrashWriter", "TestSupport"]),
         .executableTarget(name: "HistoryCrashWriter", dependencies: ["History"], path: "Tests/HistoryCrashWriter"),
         .testTarget(
             name: "OPCUATests",
             dependencies: [
-                "OPCUA", "TestSupport",
+                "OPCUA", "TestSupport", "CAllocCounter",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "SwiftASN1", package: "swift-asn1"),

@@ -1,69 +1,75 @@
 import Foundation
 import History
 import Tags
-import XCTest
+import TestSupport
+import Testing
 
-final class ForwardQueueTests: XCTestCase {
-    private func temporaryPath() throws -> String {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("fq-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        addTeardownBlock { try? FileManager.default.removeItem(at: dir) }
-        return dir.appendingPathComponent("history.db").path
-    }
+/// Each test gets its own instance, and so its own directory, removed when the test ends.
+@Suite final class ForwardQueueTests {
+    private let dir: TemporaryDirectory
+
+    init() throws { dir = try TemporaryDirectory("fq") }
+
+    deinit { dir.remove() }
+
+    private var databasePath: String { dir.path + "/history.db" }
 
     private func rows(_ range: Range<Int>, tag: String = "t1") -> [HistoryRow] {
         range.map { HistoryRow(tag: tag, timestamp: Int64($0) * 1000, value: .real(Double($0)), quality: .good) }
     }
 
-    func testEnqueuePeekAcknowledgeInOrder() throws {
-        let store = try HistoryStore(path: try temporaryPath())
+    @Test("Enqueue peek acknowledge in order")
+    func enqueuePeekAcknowledgeInOrder() throws {
+        let store = try HistoryStore(path: databasePath)
         try store.enqueueForward(rows(0..<10))
         try store.enqueueForward([
             HistoryRow(tag: "t2", timestamp: 10_000, value: .text("abc"), quality: Quality(.timeout))
         ])
         var stats = try store.forwardStats()
-        XCTAssertEqual(stats.rows, 11)
-        XCTAssertEqual(stats.bytes, 10 * 48 + 51)
+        #expect(stats.rows == 11)
+        #expect(stats.bytes == (10 * 48 + 51))
         let first = try store.peekForward(limit: 4)
-        XCTAssertEqual(first.map(\.timestamp), [0, 1000, 2000, 3000])
+        #expect(first.map(\.timestamp) == [0, 1000, 2000, 3000])
         let next = try store.peekForward(after: first.last!.id, limit: 100)
-        XCTAssertEqual(next.count, 7)
-        XCTAssertEqual(next.last?.value, .text("abc"))
-        XCTAssertEqual(next.last?.quality, Quality(.timeout))
-        XCTAssertEqual(next.last?.tag, "t2")
+        #expect(next.count == 7)
+        #expect(next.last?.value == .text("abc"))
+        #expect(next.last?.quality == Quality(.timeout))
+        #expect(next.last?.tag == "t2")
         // Acknowledging a later range first leaves the earlier rows in place: no gap.
-        XCTAssertEqual(try store.deleteForward(from: next[0].id, through: next[2].id), 3)
-        XCTAssertEqual(try store.peekForward(limit: 100).map(\.timestamp).prefix(5), [0, 1000, 2000, 3000, 7000])
-        XCTAssertEqual(try store.deleteForward(through: first.last!.id), 4)
+        #expect(try store.deleteForward(from: next[0].id, through: next[2].id) == 3)
+        #expect(try store.peekForward(limit: 100).map(\.timestamp).prefix(5) == [0, 1000, 2000, 3000, 7000])
+        #expect(try store.deleteForward(through: first.last!.id) == 4)
         stats = try store.forwardStats()
-        XCTAssertEqual(stats.rows, 4)
-        XCTAssertEqual(stats.bytes, 3 * 48 + 51)
-        XCTAssertEqual(try store.deleteForward(from: 0, through: first.last!.id), 0, "already gone")
+        #expect(stats.rows == 4)
+        #expect(stats.bytes == (3 * 48 + 51))
+        #expect(try store.deleteForward(from: 0, through: first.last!.id) == 0, "already gone")
     }
 
-    func testIdsAreNeverReusedAfterTheQueueEmpties() throws {
-        let store = try HistoryStore(path: try temporaryPath())
+    @Test("Ids are never reused after the queue empties")
+    func idsAreNeverReusedAfterTheQueueEmpties() throws {
+        let store = try HistoryStore(path: databasePath)
         try store.enqueueForward(rows(0..<3))
         let ids = try store.peekForward(limit: 10).map(\.id)
         try store.deleteForward(through: ids.last!)
         try store.enqueueForward(rows(3..<4))
-        XCTAssertGreaterThan(try store.peekForward(limit: 10)[0].id, ids.last!, "a late ack cannot hit new rows")
+        #expect(try store.peekForward(limit: 10)[0].id > ids.last!, "a late ack cannot hit new rows")
     }
 
-    func testBoundDropsOldestAndCounts() throws {
-        let path = try temporaryPath()
+    @Test("Bound drops oldest and counts")
+    func boundDropsOldestAndCounts() throws {
+        let path = databasePath
         let store = try HistoryStore(path: path)
-        XCTAssertEqual(try store.enqueueForward(rows(0..<100), maxRows: 60), 40)
-        XCTAssertEqual(try store.peekForward(limit: 1)[0].timestamp, 40_000, "the oldest went")
-        XCTAssertEqual(try store.enqueueForward(rows(100..<110), maxRows: 1000, maxBytes: 48 * 50), 20)
+        #expect(try store.enqueueForward(rows(0..<100), maxRows: 60) == 40)
+        #expect(try store.peekForward(limit: 1)[0].timestamp == 40_000, "the oldest went")
+        #expect(try store.enqueueForward(rows(100..<110), maxRows: 1000, maxBytes: 48 * 50) == 20)
         let stats = try store.forwardStats()
-        XCTAssertEqual(stats.rows, 50)
-        XCTAssertEqual(stats.dropped, 60)
-        XCTAssertEqual(try store.peekForward(limit: 100).map(\.timestamp).last, 109_000)
+        #expect(stats.rows == 50)
+        #expect(stats.dropped == 60)
+        #expect(try store.peekForward(limit: 100).map(\.timestamp).last == 109_000)
         store.close()
         // Counters and rows survive reopening (another connection, as the publisher's is).
         let again = try HistoryStore(path: path)
-        XCTAssertEqual(try again.forwardStats(), stats)
-        XCTAssertEqual(try again.peekForward(limit: 100).count, 50)
+        #expect(try again.forwardStats() == stats)
+        #expect(try again.peekForward(limit: 100).count == 50)
     }
 }

@@ -1,34 +1,40 @@
 import Foundation
 import History
 import Tags
-import XCTest
+import TestSupport
+import Testing
 
-final class HistoryStoreTests: XCTestCase {
-    func testCreatesSchemaWALAndIncrementalVacuumInNewDirectory() throws {
-        let dir = try TemporaryDirectory()
-        let path = dir.path("nested/deeper/history.db")
+/// Serialized: one test bounds how long a read may wait, and another is CPU- and disk-heavy.
+@Suite(.serialized) struct HistoryStoreTests {
+    @Test("Creates schema, WAL and incremental vacuum in new directory")
+    func createsSchemaWALAndIncrementalVacuumInNewDirectory() throws {
+        let dir = try TemporaryDirectory("history-tests")
+        defer { dir.remove() }
+        let path = dir.path + "/nested/deeper/history.db"
         let store = try HistoryStore(path: path)
         store.close()
 
         let raw = try RawDatabase(path)
-        XCTAssertEqual(raw.int("PRAGMA user_version"), Int64(HistorySchema.currentVersion))
-        XCTAssertEqual(raw.text("PRAGMA journal_mode"), "wal")
-        XCTAssertEqual(raw.int("PRAGMA auto_vacuum"), 2, "incremental")
+        #expect(raw.int("PRAGMA user_version") == Int64(HistorySchema.currentVersion))
+        #expect(raw.text("PRAGMA journal_mode") == "wal")
+        #expect(raw.int("PRAGMA auto_vacuum") == 2, "incremental")
         let tables = raw.rows("SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name").map { $0[0] }
-        XCTAssertEqual(tables, ["audit", "counters", "forward_queue", "samples", "sqlite_sequence", "tags"])
+        #expect(tables == ["audit", "counters", "forward_queue", "samples", "sqlite_sequence", "tags"])
         let indexes = raw.rows("SELECT name FROM sqlite_schema WHERE type = 'index' AND sql IS NOT NULL").map { $0[0] }
-        XCTAssertTrue(indexes.contains("samples_tag_ts"))
+        #expect(indexes.contains("samples_tag_ts"))
         // The per-tag range query must use the index, not scan the table.
         let plan = raw.rows(
             "EXPLAIN QUERY PLAN SELECT ts, value FROM samples WHERE tag_id = 1 AND ts >= 0 AND ts < 10 ORDER BY ts, id"
         ).map { $0.last ?? "" }.joined(separator: " | ")
-        XCTAssertTrue(plan.contains("samples_tag_ts"), plan)
-        XCTAssertFalse(plan.contains("TEMP B-TREE"), plan)
+        #expect(plan.contains("samples_tag_ts"), "\(plan)")
+        #expect(!plan.contains("TEMP B-TREE"), "\(plan)")
     }
 
-    func testMigratesVersion1FileKeepingDataAndSeedingCounters() throws {
-        let dir = try TemporaryDirectory()
-        let path = dir.path("old.db")
+    @Test("Migrates version 1 file keeping data and seeding counters")
+    func migratesVersion1FileKeepingDataAndSeedingCounters() throws {
+        let dir = try TemporaryDirectory("history-tests")
+        defer { dir.remove() }
+        let path = dir.path + "/old.db"
         do {
             // A file as schema version 1 left it: rollback journal, no auto_vacuum, no counters table.
             let raw = try RawDatabase(path)
@@ -46,61 +52,67 @@ final class HistoryStoreTests: XCTestCase {
                 INSERT INTO audit(ts, source, tag, value, result) VALUES (120, 'cli', 'Pump1.Run', 'true', 'ok');
                 PRAGMA user_version = 1;
                 """)
-            XCTAssertEqual(raw.int("PRAGMA auto_vacuum"), 0)
+            #expect(raw.int("PRAGMA auto_vacuum") == 0)
         }
 
         let store = try HistoryStore(path: path)
         let stats = try store.stats()
-        XCTAssertEqual(stats.rows, 3, "counter seeded from the existing rows")
-        XCTAssertEqual(stats.auditRows, 1)
-        XCTAssertEqual(stats.oldestTimestamp, 100)
-        XCTAssertEqual(
-            try store.samples(tag: "Tank1.Level", since: 0).map(\.value), [.real(1.5), .real(2.5)])
-        XCTAssertEqual(try store.samples(tag: "Pump1.Run", since: 0).first?.quality, Quality(.timeout))
+        #expect(stats.rows == 3, "counter seeded from the existing rows")
+        #expect(stats.auditRows == 1)
+        #expect(stats.oldestTimestamp == 100)
+        #expect(try store.samples(tag: "Tank1.Level", since: 0).map(\.value) == [.real(1.5), .real(2.5)])
+        #expect(try store.samples(tag: "Pump1.Run", since: 0).first?.quality == Quality(.timeout))
         // New rows reuse the existing tag ids and keep the counter exact.
         try store.append([HistoryRow(tag: "Tank1.Level", timestamp: 300, value: .real(3.5))])
-        XCTAssertEqual(try store.stats().rows, 4)
+        #expect(try store.stats().rows == 4)
         store.close()
 
         let raw = try RawDatabase(path)
-        XCTAssertEqual(raw.int("PRAGMA user_version"), Int64(HistorySchema.currentVersion))
-        XCTAssertEqual(raw.int("PRAGMA auto_vacuum"), 2, "converted so retention can shrink the file")
-        XCTAssertEqual(raw.text("PRAGMA journal_mode"), "wal")
-        XCTAssertEqual(raw.int("SELECT count(*) FROM tags"), 2)
-        XCTAssertEqual(raw.text("PRAGMA integrity_check"), "ok")
+        #expect(raw.int("PRAGMA user_version") == Int64(HistorySchema.currentVersion))
+        #expect(raw.int("PRAGMA auto_vacuum") == 2, "converted so retention can shrink the file")
+        #expect(raw.text("PRAGMA journal_mode") == "wal")
+        #expect(raw.int("SELECT count(*) FROM tags") == 2)
+        #expect(raw.text("PRAGMA integrity_check") == "ok")
     }
 
-    func testRefusesNewerSchemaWithPathInError() throws {
-        let dir = try TemporaryDirectory()
-        let path = dir.path("future.db")
+    @Test("Refuses newer schema with path in error")
+    func refusesNewerSchemaWithPathInError() throws {
+        let dir = try TemporaryDirectory("history-tests")
+        defer { dir.remove() }
+        let path = dir.path + "/future.db"
         try RawDatabase(path).execute("CREATE TABLE x (a); PRAGMA user_version = 99;")
-        XCTAssertThrowsError(try HistoryStore(path: path)) { error in
+        if let error = #expect(throws: (any Error).self, performing: { try HistoryStore(path: path) }) {
             let text = "\(error)"
-            XCTAssertTrue(text.contains(path), text)
-            XCTAssertTrue(text.contains("99"), text)
+            #expect(text.contains(path), "\(text)")
+            #expect(text.contains("99"), "\(text)")
         }
-        XCTAssertEqual(try RawDatabase(path).int("PRAGMA user_version"), 99, "left untouched")
+        #expect(try RawDatabase(path).int("PRAGMA user_version") == 99, "left untouched")
     }
 
-    func testOpenFailureNamesPathAndSQLiteMessage() throws {
-        let dir = try TemporaryDirectory()
-        let blocker = dir.path("file")
+    @Test("Open failure names path and SQLite message")
+    func openFailureNamesPathAndSQLiteMessage() throws {
+        let dir = try TemporaryDirectory("history-tests")
+        defer { dir.remove() }
+        let blocker = dir.path + "/file"
         _ = FileManager.default.createFile(atPath: blocker, contents: Data("x".utf8))
-        XCTAssertThrowsError(try HistoryStore(path: blocker + "/history.db")) { error in
-            XCTAssertTrue("\(error)".contains(blocker), "\(error)")
+        if let error = #expect(
+            throws: (any Error).self, performing: { try HistoryStore(path: blocker + "/history.db") })
+        {
+            #expect("\(error)".contains(blocker), "\(error)")
         }
-        let notADatabase = dir.path("garbage.db")
+        let notADatabase = dir.path + "/garbage.db"
         _ = FileManager.default.createFile(atPath: notADatabase, contents: Data(repeating: 0x41, count: 8192))
-        XCTAssertThrowsError(try HistoryStore(path: notADatabase)) { error in
-            guard let error = error as? HistoryError else { return XCTFail("\(error)") }
-            XCTAssertEqual(error.path, notADatabase)
-            XCTAssertTrue(error.message.contains("not a database"), error.message)
+        if let error = #expect(throws: HistoryError.self, performing: { try HistoryStore(path: notADatabase) }) {
+            #expect(error.path == notADatabase)
+            #expect(error.message.contains("not a database"), "\(error.message)")
         }
     }
 
-    func testRoundTripsEveryValueKindAndQuality() throws {
-        let dir = try TemporaryDirectory()
-        let store = try HistoryStore(path: dir.path("h.db"))
+    @Test("Round trips every value kind and quality")
+    func roundTripsEveryValueKindAndQuality() throws {
+        let dir = try TemporaryDirectory("history-tests")
+        defer { dir.remove() }
+        let store = try HistoryStore(path: dir.path + "/h.db")
         let values: [HistoryValue] = [
             .null, .integer(0), .integer(-42), .integer(.max), .integer(.min), .real(3.25), .real(-1e300),
             .real(.infinity), .text(""), .text("Grüße, \"tank\"\n"), .real(0.1),
@@ -116,88 +128,102 @@ final class HistoryStoreTests: XCTestCase {
         }
         try store.append(rows)
 
-        XCTAssertEqual(try store.samples(tag: "kinds", since: 0), Array(rows.prefix(values.count)))
-        XCTAssertEqual(try store.samples(tag: "qualities", since: 0), Array(rows.dropFirst(values.count)))
-        XCTAssertEqual(try store.stats().rows, Int64(rows.count))
+        #expect(try store.samples(tag: "kinds", since: 0) == Array(rows.prefix(values.count)))
+        #expect(try store.samples(tag: "qualities", since: 0) == Array(rows.dropFirst(values.count)))
+        #expect(try store.stats().rows == Int64(rows.count))
         // The time range is since ≤ ts < until, and limit caps it.
-        XCTAssertEqual(try store.samples(tag: "kinds", since: 2, until: 5).map(\.timestamp), [2, 3, 4])
-        XCTAssertEqual(try store.samples(tag: "kinds", since: 0, limit: 2).map(\.timestamp), [0, 1])
-        XCTAssertEqual(try store.samples(tag: "no such tag", since: 0), [])
+        #expect(try store.samples(tag: "kinds", since: 2, until: 5).map(\.timestamp) == [2, 3, 4])
+        #expect(try store.samples(tag: "kinds", since: 0, limit: 2).map(\.timestamp) == [0, 1])
+        #expect(try store.samples(tag: "no such tag", since: 0) == [])
     }
 
-    func testSampleValueMapping() {
-        XCTAssertEqual(HistoryValue(.none), .null)
-        XCTAssertEqual(HistoryValue(.bool(true)), .integer(1))
-        XCTAssertEqual(HistoryValue(.bool(false)), .integer(0))
-        XCTAssertEqual(HistoryValue(.int(-7)), .integer(-7))
-        XCTAssertEqual(HistoryValue(.uint(7)), .integer(7))
-        XCTAssertEqual(HistoryValue(.uint(.max)), .real(Double(UInt64.max)))
-        XCTAssertEqual(HistoryValue(.double(.nan)), .null)
-        XCTAssertEqual(HistoryValue(.text(length: 3), text: "abc"), .text("abc"))
+    @Test("Sample value mapping")
+    func sampleValueMapping() {
+        #expect(HistoryValue(.none) == .null)
+        #expect(HistoryValue(.bool(true)) == .integer(1))
+        #expect(HistoryValue(.bool(false)) == .integer(0))
+        #expect(HistoryValue(.int(-7)) == .integer(-7))
+        #expect(HistoryValue(.uint(7)) == .integer(7))
+        #expect(HistoryValue(.uint(.max)) == .real(Double(UInt64.max)))
+        #expect(HistoryValue(.double(.nan)) == .null)
+        #expect(HistoryValue(.text(length: 3), text: "abc") == .text("abc"))
     }
 
-    func testTagIDsAreStableAcrossReopen() throws {
-        let dir = try TemporaryDirectory()
-        let path = dir.path("h.db")
+    @Test("Tag IDs are stable across reopen")
+    func tagIDsAreStableAcrossReopen() throws {
+        let dir = try TemporaryDirectory("history-tests")
+        defer { dir.remove() }
+        let path = dir.path + "/h.db"
         var store = try HistoryStore(path: path)
         let a = try store.tagID(for: "A")
         let b = try store.tagID(for: "B")
-        XCTAssertNotEqual(a, b)
-        XCTAssertEqual(try store.tagID(for: "A"), a)
+        #expect(a != b)
+        #expect(try store.tagID(for: "A") == a)
         store.close()
         store = try HistoryStore(path: path)
-        XCTAssertEqual(try store.tagID(for: "B"), b)
-        XCTAssertEqual(try store.tagID(for: "A"), a)
+        #expect(try store.tagID(for: "B") == b)
+        #expect(try store.tagID(for: "A") == a)
     }
 
-    func testAuditRecordsAreStoredAndQueriedBySince() throws {
-        let dir = try TemporaryDirectory()
-        let store = try HistoryStore(path: dir.path("h.db"))
+    @Test("Audit records are stored and queried by since")
+    func auditRecordsAreStoredAndQueriedBySince() throws {
+        let dir = try TemporaryDirectory("history-tests")
+        defer { dir.remove() }
+        let store = try HistoryStore(path: dir.path + "/h.db")
         let first = AuditRecord(timestamp: 10, source: "cli", tag: "Pump1.Speed", value: "42.5", result: "ok")
         let second = AuditRecord(
             timestamp: 20, source: "sparkplug:NCMD", tag: "Pump1.Speed", value: "900", result: "refused",
             detail: "above limit 100")
         let id1 = try store.recordAudit(first)
         let id2 = try store.recordAudit(second)
-        XCTAssertLessThan(id1, id2)
+        #expect(id1 < id2)
         var expected1 = first
         expected1.id = id1
         var expected2 = second
         expected2.id = id2
-        XCTAssertEqual(try store.audit(since: 0), [expected1, expected2])
-        XCTAssertEqual(try store.audit(since: 15), [expected2])
-        XCTAssertEqual(try store.stats().auditRows, 2)
+        #expect(try store.audit(since: 0) == [expected1, expected2])
+        #expect(try store.audit(since: 15) == [expected2])
+        #expect(try store.stats().auditRows == 2)
     }
 
-    func testFailedAppendCommitsNothing() throws {
-        let dir = try TemporaryDirectory()
-        let path = dir.path("h.db")
+    @Test("Failed append commits nothing")
+    func failedAppendCommitsNothing() throws {
+        let dir = try TemporaryDirectory("history-tests")
+        defer { dir.remove() }
+        let path = dir.path + "/h.db"
         let store = try HistoryStore(path: path)
         try store.append([HistoryRow(tag: "t", timestamp: 1, value: .integer(1))])
         // A trigger makes the second row of the next batch fail, after the first was inserted.
         try RawDatabase(path).execute(
             "CREATE TRIGGER reject BEFORE INSERT ON samples WHEN NEW.ts = 99 BEGIN SELECT RAISE(ABORT, 'rejected'); END;"
         )
-        XCTAssertThrowsError(
-            try store.append([
-                HistoryRow(tag: "new tag", timestamp: 2, value: .integer(2)),
-                HistoryRow(tag: "t", timestamp: 99, value: .integer(3)),
-            ])
-        ) { error in XCTAssertTrue("\(error)".contains("rejected"), "\(error)") }
-        XCTAssertEqual(try store.stats().rows, 1)
-        XCTAssertEqual(try store.samples(tag: "t", since: 0).count, 1)
-        XCTAssertEqual(try store.samples(tag: "new tag", since: 0).count, 0)
+        if let error = #expect(
+            throws: (any Error).self,
+            performing: {
+                try store.append([
+                    HistoryRow(tag: "new tag", timestamp: 2, value: .integer(2)),
+                    HistoryRow(tag: "t", timestamp: 99, value: .integer(3)),
+                ])
+            })
+        {
+            #expect("\(error)".contains("rejected"), "\(error)")
+        }
+        #expect(try store.stats().rows == 1)
+        #expect(try store.samples(tag: "t", since: 0).count == 1)
+        #expect(try store.samples(tag: "new tag", since: 0).count == 0)
         // The tag created by the rolled-back batch must not linger in the id cache.
         try RawDatabase(path).execute("DROP TRIGGER reject")
         try store.append([HistoryRow(tag: "new tag", timestamp: 3, value: .integer(4))])
-        XCTAssertEqual(try store.samples(tag: "new tag", since: 0).map(\.value), [.integer(4)])
-        XCTAssertEqual(
-            try RawDatabase(path).int("SELECT count(*) FROM samples WHERE tag_id NOT IN (SELECT id FROM tags)"), 0)
+        #expect(try store.samples(tag: "new tag", since: 0).map(\.value) == [.integer(4)])
+        #expect(
+            try RawDatabase(path).int("SELECT count(*) FROM samples WHERE tag_id NOT IN (SELECT id FROM tags)") == 0)
     }
 
-    func testRetentionByAgeDeletesOnlyOldSamplesAndAudit() throws {
-        let dir = try TemporaryDirectory()
-        let path = dir.path("h.db")
+    @Test("Retention by age deletes only old samples and audit")
+    func retentionByAgeDeletesOnlyOldSamplesAndAudit() throws {
+        let dir = try TemporaryDirectory("history-tests")
+        defer { dir.remove() }
+        let path = dir.path + "/h.db"
         let store = try HistoryStore(path: path, options: .init(retentionChunkRows: 100))
         let now: Int64 = 1_800_000_000_000_000
         var rows: [HistoryRow] = []
@@ -214,23 +240,25 @@ final class HistoryStoreTests: XCTestCase {
         let result = try store.enforceRetention(maxAgeSeconds: 500, maxBytes: nil, now: now)
         let cutoff = now - 500 * 1_000_000
         let expected = rows.filter { $0.timestamp >= cutoff }
-        XCTAssertEqual(result.deletedSamples, Int64(rows.count - expected.count))
-        XCTAssertEqual(result.deletedAudit, 1)
+        #expect(result.deletedSamples == Int64(rows.count - expected.count))
+        #expect(result.deletedAudit == 1)
         let stats = try store.stats()
-        XCTAssertEqual(stats.rows, Int64(expected.count))
-        XCTAssertEqual(stats.oldestTimestamp, expected.first?.timestamp)
+        #expect(stats.rows == Int64(expected.count))
+        #expect(stats.oldestTimestamp == expected.first?.timestamp)
         var kept: [HistoryRow] = []
         for t in 0..<3 { kept += try store.samples(tag: "t\(t)", since: 0) }
-        XCTAssertEqual(kept.sorted { $0.timestamp < $1.timestamp }, expected)
-        XCTAssertEqual(try store.audit(since: 0).map(\.value), ["2"])
+        #expect(kept.sorted { $0.timestamp < $1.timestamp } == expected)
+        #expect(try store.audit(since: 0).map(\.value) == ["2"])
         let raw = try RawDatabase(path)
-        XCTAssertEqual(raw.int("SELECT count(*) FROM samples"), Int64(expected.count))
-        XCTAssertEqual(raw.int("SELECT count(*) FROM audit"), 1)
+        #expect(raw.int("SELECT count(*) FROM samples") == Int64(expected.count))
+        #expect(raw.int("SELECT count(*) FROM audit") == 1)
     }
 
-    func testRetentionBySizeKeepsFileUnderLimitWhileWritingFarMore() throws {
-        let dir = try TemporaryDirectory()
-        let path = dir.path("h.db")
+    @Test("Retention by size keeps file under limit while writing far more")
+    func retentionBySizeKeepsFileUnderLimitWhileWritingFarMore() throws {
+        let dir = try TemporaryDirectory("history-tests")
+        defer { dir.remove() }
+        let path = dir.path + "/h.db"
         let maxBytes: Int64 = 3 << 20
         let store = try HistoryStore(path: path, options: .init(walCheckpointPages: 64, retentionChunkRows: 2000))
         var written: Int64 = 0
@@ -247,87 +275,94 @@ final class HistoryStoreTests: XCTestCase {
             let result = try store.enforceRetention(maxAgeSeconds: nil, maxBytes: maxBytes)
             deleted += result.deletedSamples
             let onDisk = fileSize(path) + fileSize(path + "-wal")
-            XCTAssertLessThanOrEqual(onDisk, maxBytes, "round \(round): \(onDisk) bytes on disk")
-            XCTAssertLessThanOrEqual(result.bytesAfter, maxBytes)
+            #expect(onDisk <= maxBytes, "round \(round): \(onDisk) bytes on disk")
+            #expect(result.bytesAfter <= maxBytes)
         }
-        XCTAssertGreaterThan(deleted, written / 2, "wrote several times the limit, so most rows must have gone")
+        #expect(deleted > (written / 2), "wrote several times the limit, so most rows must have gone")
         let stats = try store.stats()
-        XCTAssertEqual(stats.rows, written - deleted)
-        XCTAssertGreaterThan(stats.rows, 0)
+        #expect(stats.rows == (written - deleted))
+        #expect(stats.rows > 0)
         // What is kept is the newest data: the last batch entirely, and nothing older than the oldest kept row.
-        XCTAssertEqual(try store.samples(tag: "tag.0", since: written - 10_000).count, 500)
+        #expect(try store.samples(tag: "tag.0", since: written - 10_000).count == 500)
         let raw = try RawDatabase(path)
-        XCTAssertEqual(raw.int("SELECT count(*) FROM samples"), stats.rows)
-        XCTAssertEqual(raw.int("SELECT max(ts) FROM samples"), written - 1)
-        XCTAssertEqual(raw.int("SELECT min(ts) FROM samples"), written - stats.rows)
-        XCTAssertEqual(raw.text("PRAGMA integrity_check"), "ok")
+        #expect(raw.int("SELECT count(*) FROM samples") == stats.rows)
+        #expect(raw.int("SELECT max(ts) FROM samples") == (written - 1))
+        #expect(raw.int("SELECT min(ts) FROM samples") == (written - stats.rows))
+        #expect(raw.text("PRAGMA integrity_check") == "ok")
     }
 
-    func testReaderSeesCommittedDataWhileWriterHoldsATransaction() throws {
-        let dir = try TemporaryDirectory()
-        let path = dir.path("h.db")
+    @Test("Reader sees committed data while writer holds a transaction")
+    func readerSeesCommittedDataWhileWriterHoldsATransaction() throws {
+        let dir = try TemporaryDirectory("history-tests")
+        defer { dir.remove() }
+        let path = dir.path + "/h.db"
         let store = try HistoryStore(path: path)
         try store.append([HistoryRow(tag: "t", timestamp: 1, value: .integer(1))])
         try store.recordAudit(AuditRecord(timestamp: 5, source: "cli", tag: "t", value: "1", result: "ok"))
         let reader = try HistoryReader(path: path)
-        XCTAssertEqual(reader.schemaVersion, HistorySchema.currentVersion)
+        #expect(reader.schemaVersion == HistorySchema.currentVersion)
 
         // Another connection holds the write lock mid-transaction; WAL readers must not wait for it.
         let other = try RawDatabase(path)
         other.execute("BEGIN IMMEDIATE; INSERT INTO samples(tag_id, ts, value, quality) VALUES (1, 2, 2, 0);")
         let started = Date()
-        XCTAssertEqual(try reader.samples(tag: "t", since: 0).map(\.value), [.integer(1)])
-        XCTAssertEqual(try reader.stats().rows, 1)
-        XCTAssertEqual(try reader.audit(since: 0).count, 1)
-        XCTAssertEqual(try reader.tagNames(), ["t"])
-        XCTAssertLessThan(Date().timeIntervalSince(started), 1.0, "reader waited for the writer")
+        #expect(try reader.samples(tag: "t", since: 0).map(\.value) == [.integer(1)])
+        #expect(try reader.stats().rows == 1)
+        #expect(try reader.audit(since: 0).count == 1)
+        #expect(try reader.tagNames() == ["t"])
+        #expect(Date().timeIntervalSince(started) < 1.0, "reader waited for the writer")
         other.execute("ROLLBACK")
 
         try store.append([HistoryRow(tag: "t", timestamp: 3, value: .integer(3))])
-        XCTAssertEqual(try reader.samples(tag: "t", since: 0).map(\.timestamp), [1, 3])
-        XCTAssertGreaterThan(try reader.stats().bytes, 0)
+        #expect(try reader.samples(tag: "t", since: 0).map(\.timestamp) == [1, 3])
+        #expect(try reader.stats().bytes > 0)
     }
 
-    func testReaderOpensClosedDatabaseAndRejectsMissingOrForeignFiles() throws {
-        let dir = try TemporaryDirectory()
-        let path = dir.path("h.db")
+    @Test("Reader opens closed database and rejects missing or foreign files")
+    func readerOpensClosedDatabaseAndRejectsMissingOrForeignFiles() throws {
+        let dir = try TemporaryDirectory("history-tests")
+        defer { dir.remove() }
+        let path = dir.path + "/h.db"
         let store = try HistoryStore(path: path)
         try store.append([HistoryRow(tag: "t", timestamp: 1, value: .text("x"))])
         store.close()
         let reader = try HistoryReader(path: path)
-        XCTAssertEqual(try reader.samples(tag: "t", since: 0).map(\.value), [.text("x")])
-        XCTAssertEqual(try reader.stats().rows, 1)
+        #expect(try reader.samples(tag: "t", since: 0).map(\.value) == [.text("x")])
+        #expect(try reader.stats().rows == 1)
 
-        XCTAssertThrowsError(try HistoryReader(path: dir.path("missing.db"))) { error in
-            XCTAssertTrue("\(error)".contains("missing.db"), "\(error)")
+        if let error = #expect(
+            throws: (any Error).self, performing: { try HistoryReader(path: dir.path + "/missing.db") })
+        {
+            #expect("\(error)".contains("missing.db"), "\(error)")
         }
-        let foreign = dir.path("foreign.db")
+        let foreign = dir.path + "/foreign.db"
         try RawDatabase(foreign).execute("CREATE TABLE x (a)")
-        XCTAssertThrowsError(try HistoryReader(path: foreign)) { error in
-            XCTAssertTrue("\(error)".contains("not an EdgePilot history database"), "\(error)")
+        if let error = #expect(throws: (any Error).self, performing: { try HistoryReader(path: foreign) }) {
+            #expect("\(error)".contains("not an EdgePilot history database"), "\(error)")
         }
     }
 }
 
-final class HistoryCSVTests: XCTestCase {
-    func testTimestampsAreRFC3339UTCWithMicroseconds() {
-        XCTAssertEqual(HistoryCSV.timestamp(0), "1970-01-01T00:00:00.000000Z")
-        XCTAssertEqual(HistoryCSV.timestamp(1_709_210_096_000_001), "2024-02-29T12:34:56.000001Z")
-        XCTAssertEqual(HistoryCSV.timestamp(-1), "1969-12-31T23:59:59.999999Z")
-        XCTAssertEqual(HistoryCSV.timestamp(951_782_400_000_000), "2000-02-29T00:00:00.000000Z")
+@Suite struct HistoryCSVTests {
+    @Test("Timestamps are RFC 3339 UTC with microseconds")
+    func timestampsAreRFC3339UTCWithMicroseconds() {
+        #expect(HistoryCSV.timestamp(0) == "1970-01-01T00:00:00.000000Z")
+        #expect(HistoryCSV.timestamp(1_709_210_096_000_001) == "2024-02-29T12:34:56.000001Z")
+        #expect(HistoryCSV.timestamp(-1) == "1969-12-31T23:59:59.999999Z")
+        #expect(HistoryCSV.timestamp(951_782_400_000_000) == "2000-02-29T00:00:00.000000Z")
     }
 
-    func testLinesQuoteFieldsThatNeedIt() {
-        XCTAssertEqual(HistoryCSV.header, "timestamp,tag,value,quality")
-        XCTAssertEqual(
-            HistoryCSV.line(HistoryRow(tag: "Tank1.Level", timestamp: 0, value: .real(1.5))),
-            "1970-01-01T00:00:00.000000Z,Tank1.Level,1.5,good")
-        XCTAssertEqual(
+    @Test("Lines quote fields that need it")
+    func linesQuoteFieldsThatNeedIt() {
+        #expect(HistoryCSV.header == "timestamp,tag,value,quality")
+        #expect(
+            HistoryCSV.line(HistoryRow(tag: "Tank1.Level", timestamp: 0, value: .real(1.5)))
+                == "1970-01-01T00:00:00.000000Z,Tank1.Level,1.5,good")
+        #expect(
             HistoryCSV.line(
                 HistoryRow(tag: "Batch", timestamp: 0, value: .text("a,\"b\""), quality: Quality(.exception, detail: 2))
-            ),
-            "1970-01-01T00:00:00.000000Z,Batch,\"a,\"\"b\"\"\",exception_2")
-        XCTAssertEqual(
-            HistoryCSV.line(HistoryRow(tag: "t", timestamp: 0, value: .null)), "1970-01-01T00:00:00.000000Z,t,,good")
+            ) == "1970-01-01T00:00:00.000000Z,Batch,\"a,\"\"b\"\"\",exception_2")
+        #expect(
+            HistoryCSV.line(HistoryRow(tag: "t", timestamp: 0, value: .null)) == "1970-01-01T00:00:00.000000Z,t,,good")
     }
 }

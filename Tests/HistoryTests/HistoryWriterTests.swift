@@ -1,9 +1,10 @@
 import Foundation
 import History
 import Tags
-import XCTest
+import TestSupport
+import Testing
 
-final class HistoryWriterTests: XCTestCase {
+@Suite(.serialized) struct HistoryWriterTests {
     private func definitions() -> [TagDefinition] {
         [
             TagDefinition(
@@ -19,9 +20,11 @@ final class HistoryWriterTests: XCTestCase {
         ]
     }
 
-    func testWritesEveryReportedChangeWithAuditAndReadersSeeIt() throws {
-        let dir = try TemporaryDirectory()
-        let path = dir.path("var/history.db")
+    @Test("Writes every reported change with audit and readers see it")
+    func writesEveryReportedChangeWithAuditAndReadersSeeIt() throws {
+        let dir = try TemporaryDirectory("history-tests")
+        defer { dir.remove() }
+        let path = dir.path + "/var/history.db"
         let feed = ChangeFeed(consumers: 2, capacity: 4096)  // consumer 0 is someone else's, 1 is history
         let table = TagTable(definitions: definitions(), changes: feed)
         let writer = try HistoryWriter(
@@ -65,31 +68,33 @@ final class HistoryWriterTests: XCTestCase {
                     detail: i == 3 ? "not writable" : ""))
         }
 
-        XCTAssertTrue(
+        #expect(
             eventually { writer.statistics.rowsWritten == UInt64(total) && writer.statistics.auditWritten == 4 },
             "\(writer.statistics)")
         // A reader on its own connection sees the committed rows while the writer runs.
         let reader = try HistoryReader(path: path)
-        XCTAssertEqual(try reader.samples(tag: "Tank1.Level", since: 0), expected["Tank1.Level"])
-        XCTAssertEqual(try reader.stats().rows, Int64(total))
+        #expect(try reader.samples(tag: "Tank1.Level", since: 0) == expected["Tank1.Level"])
+        #expect(try reader.stats().rows == Int64(total))
 
         writer.stop()
         let stats = writer.statistics
-        XCTAssertEqual(stats.errors, 0, stats.lastError ?? "")
-        XCTAssertEqual(stats.feedDropped, 0)
-        XCTAssertGreaterThan(stats.commits, 0)
+        #expect(stats.errors == 0, "\(stats.lastError ?? "")")
+        #expect(stats.feedDropped == 0)
+        #expect(stats.commits > 0)
         for (tag, rows) in expected {
-            XCTAssertEqual(try reader.samples(tag: tag, since: 0), rows, tag)
+            #expect(try reader.samples(tag: tag, since: 0) == rows, "\(tag)")
         }
         let audit = try reader.audit(since: 0)
-        XCTAssertEqual(audit.map(\.value).sorted(), ["0", "1", "2", "3"])
-        XCTAssertEqual(audit.first { $0.value == "3" }?.detail, "not writable")
-        XCTAssertEqual(try reader.stats().auditRows, 4)
+        #expect(audit.map(\.value).sorted() == ["0", "1", "2", "3"])
+        #expect(audit.first { $0.value == "3" }?.detail == "not writable")
+        #expect(try reader.stats().auditRows == 4)
     }
 
-    func testStopFlushesEverythingStillInTheFeedAndCountsDrops() throws {
-        let dir = try TemporaryDirectory()
-        let path = dir.path("history.db")
+    @Test("Stop flushes everything still in the feed and counts drops")
+    func stopFlushesEverythingStillInTheFeedAndCountsDrops() throws {
+        let dir = try TemporaryDirectory("history-tests")
+        defer { dir.remove() }
+        let path = dir.path + "/history.db"
         let feed = ChangeFeed(consumers: 1, capacity: 1000)
         let table = TagTable(definitions: definitions(), changes: feed)
         let writer = try HistoryWriter(
@@ -104,30 +109,34 @@ final class HistoryWriterTests: XCTestCase {
         // The commit interval is a minute: only stop() can have written these.
         writer.stop()
         let stats = writer.statistics
-        XCTAssertEqual(stats.rowsWritten, 1000)
-        XCTAssertEqual(stats.feedDropped, 500)
+        #expect(stats.rowsWritten == 1000)
+        #expect(stats.feedDropped == 500)
         let rows = try HistoryReader(path: path).samples(tag: "Pump1.Count", since: 0)
-        XCTAssertEqual(rows.map(\.value), (500..<1500).map { HistoryValue.integer(Int64($0)) })
+        #expect(rows.map(\.value) == (500..<1500).map { HistoryValue.integer(Int64($0)) })
     }
 
-    func testBatchesAreCommittedAtMaxBatchRowsWithoutWaitingForTheInterval() throws {
-        let dir = try TemporaryDirectory()
-        let path = dir.path("history.db")
+    @Test("Batches are committed at max batch rows without waiting for the interval")
+    func batchesAreCommittedAtMaxBatchRowsWithoutWaitingForTheInterval() throws {
+        let dir = try TemporaryDirectory("history-tests")
+        defer { dir.remove() }
+        let path = dir.path + "/history.db"
         let table = TagTable(definitions: definitions(), changes: ChangeFeed(consumers: 1, capacity: 10_000))
         let writer = HistoryWriter(
             store: try HistoryStore(path: path), table: table, consumer: 0,
             configuration: .init(commitIntervalMilliseconds: 60_000, maxBatchRows: 100))
         writer.start()
         for i in 0..<250 { table.update(1, TagSample(value: .int(Int64(i)), quality: .good, timestamp: Int64(i))) }
-        XCTAssertTrue(eventually { writer.statistics.rowsWritten == 200 }, "\(writer.statistics)")
-        XCTAssertEqual(try HistoryReader(path: path).stats().rows, 200)
+        #expect(eventually { writer.statistics.rowsWritten == 200 }, "\(writer.statistics)")
+        #expect(try HistoryReader(path: path).stats().rows == 200)
         writer.stop()
-        XCTAssertEqual(writer.statistics.rowsWritten, 250)
+        #expect(writer.statistics.rowsWritten == 250)
     }
 
-    func testWriterEnforcesRetentionContinuously() throws {
-        let dir = try TemporaryDirectory()
-        let path = dir.path("history.db")
+    @Test("Writer enforces retention continuously")
+    func writerEnforcesRetentionContinuously() throws {
+        let dir = try TemporaryDirectory("history-tests")
+        defer { dir.remove() }
+        let path = dir.path + "/history.db"
         let table = TagTable(definitions: definitions(), changes: ChangeFeed(consumers: 1, capacity: 10_000))
         let writer = HistoryWriter(
             store: try HistoryStore(path: path, options: .init(retentionChunkRows: 50)), table: table, consumer: 0,
@@ -141,19 +150,21 @@ final class HistoryWriterTests: XCTestCase {
             table.update(
                 1, TagSample(value: .int(Int64(i)), quality: .good, timestamp: now - age * 1_000_000 + Int64(i)))
         }
-        XCTAssertTrue(
+        #expect(
             eventually { writer.statistics.rowsWritten == 500 && writer.statistics.retentionDeletedSamples == 400 },
             "\(writer.statistics)")
         let reader = try HistoryReader(path: path)
-        XCTAssertEqual(try reader.stats().rows, 100)
-        XCTAssertEqual(try reader.samples(tag: "Pump1.Count", since: 0).map(\.value).first, .integer(400))
+        #expect(try reader.stats().rows == 100)
+        #expect(try reader.samples(tag: "Pump1.Count", since: 0).map(\.value).first == .integer(400))
         writer.stop()
-        XCTAssertEqual(writer.statistics.errors, 0, writer.statistics.lastError ?? "")
+        #expect(writer.statistics.errors == 0, "\(writer.statistics.lastError ?? "")")
     }
 
-    func testCommitFailureKeepsRowsAndRetries() throws {
-        let dir = try TemporaryDirectory()
-        let path = dir.path("history.db")
+    @Test("Commit failure keeps rows and retries")
+    func commitFailureKeepsRowsAndRetries() throws {
+        let dir = try TemporaryDirectory("history-tests")
+        defer { dir.remove() }
+        let path = dir.path + "/history.db"
         let table = TagTable(definitions: definitions(), changes: ChangeFeed(consumers: 1, capacity: 10_000))
         let store = try HistoryStore(path: path, options: .init(busyTimeoutMilliseconds: 10))
         let writer = HistoryWriter(
@@ -163,12 +174,12 @@ final class HistoryWriterTests: XCTestCase {
         blocker.execute("BEGIN IMMEDIATE")
         writer.start()
         for i in 0..<10 { table.update(1, TagSample(value: .int(Int64(i)), quality: .good, timestamp: Int64(i))) }
-        XCTAssertTrue(eventually { writer.statistics.errors >= 2 }, "\(writer.statistics)")
-        XCTAssertEqual(writer.statistics.rowsWritten, 0)
-        XCTAssertTrue(writer.statistics.lastError?.contains(path) ?? false, writer.statistics.lastError ?? "nil")
+        #expect(eventually { writer.statistics.errors >= 2 }, "\(writer.statistics)")
+        #expect(writer.statistics.rowsWritten == 0)
+        #expect(writer.statistics.lastError?.contains(path) ?? false, "\(writer.statistics.lastError ?? "nil")")
         blocker.execute("COMMIT")
-        XCTAssertTrue(eventually { writer.statistics.rowsWritten == 10 }, "\(writer.statistics)")
+        #expect(eventually { writer.statistics.rowsWritten == 10 }, "\(writer.statistics)")
         writer.stop()
-        XCTAssertEqual(try HistoryReader(path: path).samples(tag: "Pump1.Count", since: 0).count, 10)
+        #expect(try HistoryReader(path: path).samples(tag: "Pump1.Count", since: 0).count == 10)
     }
 }

@@ -1,20 +1,22 @@
 import Foundation
-import XCTest
+import Testing
 
 @testable import OPCUA
 
-final class EncodingTests: XCTestCase {
+@Suite struct EncodingTests {
     private func encode<T: BinaryEncodable>(_ v: T) -> [UInt8] {
         var w = BinaryWriter()
         v.encode(to: &w)
         return w.bytes
     }
 
-    private func roundTrip<T: BinaryCodable & Equatable>(_ v: T, file: StaticString = #filePath, line: UInt = #line) {
+    private func roundTrip<T: BinaryCodable & Equatable>(
+        _ v: T, sourceLocation: SourceLocation = #_sourceLocation
+    ) throws {
         let bytes = encode(v)
         var r = BinaryReader(bytes)
-        XCTAssertEqual(try T(from: &r), v, file: file, line: line)
-        XCTAssertTrue(r.isAtEnd, "trailing bytes after \(v)", file: file, line: line)
+        #expect(try T(from: &r) == v, sourceLocation: sourceLocation)
+        #expect(r.isAtEnd, "trailing bytes after \(v)", sourceLocation: sourceLocation)
     }
 
     static let guid = UUID(uuidString: "72962B91-FA75-4AE6-8D28-B404DC7DAF63")!
@@ -42,38 +44,40 @@ final class EncodingTests: XCTestCase {
             }()),
     ]
 
-    func testEveryBuiltinTypeRoundTripsAsScalarAndArray() throws {
-        XCTAssertEqual(Set(EncodingTests.scalars.compactMap { $0.builtinType }).count, 24)  // all but Variant
+    @Test("Every built-in type round-trips as scalar and array")
+    func everyBuiltinTypeRoundTripsAsScalarAndArray() throws {
+        #expect(Set(EncodingTests.scalars.compactMap { $0.builtinType }).count == 24)  // all but Variant
         for v in EncodingTests.scalars {
-            roundTrip(v)
+            try roundTrip(v)
             let arr = Variant.array(try VariantArray(v.builtinType!, [v, v, v]))
-            roundTrip(arr)
+            try roundTrip(arr)
         }
         // Arrays of Variant (type 24) may mix element types.
-        roundTrip(Variant.array(try VariantArray(.variant, [.int32(1), .string("two"), .double(3)])))
-        roundTrip(Variant.null)
+        try roundTrip(Variant.array(try VariantArray(.variant, [.int32(1), .string("two"), .double(3)])))
+        try roundTrip(Variant.null)
     }
 
-    func testMatrixKeepsDimensions() throws {
+    @Test("Matrix keeps dimensions")
+    func matrixKeepsDimensions() throws {
         let m = Variant.array(try VariantArray(.double, (1...6).map { .double(Double($0)) }, dimensions: [2, 3]))
         let bytes = encode(m)
-        XCTAssertEqual(bytes[0], 11 | 0x80 | 0x40)
-        roundTrip(m)
-        XCTAssertThrowsError(try VariantArray(.double, [.double(1)], dimensions: [2, 3]))
-        XCTAssertThrowsError(try VariantArray(.double, [.int32(1)]))
+        #expect(bytes[0] == (11 | 0x80 | 0x40))
+        try roundTrip(m)
+        #expect(throws: (any Error).self) { try VariantArray(.double, [.double(1)], dimensions: [2, 3]) }
+        #expect(throws: (any Error).self) { try VariantArray(.double, [.int32(1)]) }
     }
 
-    func testNodeIdCompactEncodings() throws {
-        XCTAssertEqual(encode(NodeId(85)), [0x00, 85])
-        XCTAssertEqual(encode(NodeId(1025, namespace: 5)), [0x01, 5, 0x01, 0x04])
-        XCTAssertEqual(encode(NodeId(70000, namespace: 1)), [0x02, 1, 0, 0x70, 0x11, 0x01, 0x00])
-        XCTAssertEqual(encode(NodeId(5, namespace: 300)), [0x02, 0x2C, 0x01, 5, 0, 0, 0])
-        XCTAssertEqual(encode(NodeId("ab", namespace: 2)), [0x03, 2, 0, 2, 0, 0, 0, 0x61, 0x62])
-        XCTAssertEqual(encode(NodeId(namespace: 1, .opaque([9, 8]))), [0x05, 1, 0, 2, 0, 0, 0, 9, 8])
+    @Test("NodeId compact encodings")
+    func nodeIdCompactEncodings() throws {
+        #expect(encode(NodeId(85)) == [0x00, 85])
+        #expect(encode(NodeId(1025, namespace: 5)) == [0x01, 5, 0x01, 0x04])
+        #expect(encode(NodeId(70000, namespace: 1)) == [0x02, 1, 0, 0x70, 0x11, 0x01, 0x00])
+        #expect(encode(NodeId(5, namespace: 300)) == [0x02, 0x2C, 0x01, 5, 0, 0, 0])
+        #expect(encode(NodeId("ab", namespace: 2)) == [0x03, 2, 0, 2, 0, 0, 0, 0x61, 0x62])
+        #expect(encode(NodeId(namespace: 1, .opaque([9, 8]))) == [0x05, 1, 0, 2, 0, 0, 0, 9, 8])
         // OPC 10000-6 §5.1.3: Data1..Data3 little-endian, Data4 as bytes.
-        XCTAssertEqual(
-            encode(NodeId(namespace: 0, .guid(EncodingTests.guid))),
-            [
+        #expect(
+            encode(NodeId(namespace: 0, .guid(EncodingTests.guid))) == [
                 0x04, 0, 0, 0x91, 0x2B, 0x96, 0x72, 0x75, 0xFA, 0xE6, 0x4A, 0x8D, 0x28, 0xB4, 0x04, 0xDC, 0x7D, 0xAF,
                 0x63,
             ])
@@ -82,82 +86,89 @@ final class EncodingTests: XCTestCase {
             NodeId(UInt32.max, namespace: UInt16.max), NodeId("", namespace: 0), NodeId(namespace: 7, .guid(UUID())),
             NodeId(namespace: 7, .opaque([])),
         ] {
-            roundTrip(id)
+            try roundTrip(id)
         }
         // An ExpandedNodeId's flag bits are rejected where a plain NodeId is expected.
         var r = BinaryReader([0x80, 85, 0, 0, 0, 0])
-        XCTAssertThrowsError(try NodeId(from: &r))
+        #expect(throws: (any Error).self) { try NodeId(from: &r) }
     }
 
-    func testExpandedNodeIdFlags() {
-        XCTAssertEqual(encode(ExpandedNodeId(NodeId(1))), [0x00, 1])
-        XCTAssertEqual(encode(ExpandedNodeId(NodeId(1), serverIndex: 2)), [0x40, 1, 2, 0, 0, 0])
-        XCTAssertEqual(encode(ExpandedNodeId(NodeId(1), namespaceUri: "u")), [0x80, 1, 1, 0, 0, 0, 0x75])
-        roundTrip(ExpandedNodeId(NodeId("s", namespace: 3), namespaceUri: "urn:a", serverIndex: 9))
+    @Test("ExpandedNodeId flags")
+    func expandedNodeIdFlags() throws {
+        #expect(encode(ExpandedNodeId(NodeId(1))) == [0x00, 1])
+        #expect(encode(ExpandedNodeId(NodeId(1), serverIndex: 2)) == [0x40, 1, 2, 0, 0, 0])
+        #expect(encode(ExpandedNodeId(NodeId(1), namespaceUri: "u")) == [0x80, 1, 1, 0, 0, 0, 0x75])
+        try roundTrip(ExpandedNodeId(NodeId("s", namespace: 3), namespaceUri: "urn:a", serverIndex: 9))
     }
 
-    func testNodeIdTextForm() throws {
-        XCTAssertEqual(try NodeId(parsing: "i=85"), NodeId(85))
-        XCTAssertEqual(try NodeId(parsing: "ns=2;s=QuadTank.h1"), NodeId("QuadTank.h1", namespace: 2))
-        XCTAssertEqual(
-            try NodeId(parsing: "ns=1;g=72962b91-fa75-4ae6-8d28-b404dc7daf63"),
-            NodeId(namespace: 1, .guid(EncodingTests.guid)))
-        XCTAssertEqual(try NodeId(parsing: "ns=3;b=AQI="), NodeId(namespace: 3, .opaque([1, 2])))
+    @Test("NodeId text form")
+    func nodeIdTextForm() throws {
+        #expect(try NodeId(parsing: "i=85") == NodeId(85))
+        #expect(try NodeId(parsing: "ns=2;s=QuadTank.h1") == NodeId("QuadTank.h1", namespace: 2))
+        #expect(
+            try NodeId(parsing: "ns=1;g=72962b91-fa75-4ae6-8d28-b404dc7daf63")
+                == NodeId(namespace: 1, .guid(EncodingTests.guid)))
+        #expect(try NodeId(parsing: "ns=3;b=AQI=") == NodeId(namespace: 3, .opaque([1, 2])))
         for id in [NodeId(85), NodeId("a;b=c", namespace: 4), NodeId(namespace: 1, .opaque([0xFF]))] {
-            XCTAssertEqual(try NodeId(parsing: id.description), id)
+            #expect(try NodeId(parsing: id.description) == id)
         }
         for bad in ["", "x=1", "ns=;i=1", "ns=70000;i=1", "i=abc", "g=nope"] {
-            XCTAssertThrowsError(try NodeId(parsing: bad), bad)
+            #expect(throws: (any Error).self, "\(bad)") { try NodeId(parsing: bad) }
         }
     }
 
-    func testDataValueMaskAndFieldOrder() {
+    @Test("DataValue mask and field order")
+    func dataValueMaskAndFieldOrder() throws {
         let dv = DataValue(
             .double(1), status: .badNodeIdUnknown, sourceTimestamp: DateTime(ticks: 1),
             serverTimestamp: DateTime(ticks: 2),
             sourcePicoseconds: 3, serverPicoseconds: 4)
         let bytes = encode(dv)
-        XCTAssertEqual(bytes[0], 0x3F)
+        #expect(bytes[0] == 0x3F)
         // value(1+8) status(4) sourceTs(8) sourcePico(2) serverTs(8) serverPico(2)
-        XCTAssertEqual(Array(bytes[14..<22]), [1, 0, 0, 0, 0, 0, 0, 0])
-        XCTAssertEqual(Array(bytes[22..<24]), [3, 0])
-        XCTAssertEqual(Array(bytes[24..<32]), [2, 0, 0, 0, 0, 0, 0, 0])
-        roundTrip(dv)
-        XCTAssertEqual(encode(DataValue()), [0])
+        #expect(Array(bytes[14..<22]) == [1, 0, 0, 0, 0, 0, 0, 0])
+        #expect(Array(bytes[22..<24]) == [3, 0])
+        #expect(Array(bytes[24..<32]) == [2, 0, 0, 0, 0, 0, 0, 0])
+        try roundTrip(dv)
+        #expect(encode(DataValue()) == [0])
     }
 
-    func testStringsAndNulls() {
+    @Test("Strings and nulls")
+    func stringsAndNulls() throws {
         var w = BinaryWriter()
         w.write(string: nil)
         w.write(string: "")
         w.write(byteString: nil)
-        XCTAssertEqual(w.bytes, [0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF])
+        #expect(w.bytes == [0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF])
         var r = BinaryReader(w.bytes)
-        XCTAssertNil(try r.readString())
-        XCTAssertEqual(try r.readString(), "")
-        XCTAssertNil(try r.readByteString())
+        #expect(try r.readString() == nil)
+        #expect(try r.readString() == "")
+        #expect(try r.readByteString() == nil)
     }
 
-    func testDateTimeEpochs() {
-        XCTAssertEqual(DateTime(Date(timeIntervalSince1970: 0)).ticks, 116_444_736_000_000_000)
+    @Test("DateTime epochs")
+    func dateTimeEpochs() throws {
+        #expect(DateTime(Date(timeIntervalSince1970: 0)).ticks == 116_444_736_000_000_000)
         let d = Date(timeIntervalSince1970: 1_700_000_000.5)
-        XCTAssertEqual(DateTime(d).date.timeIntervalSince1970, d.timeIntervalSince1970, accuracy: 1e-6)
+        #expect(abs(DateTime(d).date.timeIntervalSince1970 - d.timeIntervalSince1970) <= 1e-6)
     }
 
-    func testStatusCodeNames() {
-        XCTAssertEqual(StatusCode.badSessionIdInvalid.name, "BadSessionIdInvalid")
-        XCTAssertEqual(StatusCode(0x8022_0000).name, "BadSecureChannelIdInvalid")
-        XCTAssertEqual(StatusCode(0x8013_0000).name, "BadSecurityChecksFailed")
-        XCTAssertEqual(StatusCode(0x801A_0000).name, "BadCertificateUntrusted")
-        XCTAssertEqual(StatusCode(0x8078_0000).name, "BadTooManyPublishRequests")
-        XCTAssertEqual(StatusCode(0x0000_0000).name, "Good")
-        XCTAssertEqual(StatusCode(0x8074_0400).name, "BadTypeMismatch")  // info bits ignored
-        XCTAssertEqual(StatusCode(0x80FF_0000).name, "Bad")  // unknown code: severity only
-        XCTAssertTrue(StatusCode(0x4092_0000).isUncertain)
-        XCTAssertEqual(StatusCode.badTypeMismatch.description, "BadTypeMismatch (0x80740000)")
+    @Test("Status code names")
+    func statusCodeNames() throws {
+        #expect(StatusCode.badSessionIdInvalid.name == "BadSessionIdInvalid")
+        #expect(StatusCode(0x8022_0000).name == "BadSecureChannelIdInvalid")
+        #expect(StatusCode(0x8013_0000).name == "BadSecurityChecksFailed")
+        #expect(StatusCode(0x801A_0000).name == "BadCertificateUntrusted")
+        #expect(StatusCode(0x8078_0000).name == "BadTooManyPublishRequests")
+        #expect(StatusCode(0x0000_0000).name == "Good")
+        #expect(StatusCode(0x8074_0400).name == "BadTypeMismatch")  // info bits ignored
+        #expect(StatusCode(0x80FF_0000).name == "Bad")  // unknown code: severity only
+        #expect(StatusCode(0x4092_0000).isUncertain)
+        #expect(StatusCode.badTypeMismatch.description == "BadTypeMismatch (0x80740000)")
     }
 
-    func testServiceFaultIsDecodedWithName() throws {
+    @Test("Service fault is decoded with name")
+    func serviceFaultIsDecodedWithName() throws {
         var w = BinaryWriter()
         w.write(NodeId(397))
         w.write(DateTime(ticks: 1))
@@ -166,24 +177,28 @@ final class EncodingTests: XCTestCase {
         w.write(UInt8(0))  // diagnostics
         w.write(Int32(-1))  // string table
         w.write(ExtensionObject.null)
-        XCTAssertThrowsError(try SecureChannel.decodeResponse(ReadRequest.self, w.bytes, limits: DecodingLimits())) {
-            e in
-            XCTAssertEqual(e as? OPCUAError, .serviceFault(service: "Read", status: .badSessionIdInvalid))
-            XCTAssertTrue("\(e)".contains("BadSessionIdInvalid"))
+        if let e = #expect(
+            throws: (any Error).self,
+            performing: { try SecureChannel.decodeResponse(ReadRequest.self, w.bytes, limits: DecodingLimits()) })
+        {
+            #expect(e as? OPCUAError == .serviceFault(service: "Read", status: .badSessionIdInvalid))
+            #expect("\(e)".contains("BadSessionIdInvalid"))
         }
     }
 
-    func testEndpointUrlParsing() throws {
+    @Test("Endpoint URL parsing")
+    func endpointUrlParsing() throws {
         let a = try EndpointAddress(url: "opc.tcp://127.0.0.1:4841/path/x")
-        XCTAssertEqual(a.host, "127.0.0.1")
-        XCTAssertEqual(a.port, 4841)
-        XCTAssertEqual(try EndpointAddress(url: "opc.tcp://plc").port, 4840)
-        XCTAssertEqual(try EndpointAddress(url: "opc.tcp://[::1]:5000/").host, "::1")
-        XCTAssertThrowsError(try EndpointAddress(url: "http://x:1"))
-        XCTAssertThrowsError(try EndpointAddress(url: "opc.tcp://x:99999"))
+        #expect(a.host == "127.0.0.1")
+        #expect(a.port == 4841)
+        #expect(try EndpointAddress(url: "opc.tcp://plc").port == 4840)
+        #expect(try EndpointAddress(url: "opc.tcp://[::1]:5000/").host == "::1")
+        #expect(throws: (any Error).self) { try EndpointAddress(url: "http://x:1") }
+        #expect(throws: (any Error).self) { try EndpointAddress(url: "opc.tcp://x:99999") }
     }
 
-    func testPSHA256KnownAnswer() {
+    @Test("P_SHA256 known answer")
+    func pSHA256KnownAnswer() throws {
         // RFC 5246 style P_SHA256 test vector (from the IETF TLS WG, "test vectors for TLS 1.2 PRF" without label).
         let secret: [UInt8] = [
             0x9b, 0xbe, 0x43, 0x6b, 0xa9, 0x40, 0xf0, 0x17, 0xb1, 0x76, 0x52, 0x84, 0x9a, 0x71, 0xdb, 0x35,
@@ -193,7 +208,7 @@ final class EncodingTests: XCTestCase {
                 0xa0, 0xba, 0x9f, 0x93, 0x6c, 0xda, 0x31, 0x18, 0x27, 0xa6, 0xf7, 0x96, 0xff, 0xd5, 0x19, 0x8c,
             ]
         let out = SymmetricKeys.pSHA256(secret: secret, seed: seed, length: 16)
-        XCTAssertEqual(
-            out, [0xe3, 0xf2, 0x29, 0xba, 0x72, 0x7b, 0xe1, 0x7b, 0x8d, 0x12, 0x26, 0x20, 0x55, 0x7c, 0xd4, 0x53])
+        #expect(
+            out == [0xe3, 0xf2, 0x29, 0xba, 0x72, 0x7b, 0xe1, 0x7b, 0x8d, 0x12, 0x26, 0x20, 0x55, 0x7c, 0xd4, 0x53])
     }
 }

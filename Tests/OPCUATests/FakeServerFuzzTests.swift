@@ -1,6 +1,6 @@
 import Foundation
 import TestSupport
-import XCTest
+import Testing
 
 @testable import OPCUA
 
@@ -11,7 +11,7 @@ import XCTest
 /// A scripted server on 127.0.0.1 that answers HEL, OPN and GetEndpoints with mutated or truncated
 /// messages. The client must fail with an error (or succeed), never crash or hang: this exercises the
 /// chunk, security-header and sequence-header parsing that only network input reaches.
-final class FakeServerFuzzTests: XCTestCase {
+@Suite(.serialized) struct FakeServerFuzzTests {
     /// One listening socket; each `serve` call accepts one connection and runs `script` on it.
     final class FakeServer: @unchecked Sendable {
         let fd: Int32
@@ -160,14 +160,16 @@ final class FakeServerFuzzTests: XCTestCase {
         }
     }
 
-    func testUnmutatedExchangeSucceeds() throws {
+    @Test("Unmutated exchange succeeds")
+    func unmutatedExchangeSucceeds() throws {
         let server = try FakeServer()
         let eps = try exchange(server) { _, b in b }.get()
-        XCTAssertEqual(eps.count, 1)
-        XCTAssertEqual(eps.first?.server.applicationUri, "urn:fake")
+        #expect(eps.count == 1)
+        #expect(eps.first?.server.applicationUri == "urn:fake")
     }
 
-    func testMutatedAndTruncatedServerMessagesFailCleanly() throws {
+    @Test("Mutated and truncated server messages fail cleanly")
+    func mutatedAndTruncatedServerMessagesFailCleanly() throws {
         let server = try FakeServer()
         var outcomes = [0, 0]
         for seed in UInt64(1)...150 {
@@ -192,9 +194,9 @@ final class FakeServerFuzzTests: XCTestCase {
             case .success: outcomes[0] += 1
             case .failure(let e):
                 outcomes[1] += 1
-                XCTAssertTrue(e is OPCUAError, "seed \(seed): \(e)")
+                #expect(e is OPCUAError, "seed \(seed): \(e)")
             }
         }
-        XCTAssertGreaterThan(outcomes[1], 100, "most mutations must be detected: \(outcomes)")
+        #expect(outcomes[1] > 100, "most mutations must be detected: \(outcomes)")
     }
 }

@@ -1,11 +1,13 @@
+import CAllocCounter
 import Foundation
-import XCTest
+import TestSupport
+import Testing
 
 @testable import OPCUA
 
 /// Random and mutated inputs into every decoder the network reaches. Decoders must throw
 /// `OPCUAError.decoding`, never crash, hang or allocate beyond the input's size.
-final class FuzzTests: XCTestCase {
+@Suite(.serialized) struct FuzzTests {
     /// Deterministic generator so a failure reproduces (seed printed in the message).
     struct SplitMix64: RandomNumberGenerator {
         var state: UInt64
@@ -197,30 +199,62 @@ final class FuzzTests: XCTestCase {
         return w.bytes
     }
 
-    private func expectCleanFailureOrSuccess(_ name: String, _ bytes: [UInt8], seed: UInt64, _ decode: Decoder) {
+    /// Why `decode` failed, if it failed in a way other than a clean OPC UA error.
+    private static func unclean(_ name: String, _ bytes: [UInt8], seed: UInt64, _ decode: Decoder) -> String? {
         do {
             try decode(bytes)
         } catch let e as OPCUAError {
             switch e {
             case .decoding, .serviceFault, .protocolViolation: break
-            default: XCTFail("\(name) seed \(seed): unexpected error kind \(e)")
+            default: return "\(name) seed \(seed): unexpected error kind \(e)"
             }
         } catch {
-            XCTFail("\(name) seed \(seed): non-OPC UA error \(error)")
+            return "\(name) seed \(seed): non-OPC UA error \(error)"
         }
+        return nil
     }
 
-    func testTruncatedMessagesFailCleanly() throws {
+    /// How long one input may take through every decoder before it counts as a hang. Decoding one of these
+    /// inputs takes microseconds; the margin is for a loaded machine.
+    static let hangDeadline = 5.0
+
+    /// Runs `work` on a thread of its own and waits at most `hangDeadline` for it. Returns its problems, or nil
+    /// if it did not finish in time (the thread is then abandoned: a thread stuck in a loop cannot be stopped).
+    private static func bounded(_ work: @escaping @Sendable () -> [String]) -> [String]? {
+        let done = DispatchSemaphore(value: 0)
+        let result = Collector<String>()
+        let thread = Thread {
+            result.append(contentsOf: work())
+            done.signal()
+        }
+        thread.stackSize = 8 << 20
+        thread.start()
+        guard done.wait(timeout: .now() + hangDeadline) == .success else { return nil }
+        return result.all
+    }
+
+    @Test("Truncated messages fail cleanly, each within the deadline")
+    func truncatedMessagesFailCleanly() throws {
         for msg in try FuzzTests.validMessages() {
-            for cut in 0..<msg.count {
-                for (name, decode) in FuzzTests.decoders.prefix(2) {
-                    expectCleanFailureOrSuccess(name, Array(msg.prefix(cut)), seed: UInt64(cut), decode)
+            let outcome = Self.bounded {
+                var problems: [String] = []
+                for cut in 0..<msg.count {
+                    for (name, decode) in FuzzTests.decoders.prefix(2) {
+                        if let p = Self.unclean(name, Array(msg.prefix(cut)), seed: UInt64(cut), decode) {
+                            problems.append(p)
+                        }
+                    }
                 }
+                return problems
             }
+            let problems = try #require(
+                outcome, "decoding the prefixes of \(msg) did not finish in \(Self.hangDeadline) s")
+            for p in problems { Issue.record("\(p)") }
         }
     }
 
-    func testMutatedAndRandomMessagesFailCleanly() throws {
+    @Test("Mutated and random messages fail cleanly, each within the deadline")
+    func mutatedAndRandomMessagesFailCleanly() throws {
         let valid = try FuzzTests.validMessages()
         for seed in UInt64(1)...3000 {
             var rng = SplitMix64(state: seed)
@@ -233,18 +267,27 @@ final class FuzzTests: XCTestCase {
                     bytes[Int.random(in: 0..<bytes.count, using: &rng)] = UInt8.random(in: 0...255, using: &rng)
                 }
             }
-            for (name, decode) in FuzzTests.decoders {
-                // Service decoders read a type NodeId first; give them the right one half of the time.
-                var input = bytes
-                if name.hasSuffix("Response"), seed % 2 == 0 { input = [0x01, 0x00, 0x7A, 0x02] + bytes }
-                expectCleanFailureOrSuccess(name, input, seed: seed, decode)
+            let input = bytes
+            let outcome = Self.bounded {
+                var problems: [String] = []
+                for (name, decode) in FuzzTests.decoders {
+                    // Service decoders read a type NodeId first; give them the right one half of the time.
+                    var input = input
+                    if name.hasSuffix("Response"), seed % 2 == 0 { input = [0x01, 0x00, 0x7A, 0x02] + input }
+                    if let p = Self.unclean(name, input, seed: seed, decode) { problems.append(p) }
+                }
+                return problems
             }
+            let problems = try #require(
+                outcome, "seed \(seed): decoding \(input) did not finish in \(Self.hangDeadline) s")
+            for p in problems { Issue.record("\(p)") }
         }
     }
 
     /// The in-place decoders must accept exactly what the structure decoders accept, stop at the same byte and
     /// yield the same values, or a message could pass the check and then decode differently (or not at all).
-    func testInPlaceDecodersAgreeWithStructureDecoders() throws {
+    @Test("In-place decoders agree with structure decoders")
+    func inPlaceDecodersAgreeWithStructureDecoders() throws {
         let valid = try FuzzTests.validMessages()
         var agreed = [0, 0, 0]
         for seed in UInt64(1)...3000 {
@@ -260,21 +303,21 @@ final class FuzzTests: XCTestCase {
             var r2 = BinaryReader(bytes, limits: FuzzTests.limits)
             let built = try? Variant(from: &r1)
             let skipped = (try? r2.skipVariant()) != nil
-            XCTAssertEqual(built != nil, skipped, "Variant seed \(seed): \(bytes)")
-            if built != nil && skipped { XCTAssertEqual(r1.position, r2.position, "Variant seed \(seed)") }
+            #expect((built != nil) == skipped, "Variant seed \(seed): \(bytes)")
+            if built != nil && skipped { #expect(r1.position == r2.position, "Variant seed \(seed)") }
             // DataValue: the view vs the structure.
             var d1 = BinaryReader(bytes, limits: FuzzTests.limits)
             var d2 = BinaryReader(bytes, limits: FuzzTests.limits)
             let dv = try? DataValue(from: &d1)
             let view = try? DataValueView.decode(&d2)
-            XCTAssertEqual(dv != nil, view != nil, "DataValue seed \(seed): \(bytes)")
+            #expect((dv != nil) == (view != nil), "DataValue seed \(seed): \(bytes)")
             if let dv, let view {
-                XCTAssertEqual(d1.position, d2.position, "DataValue seed \(seed)")
+                #expect(d1.position == d2.position, "DataValue seed \(seed)")
                 var a = BinaryWriter()
                 a.write(dv)
                 var b = BinaryWriter()
                 b.write(try view.dataValue())
-                XCTAssertEqual(a.bytes, b.bytes, "DataValue seed \(seed)")
+                #expect(a.bytes == b.bytes, "DataValue seed \(seed)")
                 agreed[0] += 1
             }
         }
@@ -290,11 +333,11 @@ final class FuzzTests: XCTestCase {
             let new = Result { try FuzzTests.inPlacePublish(bytes) }
             switch (old, new) {
             case (.success(let a), .success(let b)):
-                XCTAssertEqual(a.map(\.0), b.map(\.0), "Publish seed \(seed): handles")
-                XCTAssertEqual(a.map(\.1), b.map(\.1), "Publish seed \(seed): values")
+                #expect(a.map(\.0) == b.map(\.0), "Publish seed \(seed): handles")
+                #expect(a.map(\.1) == b.map(\.1), "Publish seed \(seed): values")
                 agreed[1] += 1
             case (.failure, .failure): break
-            default: XCTFail("Publish seed \(seed): structure decoder \(old), in place \(new)")
+            default: Issue.record("Publish seed \(seed): structure decoder \(old), in place \(new)")
             }
         }
         for seed in UInt64(1)...1500 {
@@ -324,51 +367,106 @@ final class FuzzTests: XCTestCase {
             }
             switch (old, new) {
             case (.success(let a), .success(let b)):
-                XCTAssertEqual(a, b, "Read seed \(seed)")
+                #expect(a == b, "Read seed \(seed)")
                 agreed[2] += 1
             case (.failure, .failure): break
-            default: XCTFail("Read seed \(seed): structure decoder \(old), in place \(new)")
+            default: Issue.record("Read seed \(seed): structure decoder \(old), in place \(new)")
             }
         }
         // Enough of the inputs were sound for the comparison to mean something.
-        XCTAssertGreaterThan(agreed[0], 500, "\(agreed)")
-        XCTAssertGreaterThan(agreed[1], 300, "\(agreed)")
-        XCTAssertGreaterThan(agreed[2], 300, "\(agreed)")
+        #expect(agreed[0] > 500, "\(agreed)")
+        #expect(agreed[1] > 300, "\(agreed)")
+        #expect(agreed[2] > 300, "\(agreed)")
+    }
+
+    /// Heap allocations the calling thread makes while `decode` runs, and its error (nil if it succeeded).
+    private static func allocations(_ decode: () throws -> Void) -> (count: UInt64, error: (any Error)?) {
+        let before = ep_alloc_count_thread()
+        var failure: (any Error)?
+        do { try decode() } catch { failure = error }
+        return (ep_alloc_count_thread() - before, failure)
     }
 
     /// A forged length must be rejected before anything is allocated for it.
-    func testHugeLengthFieldsAreRejectedWithoutAllocation() {
-        let cases: [(String, [UInt8])] = [
-            ("String", [12, 0xFF, 0xFF, 0xFF, 0x7F, 0x41]),
-            ("ByteString array", [15 | 0x80, 0xFF, 0xFF, 0xFF, 0x7F, 0, 0, 0, 0]),
-            ("Double array", [11 | 0x80, 0x00, 0x00, 0x10, 0x00, 1, 2, 3]),
-            ("negative length", [12, 0xFE, 0xFF, 0xFF, 0xFF]),
-            ("dimensions mismatch", [6 | 0xC0, 1, 0, 0, 0, 7, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0]),
+    ///
+    /// Each forged input is decoded twice, counting the heap allocations of this thread: with limits under which only
+    /// the check of the length against the bytes that remain can reject it (strings of any length, arrays up to the
+    /// default cap), and with caps one below the forged length, where the cap check rejects it before anything is
+    /// read or allocated. Both rejections build one error of the same form (8 allocations each with Swift 6.3), so
+    /// the first may cost no more than the second; an element array or buffer reserved for the forged length before
+    /// the check costs one more.
+    @Test("Huge length fields are rejected without allocation")
+    func hugeLengthFieldsAreRejectedWithoutAllocation() throws {
+        let cases: [(String, [UInt8], allocationChecked: Bool)] = [
+            ("String", [12, 0xFF, 0xFF, 0xFF, 0x7F, 0x41], true),
+            ("ByteString array", [15 | 0x80, 0xFF, 0xFF, 0xFF, 0x7F, 0, 0, 0, 0], true),
+            ("Double array", [11 | 0x80, 0x00, 0x00, 0x10, 0x00, 1, 2, 3], true),
+            ("negative length", [12, 0xFE, 0xFF, 0xFF, 0xFF], false),
+            ("dimensions mismatch", [6 | 0xC0, 1, 0, 0, 0, 7, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0], false),
         ]
-        for (name, bytes) in cases {
+        // Strings up to any length, arrays up to the default cap: only the bytes that remain can reject them.
+        let uncapped = DecodingLimits(maxStringLength: Int(Int32.max), maxArrayLength: 1 << 20)
+        for (name, bytes, allocationChecked) in cases {
             var r = BinaryReader(bytes)
-            XCTAssertThrowsError(try Variant(from: &r), name) { e in
-                guard case .decoding(let m) = e as? OPCUAError else { return XCTFail("\(name): \(e)") }
-                XCTAssertFalse(m.isEmpty)
+            if let e = #expect(throws: (any Error).self, "\(name)", performing: { try Variant(from: &r) }) {
+                if case .decoding(let m) = e as? OPCUAError {
+                    #expect(!m.isEmpty)
+                } else {
+                    Issue.record("\(name): \(e)")
+                }
             }
+            // Once unmeasured, so that one-time runtime set-up (metadata, lazy globals) is not counted.
+            var warm = BinaryReader(bytes, limits: uncapped)
+            _ = try? Variant(from: &warm)
+            let forged = Self.allocations {
+                var r = BinaryReader(bytes, limits: uncapped)
+                _ = try Variant(from: &r)
+            }
+            let failure = try #require(forged.error, "\(name): decoded")
+            #expect(failure is OPCUAError, "\(name): \(failure)")
+            guard allocationChecked else { continue }
+            // Caps one below the forged length: rejected by the first check, with an error of the same size.
+            let forgedLength = Int(bytes[1]) | Int(bytes[2]) << 8 | Int(bytes[3]) << 16 | Int(bytes[4]) << 24
+            let capped = DecodingLimits(maxStringLength: forgedLength - 1, maxArrayLength: forgedLength - 1)
+            var warmCapped = BinaryReader(bytes, limits: capped)
+            _ = try? Variant(from: &warmCapped)
+            let byCap = Self.allocations {
+                var r = BinaryReader(bytes, limits: capped)
+                _ = try Variant(from: &r)
+            }
+            #expect(byCap.error != nil, "\(name): the cap did not reject it")
+            #expect(
+                forged.count <= byCap.count,
+                """
+                \(name): \(forged.count) allocations to reject the forged length, \(byCap.count) when the cap \
+                rejects it before reading on: \(failure)
+                """
+            )
         }
         // Within the bytes but above the configured cap.
         var w = BinaryWriter()
         w.write(Variant.string(String(repeating: "x", count: 100)))
         var r = BinaryReader(w.bytes, limits: DecodingLimits(maxStringLength: 10))
-        XCTAssertThrowsError(try Variant(from: &r))
+        #expect(throws: (any Error).self) { try Variant(from: &r) }
     }
 
-    func testDeepNestingIsBounded() {
+    @Test("Deep nesting is bounded, and fails within the deadline")
+    func deepNestingIsBounded() throws {
         // Variant(array of Variant) nested 10,000 times: must stop at the depth limit, not overflow the stack.
-        var bytes: [UInt8] = []
-        for _ in 0..<10_000 { bytes += [24 | 0x80, 1, 0, 0, 0] }
-        bytes += [0]
-        var r = BinaryReader(bytes, limits: DecodingLimits(maxNestingDepth: 16))
-        XCTAssertThrowsError(try Variant(from: &r))
-        var dv: [UInt8] = []
-        for _ in 0..<10_000 { dv += [0x01, 23] }
-        var r2 = BinaryReader(dv)
-        XCTAssertThrowsError(try DataValue(from: &r2))
+        let outcome = Self.bounded {
+            var problems: [String] = []
+            var bytes: [UInt8] = []
+            for _ in 0..<10_000 { bytes += [24 | 0x80, 1, 0, 0, 0] }
+            bytes += [0]
+            var r = BinaryReader(bytes, limits: DecodingLimits(maxNestingDepth: 16))
+            if (try? Variant(from: &r)) != nil { problems.append("nested Variant arrays decoded") }
+            var dv: [UInt8] = []
+            for _ in 0..<10_000 { dv += [0x01, 23] }
+            var r2 = BinaryReader(dv)
+            if (try? DataValue(from: &r2)) != nil { problems.append("nested DataValues decoded") }
+            return problems
+        }
+        let problems = try #require(outcome, "deep nesting did not finish in \(Self.hangDeadline) s")
+        #expect(problems.isEmpty, "\(problems)")
     }
 }

@@ -1,20 +1,6 @@
 import CSQLite
 import Foundation
-import XCTest
-
-/// A fresh directory per test, removed afterwards.
-final class TemporaryDirectory {
-    let url: URL
-
-    init() throws {
-        url = FileManager.default.temporaryDirectory.appendingPathComponent("history-tests-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-    }
-
-    deinit { try? FileManager.default.removeItem(at: url) }
-
-    func path(_ name: String) -> String { url.appendingPathComponent(name).path }
-}
+import Testing
 
 /// A plain SQLite connection, independent of the code under test, for inspecting and forging files.
 final class RawDatabase {
@@ -29,20 +15,20 @@ final class RawDatabase {
 
     struct RawError: Error { var message: String }
 
-    func execute(_ sql: String, file: StaticString = #filePath, line: UInt = #line) {
+    func execute(_ sql: String, sourceLocation: SourceLocation = #_sourceLocation) {
         var error: UnsafeMutablePointer<CChar>?
         let rc = sqlite3_exec(db, sql, nil, nil, &error)
         if rc != SQLITE_OK {
-            XCTFail("\(sql): \(error.map { String(cString: $0) } ?? "\(rc)")", file: file, line: line)
+            Issue.record("\(sql): \(error.map { String(cString: $0) } ?? "\(rc)")", sourceLocation: sourceLocation)
             sqlite3_free(error)
         }
     }
 
     /// Every row of a query, each column as text (NULL as "NULL").
-    func rows(_ sql: String, file: StaticString = #filePath, line: UInt = #line) -> [[String]] {
+    func rows(_ sql: String, sourceLocation: SourceLocation = #_sourceLocation) -> [[String]] {
         var statement: OpaquePointer?
         guard sqlite3_prepare_v2(db, sql, -1, &statement, nil) == SQLITE_OK else {
-            XCTFail("prepare \(sql): \(String(cString: sqlite3_errmsg(db)))", file: file, line: line)
+            Issue.record("prepare \(sql): \(String(cString: sqlite3_errmsg(db)))", sourceLocation: sourceLocation)
             return []
         }
         defer { sqlite3_finalize(statement) }
@@ -51,7 +37,7 @@ final class RawDatabase {
             let rc = sqlite3_step(statement)
             if rc == SQLITE_DONE { break }
             guard rc == SQLITE_ROW else {
-                XCTFail("step \(sql): \(String(cString: sqlite3_errmsg(db)))", file: file, line: line)
+                Issue.record("step \(sql): \(String(cString: sqlite3_errmsg(db)))", sourceLocation: sourceLocation)
                 break
             }
             var row: [String] = []
@@ -67,30 +53,20 @@ final class RawDatabase {
         return result
     }
 
-    func int(_ sql: String, file: StaticString = #filePath, line: UInt = #line) -> Int64 {
-        let r = rows(sql, file: file, line: line)
+    func int(_ sql: String, sourceLocation: SourceLocation = #_sourceLocation) -> Int64 {
+        let r = rows(sql, sourceLocation: sourceLocation)
         guard let text = r.first?.first, let value = Int64(text) else {
-            XCTFail("\(sql) returned \(r)", file: file, line: line)
+            Issue.record("\(sql) returned \(r)", sourceLocation: sourceLocation)
             return -1
         }
         return value
     }
 
-    func text(_ sql: String, file: StaticString = #filePath, line: UInt = #line) -> String {
-        rows(sql, file: file, line: line).first?.first ?? "<no row>"
+    func text(_ sql: String, sourceLocation: SourceLocation = #_sourceLocation) -> String {
+        rows(sql, sourceLocation: sourceLocation).first?.first ?? "<no row>"
     }
 }
 
 func fileSize(_ path: String) -> Int64 {
     ((try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? NSNumber)?.int64Value ?? 0
-}
-
-/// Polls `condition` until it holds or `timeout` passes; returns whether it held.
-func eventually(timeout: TimeInterval = 10, _ condition: () -> Bool) -> Bool {
-    let deadline = Date().addingTimeInterval(timeout)
-    while Date() < deadline {
-        if condition() { return true }
-        usleep(5_000)
-    }
-    return condition()
 }
