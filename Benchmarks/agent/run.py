@@ -144,19 +144,24 @@ def main():
     ap.add_argument("--seconds", type=float, default=30)
     ap.add_argument("--warmup", type=float, default=5)
     ap.add_argument("--no-build", action="store_true")
+    ap.add_argument("--binary", help="run this edgepilot binary instead of building one (e.g. an earlier version, "
+                    "to compare two builds under the same conditions)")
     ap.add_argument("--loop", action="store_true", help="also run the quadruple-tank MPC loop")
     ap.add_argument("--loop-period", default="100ms")
     ap.add_argument("--realtime-priority", type=int, default=50, help="SCHED_FIFO priority of the loop thread")
     ap.add_argument("--sparkplug", action="store_true", help="also publish to a local mosquitto as a Sparkplug node")
     args = ap.parse_args()
 
-    if not args.no_build:
-        subprocess.run(
-            ["swift", "build", "-c", "release", "-j", "2", "--static-swift-stdlib", "--product", "edgepilot"],
-            cwd=ROOT, check=True)
-    bin_dir = subprocess.run(["swift", "build", "-c", "release", "--show-bin-path"], cwd=ROOT, check=True,
-                             capture_output=True, text=True).stdout.strip()
-    edgepilot = os.path.join(bin_dir, "edgepilot")
+    if args.binary:
+        edgepilot = os.path.abspath(args.binary)
+    else:
+        if not args.no_build:
+            subprocess.run(
+                ["swift", "build", "-c", "release", "-j", "2", "--static-swift-stdlib", "--product", "edgepilot"],
+                cwd=ROOT, check=True)
+        bin_dir = subprocess.run(["swift", "build", "-c", "release", "--show-bin-path"], cwd=ROOT, check=True,
+                                 capture_output=True, text=True).stdout.strip()
+        edgepilot = os.path.join(bin_dir, "edgepilot")
 
     work = tempfile.mkdtemp(prefix="edgepilot-bench-")
     plant = subprocess.Popen(
