@@ -135,8 +135,8 @@ let package = Package(
         .testTarget(
             name: "LoopTests",
             dependencies: [
-                "LoopRuntime", "ModbusDriver", "Modbus", "Control", "Configuration", "Tags", "History", "CAllocCounter",
-                "TestSupport",
+                "LoopRuntime", "Devices", "ModbusDriver", "Modbus", "Control", "Configuration", "Tags", "History",
+                "CAllocCounter", "TestSupport", .product(name: "Logging", package: "swift-log"),
             ]),
 
         .executableTarget(
