@@ -6,76 +6,6 @@ import Tags
     import Glibc
 #endif
 
-/// What a poller is doing about its connection.
-public enum ModbusConnectionState: String, Sendable {
-    case idle
-    case connecting
-    case connected
-    /// Waiting out the reconnect backoff after a failed connect or a dropped connection.
-    case backingOff = "backing_off"
-    case stopped
-    /// The device is disabled in the configuration; its tags are out of service.
-    case disabled
-}
-
-/// Counters and health of one poller, readable from any thread.
-public struct ModbusPollerStatistics: Sendable, Equatable {
-    public var state: ModbusConnectionState = .idle
-    public var connects: UInt64 = 0
-    public var connectFailures: UInt64 = 0
-    /// Completed poll cycles (all groups).
-    public var polls: UInt64 = 0
-    public var requests: UInt64 = 0
-    /// Failed requests and connects.
-    public var errors: UInt64 = 0
-    public var timeouts: UInt64 = 0
-    public var exceptions: UInt64 = 0
-    /// Requests the device refused as spanning unmapped addresses, now read in pieces.
-    public var splitRequests: UInt64 = 0
-    public var writes: UInt64 = 0
-    public var writeErrors: UInt64 = 0
-    /// Poll cycles that started later than one period after they were due (skipped, not queued).
-    public var overruns: UInt64 = 0
-    public var lastError: String?
-    /// Unix microseconds of `lastError`.
-    public var lastErrorTime: Int64 = 0
-    public var lastCycleNanoseconds: Int64 = 0
-    /// Requests the last poll cycle sent (including retries).
-    public var lastRequestsPerCycle: Int = 0
-    /// The backoff the poller is currently waiting out, in milliseconds (0 when connected).
-    public var backoffMilliseconds: Int = 0
-}
-
-/// Why a write did not happen or did not succeed.
-public enum ModbusWriteError: Error, Sendable, Equatable, CustomStringConvertible {
-    /// Refused before reaching the device.
-    case refused(WriteRefusal)
-    /// The device or the connection failed the write.
-    case device(ModbusError)
-    /// The poller is not running, so nothing can carry the write.
-    case notRunning
-    /// The poller did not perform the write within the caller's timeout; it will not be performed later.
-    case timedOut
-
-    public var description: String {
-        switch self {
-        case .refused(let r): return "write refused: \(r)"
-        case .device(let e): return "write failed: \(e)"
-        case .notRunning: return "write failed: the device's poller is not running"
-        case .timedOut: return "write failed: not performed in time (device busy or unreachable)"
-        }
-    }
-}
-
-/// The outcome of a successful write.
-public struct ModbusWriteResult: Sendable, Equatable {
-    /// The Modbus function used (5, 6 or 16).
-    public var functionCode: UInt8
-    /// The tag's value read back right after the write (nil if the read-back failed).
-    public var readBack: TagValue?
-    public var readBackQuality: Quality
-}
-
 /// Polls one Modbus device on a dedicated thread and keeps its tags in the `TagTable` current.
 ///
 /// Why a thread and not a task: libmodbus calls block for up to the response timeout, so each device gets its own
@@ -96,25 +26,25 @@ public final class ModbusPoller: @unchecked Sendable {
     public let plans: [ReadPlan]
     // What the poller thread reads: `plans`, with the requests the device refused as spanning unmapped addresses
     // split into pieces it accepts (see `ReadPlan.splitting`). Touched only by the polling thread.
-    private var activePlans: [ReadPlan]
+    var activePlans: [ReadPlan]
     public let groups: [PollGroup]
 
-    private let connection: ModbusConnection
+    let connection: ModbusConnection
     private let deviceTags: [Int]
-    private let entryByTag: [Int: PlanEntry]
+    let entryByTag: [Int: PlanEntry]
     private let periods: [Int64]
     private let nextDue: UnsafeMutablePointer<Int64>
-    private let registers: UnsafeMutablePointer<UInt16>
-    private let bits: UnsafeMutablePointer<UInt8>
-    private let text: UnsafeMutableRawBufferPointer
-    private let cycleObserver: (@Sendable (_ starting: Bool) -> Void)?
+    let registers: UnsafeMutablePointer<UInt16>
+    let bits: UnsafeMutablePointer<UInt8>
+    let text: UnsafeMutableRawBufferPointer
+    let cycleObserver: (@Sendable (_ starting: Bool) -> Void)?
 
-    private let statistics = Mutex(ModbusPollerStatistics())
-    private let waker = Waker()
+    let statistics = Mutex(ModbusPollerStatistics())
+    let waker = Waker()
     private let stopping = Atomic<Bool>(false)
-    private let running = Atomic<Bool>(false)
-    private let pendingCount = Atomic<Int>(0)
-    private let pending = Mutex<[PendingWrite]>([])
+    let running = Atomic<Bool>(false)
+    let pendingCount = Atomic<Int>(0)
+    let pending = Mutex<[PendingWrite]>([])
     private var thread: pthread_t?
     private var backoffNanoseconds: Int64 = 0
     private var random = SystemRandomNumberGenerator()
@@ -229,7 +159,7 @@ public final class ModbusPoller: @unchecked Sendable {
         statistics.withLock { $0.state = .stopped }
     }
 
-    private var isStopping: Bool { stopping.load(ordering: .acquiring) }
+    var isStopping: Bool { stopping.load(ordering: .acquiring) }
 
     private func run() {
         var nextConnect = monotonicNanoseconds()
@@ -279,7 +209,7 @@ public final class ModbusPoller: @unchecked Sendable {
         statistics.withLock { $0.state = .stopped }
     }
 
-    private func tryConnect() -> Bool {
+    func tryConnect() -> Bool {
         statistics.withLock { $0.state = .connecting }
         do {
             try connection.connect()
@@ -312,149 +242,14 @@ public final class ModbusPoller: @unchecked Sendable {
         return delay
     }
 
-    // MARK: - Polling
+    // MARK: - Quality and status
 
-    /// Runs one poll cycle of group `group` on the calling thread, connecting first if needed; returns the number
-    /// of requests that failed (all of them when the device cannot be reached).
-    ///
-    /// The polling thread uses the same path. Meant for tests and benchmarks that measure a cycle on their own
-    /// thread; never call it while the poller is started.
-    @discardableResult
-    public func pollOnce(group: Int = 0) -> Int {
-        precondition(!running.load(ordering: .acquiring), "pollOnce while the poller thread runs")
-        if !connection.isConnected && !tryConnect() { return plans[group].requests.count }
-        return runCycle(group)
-    }
-
-    @discardableResult
-    private func runCycle(_ g: Int) -> Int {
-        cycleObserver?(true)
-        let started = monotonicNanoseconds()
-        var plan = activePlans[g]
-        var sent = 0
-        var failed = 0
-        var r = 0
-        while r < plan.requests.count {
-            if pendingCount.load(ordering: .relaxed) > 0 { serveWrites() }
-            guard connection.isConnected, !isStopping else {
-                failed += plan.requests.count - r
-                break
-            }
-            let (attempts, ok, refusedAddress) = performRead(plan, r)
-            sent += attempts
-            if refusedAddress, let split = plan.splitting(request: r) {
-                // Read the pieces at once (the same index now holds the first of them); from now on they replace it.
-                let request = plan.requests[r]
-                let pieces = split.requests.count - plan.requests.count + 1
-                logSplit(request, pieces: pieces)
-                activePlans[g] = split
-                plan = split
-                continue
-            }
-            if !ok { failed += 1 }
-            r += 1
-        }
-        let duration = monotonicNanoseconds() - started
-        statistics.withLock {
-            $0.polls &+= 1
-            $0.requests &+= UInt64(sent)
-            $0.lastCycleNanoseconds = duration
-            $0.lastRequestsPerCycle = sent
-        }
-        cycleObserver?(false)
-        return failed
-    }
-
-    /// Reads request `r` (with retries on timeout) and updates its tags; returns requests sent, success, and
-    /// whether the device refused a request of several tags as an illegal data address (the caller splits it).
-    private func performRead(_ plan: ReadPlan, _ r: Int) -> (Int, Bool, Bool) {
-        let request = plan.requests[r]
-        var attempts = 0
-        while true {
-            attempts += 1
-            do {
-                try connection.read(request, registers: registers, bits: bits)
-                decode(plan, request)
-                return (attempts, true, false)
-            } catch {
-                if error == .exception(code: 2) && request.entryRange.count > 1 {
-                    statistics.withLock { $0.exceptions &+= 1 }
-                    return (attempts, false, true)
-                }
-                var failure = error
-                if error == .timeout || isInvalidResponse(error) {
-                    do {
-                        try connection.resynchronize()
-                        if error == .timeout && attempts <= device.retries && !isStopping { continue }
-                    } catch {
-                        failure = error
-                    }
-                }
-                handleReadError(failure, plan, request)
-                return (attempts, false, false)
-            }
-        }
-    }
-
-    @inline(__always)
-    private func decode(_ plan: ReadPlan, _ request: ReadRequest) {
-        let timestamp = unixMicroseconds()
-        for k in request.entryRange {
-            let e = plan.entries[k]
-            let value: SampleValue?
-            if request.area.isBitArea {
-                value = RegisterCodec.decodeBit(bits[e.offset])
-            } else {
-                value = RegisterCodec.decode(
-                    registers: registers + e.offset, type: e.type, order: e.order, scaling: e.scaling, text: text)
-            }
-            guard let value else {
-                table.markQuality(e.tag, Quality(.decodeError), timestamp: timestamp)
-                continue
-            }
-            let sample = TagSample(value: value, quality: .good, timestamp: timestamp)
-            if case .text(let length) = value {
-                table.update(e.tag, sample, text: UnsafeRawBufferPointer(rebasing: text[0..<length]))
-            } else {
-                table.update(e.tag, sample)
-            }
-        }
-    }
-
-    private func logSplit(_ request: ReadRequest, pieces: Int) {
-        let text =
-            "\(request.area.rawValue) \(request.start)+\(request.count): exception 2 (illegal data address); "
-            + "reading it as \(pieces) requests from now on"
-        statistics.withLock {
-            $0.lastError = text
-            $0.lastErrorTime = unixMicroseconds()
-            $0.splitRequests &+= 1
-        }
-        // `edgepilot status` shows it as the device's last error, so a technician sees why requests per cycle rose.
-    }
-
-    private func isInvalidResponse(_ error: ModbusError) -> Bool {
-        if case .invalidResponse = error { return true }
-        return false
-    }
-
-    private func handleReadError(_ error: ModbusError, _ plan: ReadPlan, _ request: ReadRequest) {
-        recordError("\(request.area.rawValue) \(request.start)+\(request.count): \(error)", error: error)
-        if error.breaksConnection {
-            connection.close()
-            markAll(Quality(.disconnected))
-            return
-        }
-        let timestamp = unixMicroseconds()
-        for k in request.entryRange { table.markQuality(plan.entries[k].tag, error.quality, timestamp: timestamp) }
-    }
-
-    private func markAll(_ quality: Quality) {
+    func markAll(_ quality: Quality) {
         let timestamp = unixMicroseconds()
         for t in deviceTags { table.markQuality(t, quality, timestamp: timestamp) }
     }
 
-    private func recordError(_ text: String, error: ModbusError? = nil, connectFailure: Bool = false) {
+    func recordError(_ text: String, error: ModbusError? = nil, connectFailure: Bool = false) {
         let time = unixMicroseconds()
         statistics.withLock {
             $0.errors &+= 1
@@ -464,167 +259,6 @@ public final class ModbusPoller: @unchecked Sendable {
             if error?.breaksConnection == true || connectFailure { $0.state = .backingOff }
             $0.lastError = text
             $0.lastErrorTime = time
-        }
-    }
-
-    // MARK: - Writes
-
-    /// Writes `value` (engineering units) to tag `index` and returns once the device confirmed it and the tag was
-    /// read back; callable from any thread.
-    ///
-    /// The value is checked first — tag writable, area writable, inside the tag's limits, right type and range —
-    /// and refused with a reason otherwise, so an invalid write never reaches the PLC. Blocks the caller (never
-    /// another device) for at most `timeout`; a write that could not start in time is dropped, not left queued.
-    public func write(tag index: Int, _ value: TagValue, timeout: Duration? = nil) throws(ModbusWriteError)
-        -> ModbusWriteResult
-    {
-        let operation = try prepareWrite(index, value)
-        guard running.load(ordering: .acquiring), !isStopping else { throw .notRunning }
-        let perAttempt = Int64(max(1, device.timeoutMilliseconds)) * 1_000_000
-        let wait =
-            timeout.map { Int64($0.components.seconds) * 1_000_000_000 + $0.components.attoseconds / 1_000_000_000 }
-            ?? (perAttempt * Int64(2 * (device.retries + 1) + 2))
-        let ticket = PendingWrite(operation)
-        pending.withLock { $0.append(ticket) }
-        pendingCount.add(1, ordering: .releasing)
-        waker.signal()
-        guard let result = ticket.await(until: monotonicNanoseconds() + wait) else { throw .timedOut }
-        return try result.get()
-    }
-
-    private func prepareWrite(_ index: Int, _ value: TagValue) throws(ModbusWriteError) -> WriteOperation {
-        guard index >= 0 && index < table.count, let entry = entryByTag[index] else {
-            throw .refused(.unknownTag(index >= 0 && index < table.count ? table.definitions[index].name : "#\(index)"))
-        }
-        let d = table.definitions[index]
-        guard d.writable else { throw .refused(.notWritable(tag: d.name)) }
-        guard case .modbus(let area, let address) = d.source else { throw .refused(.notModbus(tag: d.name)) }
-        guard area.isWritable else { throw .refused(.readOnlyArea(tag: d.name, area: area)) }
-        if let limits = d.limits, d.type.isNumeric {
-            if case .string = value {
-                throw .refused(.typeMismatch(expected: "a number for \(d.type)", got: value.description))
-            }
-            guard let number = value.doubleValue else {
-                throw .refused(.typeMismatch(expected: "a number for \(d.type)", got: value.description))
-            }
-            guard limits.contains(number) else {
-                throw .refused(.outsideLimits(tag: d.name, value: number, limits: limits))
-            }
-        }
-        do {
-            if area.isBitArea {
-                return WriteOperation(
-                    tag: index, entry: entry, area: area, address: address, words: [],
-                    bit: try RegisterCodec.encodeBool(value))
-            }
-            var words = [UInt16](repeating: 0, count: d.type.registerCount)
-            try words.withUnsafeMutableBufferPointer { (buffer) throws(WriteRefusal) in
-                try RegisterCodec.encode(value, type: d.type, order: d.order, scaling: entry.scaling, into: buffer)
-            }
-            return WriteOperation(tag: index, entry: entry, area: area, address: address, words: words, bit: false)
-        } catch {
-            throw .refused(error)
-        }
-    }
-
-    private func serveWrites() {
-        guard pendingCount.load(ordering: .acquiring) > 0 else { return }
-        while let ticket = pending.withLock({ $0.isEmpty ? nil : $0.removeFirst() }) {
-            pendingCount.subtract(1, ordering: .relaxed)
-            guard ticket.begin() else { continue }
-            ticket.complete(perform(ticket.operation))
-        }
-    }
-
-    private func perform(_ op: WriteOperation) -> Result<ModbusWriteResult, ModbusWriteError> {
-        let function: UInt8
-        do {
-            if op.area.isBitArea {
-                function = 5
-                try connection.writeCoil(op.address, op.bit)
-            } else if op.words.count == 1 {
-                function = 6
-                try connection.writeRegister(op.address, op.words[0])
-            } else {
-                function = 16
-                try op.words.withUnsafeBufferPointer { (b) throws(ModbusError) in
-                    try connection.writeRegisters(op.address, b)
-                }
-            }
-        } catch {
-            if error == .timeout || isInvalidResponse(error) { try? connection.resynchronize() }
-            recordError("write \(table.definitions[op.tag].name): \(error)", error: error)
-            statistics.withLock { $0.writeErrors &+= 1 }
-            if error.breaksConnection { markAll(Quality(.disconnected)) }
-            return .failure(.device(error))
-        }
-        statistics.withLock { $0.writes &+= 1 }
-        // Read back at once so consumers see the new value without waiting for the next poll.
-        let request = ReadRequest(
-            area: op.area, start: op.address, count: op.area.isBitArea ? 1 : op.entry.type.registerCount,
-            entryRange: 0..<1)
-        var entry = op.entry
-        entry.offset = 0
-        entry.request = 0
-        let plan = ReadPlan(single: request, entry: entry)
-        let (_, ok, _) = performRead(plan, 0)
-        let sample = table.read(op.tag)
-        return .success(
-            ModbusWriteResult(
-                functionCode: function, readBack: ok ? table.value(of: op.tag, sample) : nil,
-                readBackQuality: sample.quality))
-    }
-
-    private func failPendingWrites(_ error: ModbusWriteError) {
-        guard pendingCount.load(ordering: .acquiring) > 0 else { return }
-        let tickets = pending.withLock { list in
-            defer { list.removeAll() }
-            return list
-        }
-        pendingCount.subtract(tickets.count, ordering: .relaxed)
-        for t in tickets where t.begin() { t.complete(.failure(error)) }
-    }
-}
-
-struct WriteOperation: Sendable {
-    var tag: Int
-    var entry: PlanEntry
-    var area: ModbusArea
-    var address: Int
-    var words: [UInt16]
-    var bit: Bool
-}
-
-/// A write waiting for the poller thread, and the caller waiting for its result.
-final class PendingWrite: @unchecked Sendable {
-    let operation: WriteOperation
-    private let waker = Waker()
-    // 0 queued, 1 taken by the poller, 2 abandoned by the caller
-    private let state = Atomic<Int>(0)
-    private let result = Mutex<Result<ModbusWriteResult, ModbusWriteError>?>(nil)
-
-    init(_ operation: WriteOperation) { self.operation = operation }
-
-    /// The poller claims the write; false if the caller already gave up.
-    func begin() -> Bool { state.compareExchange(expected: 0, desired: 1, ordering: .acquiringAndReleasing).exchanged }
-
-    func complete(_ r: Result<ModbusWriteResult, ModbusWriteError>) {
-        result.withLock { $0 = r }
-        waker.signal()
-    }
-
-    func await(until deadline: Int64) -> Result<ModbusWriteResult, ModbusWriteError>? {
-        while true {
-            if let r = result.withLock({ $0 }) { return r }
-            if monotonicNanoseconds() >= deadline {
-                // Abandon only if not started; once the poller has it, the device sees it, so report its outcome.
-                if state.compareExchange(expected: 0, desired: 2, ordering: .acquiringAndReleasing).exchanged {
-                    return nil
-                }
-                waker.wait(until: monotonicNanoseconds() + 50_000_000)
-                continue
-            }
-            waker.wait(until: deadline)
         }
     }
 }
