@@ -4,7 +4,6 @@ import History
 import Logging
 import MQTT
 import Sparkplug
-import Synchronization
 import Tags
 
 /// The agent as a Sparkplug B edge node: every Modbus device is a Sparkplug device, every tag a metric.
@@ -55,36 +54,14 @@ package final class EdgeNodePublisher: @unchecked Sendable {
         case reload(View)
     }
 
-    private struct Counters {
-        var messagesPublished: UInt64 = 0
-        var births: UInt64 = 0
-        var connects: UInt64 = 0
-        var replayedMetrics: UInt64 = 0
-        var commandsWritten: UInt64 = 0
-        var commandsRefused: UInt64 = 0
-        var commandsFailed: UInt64 = 0
-        var commandsRejected: UInt64 = 0
-        var lastError: String?
-        var backlog = ForwardQueueStats(rows: 0, bytes: 0, dropped: 0)
-        var replayInFlight = 0
-        var primaryHostOnline: Bool?
-        var unconfirmed = 0
-        var receiptRequests: UInt64 = 0
-        var liveConfirmed: UInt64 = 0
-        var liveRequeued: UInt64 = 0
-    }
-
     let settings: SparkplugSettings
     private let feed: ChangeFeed
     private let consumer: Int
-    private let historyPath: String
     private let bdSeqStore: FileBdSeqStore
-    private let audit: @Sendable (AuditRecord) -> Void
     private let logger = Logger(label: "edgepilot.sparkplug")
     private let startedAt = Date()
     /// Shown as `Properties/Version` in NBIRTH.
     private let agentVersion: String
-    private let auditSource: String
 
     private let sessionLock = NSLock()
     private var session: EdgeNodeSession?
@@ -95,13 +72,13 @@ package final class EdgeNodePublisher: @unchecked Sendable {
     private var stopRequested = false
     private var thread: Thread?
     private let finished = DispatchSemaphore(value: 0)
-    private let commands = DispatchQueue(label: "edgepilot.sparkplug.commands")
 
-    private let counters = Mutex(Counters())
+    private let counters = PublisherCounters()
+    private let queue: StoreAndForwardQueue
+    private let commands: CommandHandler
 
     // Publisher-thread state.
     private var view: View
-    private var store: HistoryStore?
     private var deviceOnline: [String: Bool] = [:]
     private var changeBuffer: UnsafeMutableBufferPointer<TagChange>
     private var replayCursor: Int64 = 0
@@ -140,13 +117,14 @@ package final class EdgeNodePublisher: @unchecked Sendable {
     ) throws {
         self.agentVersion = agentVersion
         self.settings = settings
-        self.historyPath = historyPath
         self.feed = feed
         self.consumer = consumer
         self.view = view
-        self.audit = audit
         bdSeqStore = FileBdSeqStore(path: settings.resolvedBdSeqPath(historyPath: historyPath))
-        auditSource = "sparkplug:" + (settings.primaryHostID ?? "\(settings.groupID)/\(settings.edgeNodeID)")
+        queue = StoreAndForwardQueue(bounds: settings.storeAndForward, counters: counters)
+        commands = CommandHandler(
+            auditSource: "sparkplug:" + (settings.primaryHostID ?? "\(settings.groupID)/\(settings.edgeNodeID)"),
+            counters: counters, audit: audit)
         receiptFilter = "edgepilot/confirm/\(settings.groupID)/\(settings.edgeNodeID)"
         if settings.storeAndForward.confirmLive {
             live = UnconfirmedSamples(capacity: settings.storeAndForward.unconfirmedSamples)
@@ -162,8 +140,7 @@ package final class EdgeNodePublisher: @unchecked Sendable {
             }
         }
         do {
-            store = try HistoryStore(path: historyPath)
-            refreshBacklog()
+            try queue.open(path: historyPath)
             try startSession(connect: false)
         } catch let error as PublisherStartError {
             throw error
@@ -197,9 +174,8 @@ package final class EdgeNodePublisher: @unchecked Sendable {
         }
         guard started else { return }
         finished.wait()
-        commands.sync {}
-        store?.close()
-        store = nil
+        commands.waitUntilIdle()
+        queue.close()
     }
 
     /// Serves the tables of a new configuration; if devices or metrics changed the session is rebuilt (NDEATH,
@@ -383,7 +359,7 @@ package final class EdgeNodePublisher: @unchecked Sendable {
         }
         drainFeed()
         endSession()
-        refreshBacklog()
+        queue.refreshBacklog()
     }
 
     private func process(_ event: Event) {
@@ -426,12 +402,12 @@ package final class EdgeNodePublisher: @unchecked Sendable {
             }
             guard let range = inflight.removeValue(forKey: tag) else { return }
             do {
-                try store?.deleteForward(from: range.first, through: range.last)
+                try queue.delete(from: range.first, through: range.last)
                 counters.withLock { $0.replayedMetrics += UInt64(range.metrics) }
             } catch {
-                noteError("store-and-forward delete failed: \(error)")
+                counters.noteError("store-and-forward delete failed: \(error)")
             }
-            refreshBacklog()
+            queue.refreshBacklog()
         case .republish(let device, let tag):
             guard let d = view.devices.first(where: { $0.name == device }), let i = d.table.index(of: tag) else {
                 return
@@ -458,7 +434,7 @@ package final class EdgeNodePublisher: @unchecked Sendable {
                 do {
                     try startSession()
                 } catch {
-                    noteError("cannot rebuild the Sparkplug session: \(error)")
+                    counters.noteError("cannot rebuild the Sparkplug session: \(error)")
                 }
             }
         }
@@ -519,21 +495,17 @@ package final class EdgeNodePublisher: @unchecked Sendable {
                     logger.notice("moving to the next MQTT server")
                     client.moveToNextBroker()
                 case .nodeCommand(let metrics):
-                    counters.withLock { $0.commandsRefused += UInt64(metrics.count) }
-                    for m in metrics {
-                        logger.warning("NCMD write to node metric \(m.label) refused: node metrics are read-only")
-                        audit(
-                            AuditRecord(
-                                timestamp: HistoryClock.now(), source: auditSource, tag: m.label,
-                                value: m.value.map { "\($0)" } ?? "null", result: "refused",
-                                detail: "node metrics are read-only"))
-                    }
+                    commands.refuseNodeWrites(metrics)
                 case .deviceCommand(let device, let metrics):
                     commandsToRun.append((device, metrics))
                 }
             }
         }
-        for (device, metrics) in commandsToRun { runCommand(device: device, metrics) }
+        for (device, metrics) in commandsToRun {
+            commands.run(device: device, metrics, view: view) { [self] device, tag in
+                post(.republish(device: device, tag: tag))
+            }
+        }
         return result
     }
 
@@ -600,7 +572,7 @@ package final class EdgeNodePublisher: @unchecked Sendable {
 
     /// Queues every unconfirmed live sample (then `rows`): the connection that carried them ended or is ending.
     private func requeueUnconfirmed(before rows: [HistoryRow] = []) {
-        guard let n = live?.count, n > 0 else { return enqueue(rows) }
+        guard let n = live?.count, n > 0 else { return queue.enqueue(rows) }
         var all: [HistoryRow] = []
         all.reserveCapacity(n + rows.count)
         live!.removeOldest(n, into: &all)
@@ -609,21 +581,7 @@ package final class EdgeNodePublisher: @unchecked Sendable {
             $0.liveRequeued += UInt64(n)
             $0.unconfirmed = 0
         }
-        enqueue(all)
-    }
-
-    private func enqueue(_ rows: [HistoryRow]) {
-        guard !rows.isEmpty, let store else { return }
-        do {
-            let dropped = try store.enqueueForward(
-                rows, maxRows: settings.storeAndForward.maxSamples, maxBytes: settings.storeAndForward.maxBytes)
-            if dropped > 0 {
-                logger.warning("store-and-forward queue full: dropped the \(dropped) oldest samples")
-            }
-        } catch {
-            noteError("store-and-forward enqueue failed, \(rows.count) samples lost: \(error)")
-        }
-        refreshBacklog()
+        queue.enqueue(all)
     }
 
     // MARK: - Live confirmation (publisher thread)
@@ -637,7 +595,7 @@ package final class EdgeNodePublisher: @unchecked Sendable {
                 var oldest: [HistoryRow] = []
                 live!.removeOldest(max(1, live!.capacity / 4), into: &oldest)
                 counters.withLock { $0.liveRequeued += UInt64(oldest.count) }
-                enqueue(oldest)
+                queue.enqueue(oldest)
             }
             live!.append(row)
         }
@@ -672,7 +630,7 @@ package final class EdgeNodePublisher: @unchecked Sendable {
 
     /// Publishes the next slice of the backlog if the session is online, the window has room and the rate allows.
     private func replayStep() {
-        guard let store, counters.withLock({ $0.backlog.rows }) > 0 else { return }
+        guard queue.isOpen, queue.backlogRows > 0 else { return }
         guard sessionLock.withLock({ session?.isOnline ?? false }) else { return }
         let rate = settings.replay.messagesPerSecond
         let now = ContinuousClock.now
@@ -688,16 +646,16 @@ package final class EdgeNodePublisher: @unchecked Sendable {
         while inflight.count < Self.replayWindow && (rate <= 0 || replayTokens >= 1) {
             let rows: [ForwardRow]
             do {
-                rows = try store.peekForward(after: replayCursor, limit: limit)
+                rows = try queue.peek(after: replayCursor, limit: limit)
             } catch {
-                noteError("store-and-forward read failed: \(error)")
+                counters.noteError("store-and-forward read failed: \(error)")
                 return
             }
             guard let first = rows.first else { return }
             guard let (table, _) = view.directory.locate(name: first.tag) else {
                 // A tag removed by a reload: its stored samples can no longer be published.
-                _ = try? store.deleteForward(from: first.id, through: first.id)
-                refreshBacklog()
+                try? queue.delete(from: first.id, through: first.id)
+                queue.refreshBacklog()
                 continue
             }
             let device = table.definitions[0].device
@@ -749,7 +707,7 @@ package final class EdgeNodePublisher: @unchecked Sendable {
                 $0.replayInFlight = inflight.count
                 $0.unconfirmed = live?.count ?? 0
             }
-            if replaySkipped && inflight.isEmpty && counters.withLock({ $0.backlog.rows }) > 0 {
+            if replaySkipped && inflight.isEmpty && queue.backlogRows > 0 {
                 // Rows of devices that are down were passed over; look at them again from the start.
                 let deviceDown = deviceOnline.values.contains(false)
                 if !deviceDown {
@@ -799,76 +757,6 @@ package final class EdgeNodePublisher: @unchecked Sendable {
             m("Commands/Written", .uint64(c.commandsWritten)),
             m("Commands/Refused", .uint64(c.commandsRefused + c.commandsFailed + c.commandsRejected)),
         ]
-    }
-
-    private func refreshBacklog() {
-        guard let store else { return }
-        if let stats = try? store.forwardStats() { counters.withLock { $0.backlog = stats } }
-    }
-
-    private func noteError(_ text: String) {
-        logger.error("\(text)")
-        counters.withLock { $0.lastError = text }
-    }
-
-    // MARK: - Commands (command queue)
-
-    private func runCommand(device: String, _ metrics: [SparkplugMetric]) {
-        let view = self.view
-        commands.async { [self] in
-            for m in metrics { write(m, device: device, view: view) }
-        }
-    }
-
-    private func write(_ m: SparkplugMetric, device: String, view: View) {
-        let name = m.name ?? m.label
-        let text = m.value.map { "\($0)" } ?? "null"
-        func record(_ result: String, _ detail: String) {
-            audit(
-                AuditRecord(
-                    timestamp: HistoryClock.now(), source: auditSource, tag: name, value: text, result: result,
-                    detail: detail))
-        }
-        guard let d = view.devices.first(where: { $0.name == device }), let index = d.table.index(of: name) else {
-            counters.withLock { $0.commandsRefused += 1 }
-            record("refused", "device \(device) has no tag \(name)")
-            logger.warning(
-                "DCMD refused", metadata: ["device": "\(device)", "tag": "\(name)", "reason": "unknown tag"])
-            return
-        }
-        defer { post(.republish(device: device, tag: name)) }
-        let definition = d.table.definitions[index]
-        let value: TagValue
-        switch SparkplugMapping.commandValue(m.value, for: definition) {
-        case .success(let v): value = v
-        case .failure(let refusal):
-            counters.withLock { $0.commandsRefused += 1 }
-            record("refused", refusal.description)
-            logger.warning(
-                "DCMD refused", metadata: ["tag": "\(name)", "value": "\(text)", "reason": "\(refusal)"])
-            return
-        }
-        guard let driver = d.driver else {
-            counters.withLock { $0.commandsFailed += 1 }
-            record("failed", "device \(device) has no driver")
-            return
-        }
-        do {
-            // The driver checks writable, area, limits, type and range before anything reaches the device.
-            let result = try driver.writeTag(index, value)
-            counters.withLock { $0.commandsWritten += 1 }
-            record("ok", result.detail)
-            logger.notice("DCMD write", metadata: ["tag": "\(name)", "value": "\(value)", "source": "\(auditSource)"])
-        } catch {
-            let refused = error.isRefusal
-            counters.withLock {
-                if refused { $0.commandsRefused += 1 } else { $0.commandsFailed += 1 }
-            }
-            record(refused ? "refused" : "failed", "\(error)")
-            logger.warning(
-                "DCMD \(refused ? "refused" : "failed")",
-                metadata: ["tag": "\(name)", "value": "\(text)", "reason": "\(error)"])
-        }
     }
 
     // MARK: - Helpers
