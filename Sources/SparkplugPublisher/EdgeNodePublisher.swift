@@ -75,36 +75,26 @@ package final class EdgeNodePublisher: @unchecked Sendable {
 
     private let counters = PublisherCounters()
     private let queue: StoreAndForwardQueue
+    private let receipts: ReceiptTracker
+    private let liveData: LiveDataSender
     private let commands: CommandHandler
+    private let tags = AcknowledgementTags()
 
     // Publisher-thread state.
     private var view: View
     private var deviceOnline: [String: Bool] = [:]
-    private var changeBuffer: UnsafeMutableBufferPointer<TagChange>
     private var replayCursor: Int64 = 0
     private var replaySkipped = false
     private var inflight: [UInt64: (first: Int64, last: Int64, metrics: Int)] = [:]
-    private var nextTag: UInt64 = 1
     private var replayTokens: Double = 0
     private var lastTokenRefill = ContinuousClock.now
     private var lastNodeMetrics = ContinuousClock.now
     private var lastStatsRefresh = ContinuousClock.now
     private var sentNodeValues: [String: SparkplugValue] = [:]
-    /// Live samples awaiting the broker's receipt; nil when `confirm_live` is off.
-    private var live: UnconfirmedSamples?
-    /// Receipt requests not answered yet, oldest first, each with the position it marked in `live`.
-    private var receipts: [(tag: UInt64, mark: UInt64)] = []
-    private var markedUpTo: UInt64 = 0
-    private var lastReceiptRequest = ContinuousClock.now
-    /// Never subscribed: receipts are UNSUBSCRIBEs of it (see `MQTTClient.requestReceipt`).
-    private let receiptFilter: String
 
     /// Replay messages allowed in flight (published, not acknowledged): bounds both the duplicates a crash can
     /// cause and what libmosquitto holds in memory.
     static let replayWindow = 8
-    /// Receipt requests allowed outstanding: one a second, so a broker that stopped answering is not flooded
-    /// before keepalive notices.
-    static let receiptWindow = 4
 
     /// Each password_file's first line.
     private var passwords: [String: String] = [:]
@@ -122,20 +112,19 @@ package final class EdgeNodePublisher: @unchecked Sendable {
         self.view = view
         bdSeqStore = FileBdSeqStore(path: settings.resolvedBdSeqPath(historyPath: historyPath))
         queue = StoreAndForwardQueue(bounds: settings.storeAndForward, counters: counters)
+        receipts = ReceiptTracker(
+            capacity: settings.storeAndForward.confirmLive ? settings.storeAndForward.unconfirmedSamples : nil,
+            receiptFilter: "edgepilot/confirm/\(settings.groupID)/\(settings.edgeNodeID)", queue: queue,
+            counters: counters)
+        liveData = LiveDataSender(feed: feed, consumer: consumer, receipts: receipts)
         commands = CommandHandler(
             auditSource: "sparkplug:" + (settings.primaryHostID ?? "\(settings.groupID)/\(settings.edgeNodeID)"),
             counters: counters, audit: audit)
-        receiptFilter = "edgepilot/confirm/\(settings.groupID)/\(settings.edgeNodeID)"
-        if settings.storeAndForward.confirmLive {
-            live = UnconfirmedSamples(capacity: settings.storeAndForward.unconfirmedSamples)
-        }
-        changeBuffer = .allocate(capacity: 4096)
         for file in settings.brokers.compactMap(\.passwordFile) where passwords[file] == nil {
             do {
                 let text = try String(contentsOfFile: file, encoding: .utf8)
                 passwords[file] = text.split(separator: "\n", omittingEmptySubsequences: false).first.map(String.init)
             } catch {
-                changeBuffer.deallocate()
                 throw PublisherStartError("sparkplug: cannot read password_file \(file): \(error.localizedDescription)")
             }
         }
@@ -148,8 +137,6 @@ package final class EdgeNodePublisher: @unchecked Sendable {
             throw PublisherStartError("sparkplug: \(error)")
         }
     }
-
-    deinit { changeBuffer.deallocate() }
 
     // MARK: - Lifecycle (any thread)
 
@@ -260,8 +247,8 @@ package final class EdgeNodePublisher: @unchecked Sendable {
         }
         // The answers that arrived while the client drained, then what is still unconfirmed goes to the queue.
         for tag in takeAcknowledgements() { process(.acknowledged(tag)) }
-        requeueUnconfirmed()
-        receipts = []
+        receipts.requeueUnconfirmed()
+        receipts.forgetRequests()
         inflight = [:]
         replayCursor = 0
     }
@@ -371,7 +358,7 @@ package final class EdgeNodePublisher: @unchecked Sendable {
             }
             logger.notice("MQTT connected to \(broker)")
             inflight = [:]
-            receipts = []
+            receipts.forgetRequests()
             replayCursor = 0
             step { $0.connected(now: Self.nowMs()) }
         case .disconnected:
@@ -379,8 +366,8 @@ package final class EdgeNodePublisher: @unchecked Sendable {
             inflight = [:]
             replayCursor = 0
             // What the broker did not confirm may have died with the connection: queued, replayed after the births.
-            receipts = []
-            requeueUnconfirmed()
+            receipts.forgetRequests()
+            receipts.requeueUnconfirmed()
         case .message(let m):
             if let host = settings.primaryHostID, m.topic == SparkplugTopic.state(hostID: host),
                 let json = try? JSONSerialization.jsonObject(with: Data(m.payload)) as? [String: Any],
@@ -390,16 +377,8 @@ package final class EdgeNodePublisher: @unchecked Sendable {
             }
             step { try $0.handleMessage(topic: m.topic, payload: m.payload, now: Self.nowMs()) }
         case .acknowledged(let tag):
-            if let i = receipts.firstIndex(where: { $0.tag == tag }) {
-                // Answers come in order: this one also covers any older request still listed.
-                let confirmed = live?.confirm(upTo: receipts[i].mark) ?? 0
-                receipts.removeFirst(i + 1)
-                counters.withLock {
-                    $0.liveConfirmed += UInt64(confirmed)
-                    $0.unconfirmed = live?.count ?? 0
-                }
-                return
-            }
+            // A receipt for live data, else a replay message's PUBACK.
+            if receipts.acknowledge(tag) { return }
             guard let range = inflight.removeValue(forKey: tag) else { return }
             do {
                 try queue.delete(from: range.first, through: range.last)
@@ -443,7 +422,7 @@ package final class EdgeNodePublisher: @unchecked Sendable {
     /// What one session step did: whether every publish was accepted by the client, how many there were, and
     /// whether the session was online afterwards (read under the same lock, so a Will prepared on the supervisor
     /// thread in between cannot make data look published when it was not).
-    private struct StepResult {
+    struct StepResult {
         var ok = true
         var published = 0
         var online = false
@@ -527,105 +506,16 @@ package final class EdgeNodePublisher: @unchecked Sendable {
         }
     }
 
+    /// Live data: every pending change, published through the session or queued.
     private func drainFeed() {
-        while true {
-            let n = feed.drain(consumer: consumer, into: changeBuffer)
-            guard n > 0 else { return }
-            var byDevice: [String: [SparkplugMetric]] = [:]
-            var order: [String] = []
-            var rows: [String: [HistoryRow]] = [:]
-            for change in changeBuffer.prefix(n) {
-                guard let (table, index) = view.directory.locate(id: change.tag) else { continue }
-                let d = table.definitions[index]
-                let value = table.value(of: index, change.sample)
-                if byDevice[d.device] == nil { order.append(d.device) }
-                byDevice[d.device, default: []].append(
-                    SparkplugMapping.metric(
-                        d, value: value, quality: change.sample.quality, timestampMicros: change.sample.timestamp))
-                rows[d.device, default: []].append(
-                    HistoryRow(
-                        tag: d.name, timestamp: change.sample.timestamp,
-                        value: HistoryValue(change.sample.value, text: table.text(of: index)),
-                        quality: change.sample.quality))
-            }
-            var toStore: [HistoryRow] = []
-            for device in order {
-                // The session keeps the latest values for the next births even when it cannot publish them.
-                let r = step { s in try s.updateDevice(device, byDevice[device]!, now: Self.nowMs()) }
-                if !r.online || !r.ok {
-                    toStore += rows[device]!
-                } else if r.published > 0 {
-                    keepUntilConfirmed(rows[device]!)
-                }
-            }
-            store(toStore)
-            if n < changeBuffer.count { return }
+        liveData.drain(view.directory) { device, metrics in
+            step { s in try s.updateDevice(device, metrics, now: Self.nowMs()) }
         }
     }
 
-    /// Queues `rows`, after every unconfirmed live sample: those are older, and whatever made `rows` unpublishable
-    /// (no connection, no session) put them at risk too; queuing them first keeps the queue in time order.
-    private func store(_ rows: [HistoryRow]) {
-        guard !rows.isEmpty else { return }
-        requeueUnconfirmed(before: rows)
-    }
-
-    /// Queues every unconfirmed live sample (then `rows`): the connection that carried them ended or is ending.
-    private func requeueUnconfirmed(before rows: [HistoryRow] = []) {
-        guard let n = live?.count, n > 0 else { return queue.enqueue(rows) }
-        var all: [HistoryRow] = []
-        all.reserveCapacity(n + rows.count)
-        live!.removeOldest(n, into: &all)
-        all += rows
-        counters.withLock {
-            $0.liveRequeued += UInt64(n)
-            $0.unconfirmed = 0
-        }
-        queue.enqueue(all)
-    }
-
-    // MARK: - Live confirmation (publisher thread)
-
-    /// Keeps samples just published live until a receipt confirms them. A full ring moves its oldest quarter to the
-    /// queue first: bounded memory wins over avoiding duplicates (those samples are replayed even if they arrived).
-    private func keepUntilConfirmed(_ rows: [HistoryRow]) {
-        guard live != nil else { return }
-        for row in rows {
-            if live!.isFull {
-                var oldest: [HistoryRow] = []
-                live!.removeOldest(max(1, live!.capacity / 4), into: &oldest)
-                counters.withLock { $0.liveRequeued += UInt64(oldest.count) }
-                queue.enqueue(oldest)
-            }
-            live!.append(row)
-        }
-    }
-
-    /// About once a second while live samples wait for confirmation (at once when half the ring waits, or when
-    /// `force`d), asks the broker for a receipt of everything sent so far; its answer confirms them.
+    /// About once a second while live samples wait (or when `force`d): a receipt request for them.
     private func requestReceipt(force: Bool = false) {
-        guard let live, live.end > markedUpTo, receipts.count < Self.receiptWindow else { return }
-        let now = ContinuousClock.now
-        let unmarked = live.end - max(markedUpTo, live.start)
-        guard force || now - lastReceiptRequest >= .seconds(1) || unmarked >= UInt64(live.capacity / 2) else {
-            return
-        }
-        guard let client = sessionLock.withLock({ client }) else { return }
-        let tag = nextTag
-        nextTag += 1
-        do {
-            try client.requestReceipt(tag: tag, filter: receiptFilter)
-        } catch {
-            // Not connected: the disconnect event on its way queues the unconfirmed samples.
-            return
-        }
-        receipts.append((tag, live.end))
-        markedUpTo = live.end
-        lastReceiptRequest = now
-        counters.withLock {
-            $0.receiptRequests += 1
-            $0.unconfirmed = live.count
-        }
+        receipts.requestReceipt(force: force, client: { sessionLock.withLock { client } }, tags: tags)
     }
 
     /// Publishes the next slice of the backlog if the session is online, the window has room and the rate allows.
@@ -685,8 +575,7 @@ package final class EdgeNodePublisher: @unchecked Sendable {
                 replaySkipped = true
                 continue
             }
-            let tag = nextTag
-            nextTag += 1
+            let tag = tags.next()
             let r = step(qos1Tag: tag) { s in try s.updateDevice(device, metrics, now: Self.nowMs()) }
             guard r.ok, r.published > 0 else {
                 // Not connected after all (the events saying so are on their way): start over after them.
@@ -705,7 +594,7 @@ package final class EdgeNodePublisher: @unchecked Sendable {
             lastStatsRefresh = now
             counters.withLock {
                 $0.replayInFlight = inflight.count
-                $0.unconfirmed = live?.count ?? 0
+                $0.unconfirmed = receipts.unconfirmed
             }
             if replaySkipped && inflight.isEmpty && queue.backlogRows > 0 {
                 // Rows of devices that are down were passed over; look at them again from the start.
@@ -766,6 +655,18 @@ package final class EdgeNodePublisher: @unchecked Sendable {
     static func message(_ p: SparkplugPublication) -> MQTTMessage {
         MQTTMessage(
             topic: p.topic, payload: p.payload, qos: p.qos == 1 ? .atLeastOnce : .atMostOnce, retain: p.retain)
+    }
+}
+
+/// Tags for the acknowledgements the publisher waits for: receipt requests and replay messages draw from one
+/// sequence, so an acknowledgement names exactly one of them. Publisher thread only.
+final class AcknowledgementTags {
+    private var last: UInt64 = 0
+
+    /// A tag never handed out before (0 means "no acknowledgement wanted" to the client).
+    func next() -> UInt64 {
+        last += 1
+        return last
     }
 }
 
