@@ -77,24 +77,16 @@ package final class EdgeNodePublisher: @unchecked Sendable {
     private let queue: StoreAndForwardQueue
     private let receipts: ReceiptTracker
     private let liveData: LiveDataSender
+    private let replayer: BacklogReplayer
     private let commands: CommandHandler
     private let tags = AcknowledgementTags()
 
     // Publisher-thread state.
     private var view: View
     private var deviceOnline: [String: Bool] = [:]
-    private var replayCursor: Int64 = 0
-    private var replaySkipped = false
-    private var inflight: [UInt64: (first: Int64, last: Int64, metrics: Int)] = [:]
-    private var replayTokens: Double = 0
-    private var lastTokenRefill = ContinuousClock.now
     private var lastNodeMetrics = ContinuousClock.now
     private var lastStatsRefresh = ContinuousClock.now
     private var sentNodeValues: [String: SparkplugValue] = [:]
-
-    /// Replay messages allowed in flight (published, not acknowledged): bounds both the duplicates a crash can
-    /// cause and what libmosquitto holds in memory.
-    static let replayWindow = 8
 
     /// Each password_file's first line.
     private var passwords: [String: String] = [:]
@@ -117,6 +109,7 @@ package final class EdgeNodePublisher: @unchecked Sendable {
             receiptFilter: "edgepilot/confirm/\(settings.groupID)/\(settings.edgeNodeID)", queue: queue,
             counters: counters)
         liveData = LiveDataSender(feed: feed, consumer: consumer, receipts: receipts)
+        replayer = BacklogReplayer(settings: settings.replay, queue: queue, counters: counters)
         commands = CommandHandler(
             auditSource: "sparkplug:" + (settings.primaryHostID ?? "\(settings.groupID)/\(settings.edgeNodeID)"),
             counters: counters, audit: audit)
@@ -249,8 +242,7 @@ package final class EdgeNodePublisher: @unchecked Sendable {
         for tag in takeAcknowledgements() { process(.acknowledged(tag)) }
         receipts.requeueUnconfirmed()
         receipts.forgetRequests()
-        inflight = [:]
-        replayCursor = 0
+        replayer.restart()
     }
 
     /// Removes the acknowledgements from the pending events, keeping the others in order.
@@ -357,14 +349,12 @@ package final class EdgeNodePublisher: @unchecked Sendable {
                 $0.lastError = nil
             }
             logger.notice("MQTT connected to \(broker)")
-            inflight = [:]
+            replayer.restart()
             receipts.forgetRequests()
-            replayCursor = 0
             step { $0.connected(now: Self.nowMs()) }
         case .disconnected:
             sessionLock.withLock { session?.connectionLost() }
-            inflight = [:]
-            replayCursor = 0
+            replayer.restart()
             // What the broker did not confirm may have died with the connection: queued, replayed after the births.
             receipts.forgetRequests()
             receipts.requeueUnconfirmed()
@@ -379,14 +369,7 @@ package final class EdgeNodePublisher: @unchecked Sendable {
         case .acknowledged(let tag):
             // A receipt for live data, else a replay message's PUBACK.
             if receipts.acknowledge(tag) { return }
-            guard let range = inflight.removeValue(forKey: tag) else { return }
-            do {
-                try queue.delete(from: range.first, through: range.last)
-                counters.withLock { $0.replayedMetrics += UInt64(range.metrics) }
-            } catch {
-                counters.noteError("store-and-forward delete failed: \(error)")
-            }
-            queue.refreshBacklog()
+            replayer.acknowledge(tag)
         case .republish(let device, let tag):
             guard let d = view.devices.first(where: { $0.name == device }), let i = d.table.index(of: tag) else {
                 return
@@ -496,10 +479,7 @@ package final class EdgeNodePublisher: @unchecked Sendable {
             let now = Self.nowMs()
             if online {
                 step { s in try s.deviceOnline(d.name, now: now) }
-                if replaySkipped {
-                    replaySkipped = false
-                    replayCursor = inflight.values.map(\.last).max() ?? 0
-                }
+                replayer.deviceCameOnline()
             } else {
                 step { s in try s.deviceOffline(d.name, now: now) }
             }
@@ -518,92 +498,29 @@ package final class EdgeNodePublisher: @unchecked Sendable {
         receipts.requestReceipt(force: force, client: { sessionLock.withLock { client } }, tags: tags)
     }
 
-    /// Publishes the next slice of the backlog if the session is online, the window has room and the rate allows.
+    /// Replay: the next slice of the backlog, as historical DDATA at QoS 1 with its own acknowledgement tag.
     private func replayStep() {
-        guard queue.isOpen, queue.backlogRows > 0 else { return }
-        guard sessionLock.withLock({ session?.isOnline ?? false }) else { return }
-        let rate = settings.replay.messagesPerSecond
-        let now = ContinuousClock.now
-        if rate > 0 {
-            let elapsed = now - lastTokenRefill
-            replayTokens = min(
-                max(1, rate / 10),
-                replayTokens + rate
-                    * (Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18))
-        }
-        lastTokenRefill = now
-        let limit = max(1, settings.replay.metricsPerMessage)
-        while inflight.count < Self.replayWindow && (rate <= 0 || replayTokens >= 1) {
-            let rows: [ForwardRow]
-            do {
-                rows = try queue.peek(after: replayCursor, limit: limit)
-            } catch {
-                counters.noteError("store-and-forward read failed: \(error)")
-                return
-            }
-            guard let first = rows.first else { return }
-            guard let (table, _) = view.directory.locate(name: first.tag) else {
-                // A tag removed by a reload: its stored samples can no longer be published.
-                try? queue.delete(from: first.id, through: first.id)
-                queue.refreshBacklog()
-                continue
-            }
-            let device = table.definitions[0].device
-            var metrics: [SparkplugMetric] = []
-            var last = first.id
-            for row in rows {
-                guard let (t, i) = view.directory.locate(name: row.tag), t.definitions[i].device == device else {
-                    break
-                }
-                let d = t.definitions[i]
-                let type = SparkplugMapping.dataType(of: d)
-                let ts = UInt64(max(0, row.timestamp / 1000))
-                let props = [SparkplugProperty.quality(SparkplugMapping.quality(row.quality))]
-                if let v = SparkplugMapping.value(row.value, for: d, as: type) {
-                    metrics.append(
-                        SparkplugMetric(name: d.name, timestamp: ts, value: v, properties: props, isHistorical: true))
-                } else {
-                    metrics.append(
-                        SparkplugMetric(
-                            name: d.name, timestamp: ts, nullOf: type, properties: props, isHistorical: true))
-                }
-                last = row.id
-            }
-            replayCursor = last
-            guard deviceOnline[device] == true else {
-                // Its DDATA must wait for its DBIRTH; the rows stay queued and the cursor comes back for them.
-                replaySkipped = true
-                continue
-            }
-            let tag = tags.next()
-            let r = step(qos1Tag: tag) { s in try s.updateDevice(device, metrics, now: Self.nowMs()) }
-            guard r.ok, r.published > 0 else {
-                // Not connected after all (the events saying so are on their way): start over after them.
-                replayCursor = 0
-                return
-            }
-            inflight[tag] = (first.id, last, metrics.count)
-            replayTokens -= 1
-        }
-        counters.withLock { $0.replayInFlight = inflight.count }
+        replayer.step(
+            directory: view.directory, deviceOnline: deviceOnline,
+            isOnline: { sessionLock.withLock { session?.isOnline ?? false } },
+            publish: { device, metrics in
+                let tag = tags.next()
+                let r = step(qos1Tag: tag) { s in try s.updateDevice(device, metrics, now: Self.nowMs()) }
+                return r.ok && r.published > 0 ? tag : nil
+            })
     }
 
     private func periodic() {
         let now = ContinuousClock.now
         if now - lastStatsRefresh >= .seconds(1) {
             lastStatsRefresh = now
+            let replayInFlight = replayer.inFlight
+            let unconfirmed = receipts.unconfirmed
             counters.withLock {
-                $0.replayInFlight = inflight.count
-                $0.unconfirmed = receipts.unconfirmed
+                $0.replayInFlight = replayInFlight
+                $0.unconfirmed = unconfirmed
             }
-            if replaySkipped && inflight.isEmpty && queue.backlogRows > 0 {
-                // Rows of devices that are down were passed over; look at them again from the start.
-                let deviceDown = deviceOnline.values.contains(false)
-                if !deviceDown {
-                    replaySkipped = false
-                    replayCursor = 0
-                }
-            }
+            replayer.revisitSkipped(deviceOnline: deviceOnline)
         }
         guard now - lastNodeMetrics >= .seconds(5) else { return }
         lastNodeMetrics = now
