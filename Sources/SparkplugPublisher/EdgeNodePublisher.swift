@@ -20,6 +20,12 @@ import Tags
 /// the queue only when the broker acknowledged the message that carried them. Live data is QoS 0 as Sparkplug
 /// requires; with `confirm_live` its samples stay in `UnconfirmedSamples` until a receipt from the broker confirms
 /// them, and join the queue if the connection ends first.
+///
+/// The publisher is the coordinator: this file holds its state, lifecycle, event mailbox and thread loop; session
+/// driving (connect, Will and bdSeq, births, rebirth, STATE, the session step) is in `EdgeNodePublisher+Session`,
+/// the status report and node metrics in `EdgeNodePublisher+Status`. Its parts, each with its own state: live data
+/// (`LiveDataSender`, `ReceiptTracker`), replay (`BacklogReplayer`), the queue (`StoreAndForwardQueue`) and
+/// commands (`CommandHandler`).
 package final class EdgeNodePublisher: @unchecked Sendable {
     /// The devices and tags the publisher serves; replaced on reload.
     package struct View: @unchecked Sendable {
@@ -44,7 +50,8 @@ package final class EdgeNodePublisher: @unchecked Sendable {
         }
     }
 
-    private enum Event {
+    /// What other threads hand to the publisher thread.
+    enum Event {
         case connected(MQTTBroker)
         case disconnected
         case message(MQTTMessage)
@@ -55,41 +62,41 @@ package final class EdgeNodePublisher: @unchecked Sendable {
     }
 
     let settings: SparkplugSettings
-    private let feed: ChangeFeed
-    private let consumer: Int
-    private let bdSeqStore: FileBdSeqStore
-    private let logger = Logger(label: "edgepilot.sparkplug")
-    private let startedAt = Date()
+    let feed: ChangeFeed
+    let consumer: Int
+    let bdSeqStore: FileBdSeqStore
+    let logger = Logger(label: "edgepilot.sparkplug")
+    let startedAt = Date()
     /// Shown as `Properties/Version` in NBIRTH.
-    private let agentVersion: String
+    let agentVersion: String
 
-    private let sessionLock = NSLock()
-    private var session: EdgeNodeSession?
-    private var client: MQTTClient?
+    let sessionLock = NSLock()
+    var session: EdgeNodeSession?
+    var client: MQTTClient?
 
-    private let cond = NSCondition()
-    private var events: [Event] = []
+    let cond = NSCondition()
+    var events: [Event] = []
     private var stopRequested = false
     private var thread: Thread?
     private let finished = DispatchSemaphore(value: 0)
 
-    private let counters = PublisherCounters()
-    private let queue: StoreAndForwardQueue
-    private let receipts: ReceiptTracker
-    private let liveData: LiveDataSender
-    private let replayer: BacklogReplayer
-    private let commands: CommandHandler
-    private let tags = AcknowledgementTags()
+    let counters = PublisherCounters()
+    let queue: StoreAndForwardQueue
+    let receipts: ReceiptTracker
+    let liveData: LiveDataSender
+    let replayer: BacklogReplayer
+    let commands: CommandHandler
+    let tags = AcknowledgementTags()
 
     // Publisher-thread state.
-    private var view: View
-    private var deviceOnline: [String: Bool] = [:]
-    private var lastNodeMetrics = ContinuousClock.now
-    private var lastStatsRefresh = ContinuousClock.now
-    private var sentNodeValues: [String: SparkplugValue] = [:]
+    var view: View
+    var deviceOnline: [String: Bool] = [:]
+    var lastNodeMetrics = ContinuousClock.now
+    var lastStatsRefresh = ContinuousClock.now
+    var sentNodeValues: [String: SparkplugValue] = [:]
 
     /// Each password_file's first line.
-    private var passwords: [String: String] = [:]
+    var passwords: [String: String] = [:]
 
     /// Opens the queue (its own connection to the history file) and builds the session and MQTT client; nothing
     /// connects before `start()`. Throws on what the operator must fix: unreadable files, bad TLS settings.
@@ -165,156 +172,10 @@ package final class EdgeNodePublisher: @unchecked Sendable {
     /// Asks for a fresh NBIRTH and DBIRTHs (same bdSeq), as an NCMD Rebirth would.
     package func rebirth() { post(.rebirth) }
 
-    package var report: MQTTStatusReport {
-        let (phase, bdSeq, seq) = sessionLock.withLock { (session?.phase, session?.bdSeq, session?.seq ?? 0) }
-        let c = counters.withLock { $0 }
-        let client = sessionLock.withLock { self.client }
-        let state: String
-        switch phase {
-        case .online?: state = "online"
-        case .waitingForPrimaryHost?: state = "waiting_for_primary_host"
-        default: state = "disconnected"
-        }
-        return MQTTStatusReport(
-            groupID: settings.groupID, edgeNodeID: settings.edgeNodeID, primaryHostID: settings.primaryHostID,
-            broker: client?.currentBroker?.description, connected: client?.isConnected ?? false, sessionState: state,
-            bdSeq: bdSeq.map(Int.init), seq: Int(seq), primaryHostOnline: c.primaryHostOnline,
-            backlog: c.backlog.rows, backlogBytes: c.backlog.bytes, dropped: c.backlog.dropped,
-            replayInFlight: c.replayInFlight, replayedMetrics: c.replayedMetrics,
-            messagesPublished: c.messagesPublished, births: c.births, connects: c.connects,
-            commandsWritten: c.commandsWritten, commandsRefused: c.commandsRefused,
-            commandsFailed: c.commandsFailed, commandsRejected: c.commandsRejected,
-            feedDropped: feed.dropped(consumer: consumer), unconfirmed: c.unconfirmed,
-            receiptRequests: c.receiptRequests, liveConfirmed: c.liveConfirmed, liveRequeued: c.liveRequeued,
-            lastError: c.lastError)
-    }
-
-    private func post(_ event: Event) {
+    func post(_ event: Event) {
         cond.withLock {
             events.append(event)
             cond.broadcast()
-        }
-    }
-
-    // MARK: - Session (publisher thread, except `start`)
-
-    private func startSession(connect: Bool = true) throws {
-        let now = Self.nowMs()
-        var s = try EdgeNodeSession(
-            configuration: EdgeNodeConfiguration(
-                groupID: settings.groupID, edgeNodeID: settings.edgeNodeID, primaryHostID: settings.primaryHostID),
-            nodeMetrics: nodeMetrics(now: now), lastBdSeq: bdSeqStore.load())
-        deviceOnline = [:]
-        for d in view.devices {
-            let metrics = d.table.definitions.indices.map {
-                SparkplugMapping.birthMetric(d.table.definitions[$0], table: d.table, index: $0, now: now)
-            }
-            let online = d.driver?.driverStatus.state == "connected"
-            deviceOnline[d.name] = online
-            _ = try s.addDevice(d.name, metrics: metrics, online: online, now: now)
-        }
-        sentNodeValues = [:]
-        let c = try makeClient()
-        sessionLock.withLock {
-            session = s
-            client = c
-        }
-        if connect { c.start() }
-    }
-
-    private func endSession() {
-        // A last receipt request: the client's graceful stop waits for its answer, so live samples the broker has
-        // read are not queued again.
-        requestReceipt(force: true)
-        let c: MQTTClient? = sessionLock.withLock {
-            if let actions = session?.shutdown(now: Self.nowMs()) {
-                for case .publish(let p) in actions { try? client?.publish(Self.message(p)) }
-            }
-            return client
-        }
-        // Not on a client callback thread: stop() joins libmosquitto's thread.
-        c?.stop()
-        sessionLock.withLock {
-            client = nil
-            session = nil
-        }
-        // The answers that arrived while the client drained, then what is still unconfirmed goes to the queue.
-        for tag in takeAcknowledgements() { process(.acknowledged(tag)) }
-        receipts.requeueUnconfirmed()
-        receipts.forgetRequests()
-        replayer.restart()
-    }
-
-    /// Removes the acknowledgements from the pending events, keeping the others in order.
-    private func takeAcknowledgements() -> [UInt64] {
-        cond.withLock {
-            var tags: [UInt64] = []
-            var rest: [Event] = []
-            for e in events {
-                if case .acknowledged(let tag) = e { tags.append(tag) } else { rest.append(e) }
-            }
-            events = rest
-            return tags
-        }
-    }
-
-    private func makeClient() throws -> MQTTClient {
-        // Every broker with its own TLS and credentials.
-        let brokers = settings.brokers.map { b in
-            let tls = b.tls.map {
-                MQTTTLSConfiguration(
-                    caFile: $0.caFile, certificateFile: $0.certificateFile, keyFile: $0.keyFile,
-                    verifyServer: $0.verify)
-            }
-            let security = MQTTSecurity(
-                username: b.username, password: b.passwordFile.flatMap { passwords[$0] }, tls: tls)
-            return MQTTBroker(host: b.host, port: b.port, security: security)
-        }
-        let config = MQTTClientConfiguration(
-            brokers: brokers, clientID: "edgepilot-\(settings.groupID)-\(settings.edgeNodeID)",
-            protocolVersion: settings.mqttVersion == .v5 ? .v5 : .v311, keepAlive: max(5, settings.keepAliveSeconds),
-            reconnect: MQTTReconnectPolicy(
-                initialDelay: .milliseconds(max(10, settings.reconnectMinMilliseconds)),
-                maxDelay: .milliseconds(max(10, settings.reconnectMaxMilliseconds)),
-                startupDelayMax: .milliseconds(min(2000, settings.reconnectMaxMilliseconds))))
-        let c: MQTTClient
-        do {
-            c = try MQTTClient(configuration: config) { [weak self] in self?.handle($0) }
-        } catch {
-            throw PublisherStartError("sparkplug: \(error)")
-        }
-        c.willProvider = { [weak self] _ in self?.prepareWill() }
-        return c
-    }
-
-    /// On the client's supervisor thread, before each CONNECT: the NDEATH Will with the next bdSeq, persisted
-    /// first so a crash right after cannot reuse it.
-    private func prepareWill() -> MQTTMessage? {
-        sessionLock.withLock {
-            guard session != nil else { return nil }
-            let will = session!.prepareConnect(now: Self.nowMs())
-            do {
-                try bdSeqStore.save(session!.bdSeq!)
-            } catch {
-                logger.error("cannot persist bdSeq to \(bdSeqStore.path): \(error)")
-            }
-            return Self.message(will)
-        }
-    }
-
-    /// On libmosquitto's thread: hand over, never block.
-    private func handle(_ event: MQTTClientEvent) {
-        switch event {
-        case .connected(let b): post(.connected(b))
-        case .disconnected(let b, let error):
-            if let error { logger.warning("MQTT connection to \(b) lost: \(error)") }
-            post(.disconnected)
-        case .connectionFailed(let error, let retry):
-            counters.withLock { $0.lastError = "\(error)" }
-            logger.warning("MQTT connect failed, retrying in \(retry): \(error)")
-        case .message(let m): post(.message(m))
-        case .published(let tag): if tag != 0 { post(.acknowledged(tag)) }
-        case .receipt(let tag): post(.acknowledged(tag))
         }
     }
 
@@ -341,31 +202,11 @@ package final class EdgeNodePublisher: @unchecked Sendable {
         queue.refreshBacklog()
     }
 
-    private func process(_ event: Event) {
+    func process(_ event: Event) {
         switch event {
-        case .connected(let broker):
-            counters.withLock {
-                $0.connects += 1
-                $0.lastError = nil
-            }
-            logger.notice("MQTT connected to \(broker)")
-            replayer.restart()
-            receipts.forgetRequests()
-            step { $0.connected(now: Self.nowMs()) }
-        case .disconnected:
-            sessionLock.withLock { session?.connectionLost() }
-            replayer.restart()
-            // What the broker did not confirm may have died with the connection: queued, replayed after the births.
-            receipts.forgetRequests()
-            receipts.requeueUnconfirmed()
-        case .message(let m):
-            if let host = settings.primaryHostID, m.topic == SparkplugTopic.state(hostID: host),
-                let json = try? JSONSerialization.jsonObject(with: Data(m.payload)) as? [String: Any],
-                let online = json["online"] as? Bool
-            {
-                counters.withLock { $0.primaryHostOnline = online }
-            }
-            step { try $0.handleMessage(topic: m.topic, payload: m.payload, now: Self.nowMs()) }
+        case .connected(let broker): connected(to: broker)
+        case .disconnected: connectionLost()
+        case .message(let m): received(m)
         case .acknowledged(let tag):
             // A receipt for live data, else a replay message's PUBACK.
             if receipts.acknowledge(tag) { return }
@@ -379,110 +220,8 @@ package final class EdgeNodePublisher: @unchecked Sendable {
                 d.table.definitions[i], value: d.table.value(of: i, sample), quality: sample.quality,
                 timestampMicros: sample.timestamp)
             step { try $0.updateDevice(device, [m], now: Self.nowMs()) }
-        case .rebirth:
-            let payload = SparkplugPayload(
-                timestamp: Self.nowMs(),
-                metrics: [
-                    SparkplugMetric(name: EdgeNodeSession.rebirthMetric, timestamp: Self.nowMs(), value: .boolean(true))
-                ])
-            guard let bytes = try? payload.serialized() else { return }
-            step { s in try s.handleMessage(topic: s.topic(.ncmd), payload: bytes, now: Self.nowMs()) }
-        case .reload(let next):
-            let changed = next.signature != view.signature
-            view = next
-            if changed {
-                logger.notice("devices or tags changed: new Sparkplug session with new births")
-                endSession()
-                do {
-                    try startSession()
-                } catch {
-                    counters.noteError("cannot rebuild the Sparkplug session: \(error)")
-                }
-            }
-        }
-    }
-
-    /// What one session step did: whether every publish was accepted by the client, how many there were, and
-    /// whether the session was online afterwards (read under the same lock, so a Will prepared on the supervisor
-    /// thread in between cannot make data look published when it was not).
-    struct StepResult {
-        var ok = true
-        var published = 0
-        var online = false
-    }
-
-    /// Runs a session transition and performs its actions under the session lock, so wire order is seq order.
-    @discardableResult
-    private func step(
-        qos1Tag: UInt64? = nil, _ transition: (inout EdgeNodeSession) throws -> [EdgeNodeAction]
-    ) -> StepResult {
-        var commandsToRun: [(String, [SparkplugMetric])] = []
-        var result = StepResult()
-        sessionLock.withLock {
-            defer { result.online = session?.isOnline ?? false }
-            guard session != nil, let client else { return }
-            let actions: [EdgeNodeAction]
-            do {
-                actions = try transition(&session!)
-            } catch {
-                counters.withLock { $0.commandsRejected += 1 }
-                logger.warning("Sparkplug message rejected: \(error)")
-                return
-            }
-            for action in actions {
-                switch action {
-                case .publish(var p):
-                    if qos1Tag != nil { p.qos = 1 }
-                    do {
-                        try client.publish(Self.message(p), tag: qos1Tag ?? 0)
-                        result.published += 1
-                        counters.withLock {
-                            $0.messagesPublished += 1
-                            if p.topic.contains("/NBIRTH/") { $0.births += 1 }
-                        }
-                    } catch {
-                        result.ok = false
-                    }
-                case .subscribe(let topic, let qos):
-                    do {
-                        try client.subscribe(topic, qos: qos == 1 ? .atLeastOnce : .atMostOnce)
-                    } catch {
-                        counters.withLock { $0.lastError = "\(error)" }
-                    }
-                case .disconnect:
-                    // Followed by .nextServer (Primary Host offline, NCMD Next Server): the move closes the
-                    // connection. A lone disconnect only comes from shutdown, which endSession handles.
-                    break
-                case .nextServer:
-                    logger.notice("moving to the next MQTT server")
-                    client.moveToNextBroker()
-                case .nodeCommand(let metrics):
-                    commands.refuseNodeWrites(metrics)
-                case .deviceCommand(let device, let metrics):
-                    commandsToRun.append((device, metrics))
-                }
-            }
-        }
-        for (device, metrics) in commandsToRun {
-            commands.run(device: device, metrics, view: view) { [self] device, tag in
-                post(.republish(device: device, tag: tag))
-            }
-        }
-        return result
-    }
-
-    private func checkDevices() {
-        for d in view.devices {
-            let online = d.driver?.driverStatus.state == "connected"
-            guard deviceOnline[d.name] != online else { continue }
-            deviceOnline[d.name] = online
-            let now = Self.nowMs()
-            if online {
-                step { s in try s.deviceOnline(d.name, now: now) }
-                replayer.deviceCameOnline()
-            } else {
-                step { s in try s.deviceOffline(d.name, now: now) }
-            }
+        case .rebirth: rebirthNow()
+        case .reload(let next): reload(next)
         }
     }
 
@@ -494,7 +233,7 @@ package final class EdgeNodePublisher: @unchecked Sendable {
     }
 
     /// About once a second while live samples wait (or when `force`d): a receipt request for them.
-    private func requestReceipt(force: Bool = false) {
+    func requestReceipt(force: Bool = false) {
         receipts.requestReceipt(force: force, client: { sessionLock.withLock { client } }, tags: tags)
     }
 
@@ -508,61 +247,6 @@ package final class EdgeNodePublisher: @unchecked Sendable {
                 let r = step(qos1Tag: tag) { s in try s.updateDevice(device, metrics, now: Self.nowMs()) }
                 return r.ok && r.published > 0 ? tag : nil
             })
-    }
-
-    private func periodic() {
-        let now = ContinuousClock.now
-        if now - lastStatsRefresh >= .seconds(1) {
-            lastStatsRefresh = now
-            let replayInFlight = replayer.inFlight
-            let unconfirmed = receipts.unconfirmed
-            counters.withLock {
-                $0.replayInFlight = replayInFlight
-                $0.unconfirmed = unconfirmed
-            }
-            replayer.revisitSkipped(deviceOnline: deviceOnline)
-        }
-        guard now - lastNodeMetrics >= .seconds(5) else { return }
-        lastNodeMetrics = now
-        let ms = Self.nowMs()
-        let changed = nodeMetrics(now: ms).filter { m in
-            guard let name = m.name, let v = m.value else { return false }
-            return sentNodeValues[name] != v
-        }
-        guard !changed.isEmpty else { return }
-        if step({ s in try s.updateNode(changed, now: ms) }).ok {
-            for m in changed { sentNodeValues[m.name!] = m.value }
-        }
-    }
-
-    /// Every node metric with its current value: what NBIRTH declares and NDATA updates.
-    private func nodeMetrics(now: UInt64) -> [SparkplugMetric] {
-        let c = counters.withLock { $0 }
-        var polls: UInt64 = 0
-        var errors: UInt64 = 0
-        var connected: Int64 = 0
-        for d in view.devices {
-            guard let s = d.driver?.driverStatus else { continue }
-            polls += s.polls
-            errors += s.errors
-            if s.state == "connected" { connected += 1 }
-        }
-        func m(_ name: String, _ v: SparkplugValue) -> SparkplugMetric {
-            SparkplugMetric(name: name, timestamp: now, value: v)
-        }
-        return [
-            m("Properties/Version", .string(agentVersion)),
-            m("Properties/Uptime", .uint64(UInt64(max(0, Date().timeIntervalSince(startedAt))))),
-            m("Store and Forward/Backlog", .int64(c.backlog.rows)),
-            m("Store and Forward/Backlog Bytes", .int64(c.backlog.bytes)),
-            m("Store and Forward/Dropped", .int64(c.backlog.dropped)),
-            m("Polling/Devices", .int32(Int32(view.devices.count))),
-            m("Polling/Devices Connected", .int32(Int32(connected))),
-            m("Polling/Polls", .uint64(polls)),
-            m("Polling/Errors", .uint64(errors)),
-            m("Commands/Written", .uint64(c.commandsWritten)),
-            m("Commands/Refused", .uint64(c.commandsRefused + c.commandsFailed + c.commandsRejected)),
-        ]
     }
 
     // MARK: - Helpers
