@@ -4,7 +4,6 @@ import History
 import Logging
 import MQTT
 import Sparkplug
-import Synchronization
 import Tags
 
 /// The agent as a Sparkplug B edge node: every Modbus device is a Sparkplug device, every tag a metric.
@@ -21,6 +20,12 @@ import Tags
 /// the queue only when the broker acknowledged the message that carried them. Live data is QoS 0 as Sparkplug
 /// requires; with `confirm_live` its samples stay in `UnconfirmedSamples` until a receipt from the broker confirms
 /// them, and join the queue if the connection ends first.
+///
+/// The publisher is the coordinator: this file holds its state, lifecycle, event mailbox and thread loop; session
+/// driving (connect, Will and bdSeq, births, rebirth, STATE, the session step) is in `EdgeNodePublisher+Session`,
+/// the status report and node metrics in `EdgeNodePublisher+Status`. Its parts, each with its own state: live data
+/// (`LiveDataSender`, `ReceiptTracker`), replay (`BacklogReplayer`), the queue (`StoreAndForwardQueue`) and
+/// commands (`CommandHandler`).
 package final class EdgeNodePublisher: @unchecked Sendable {
     /// The devices and tags the publisher serves; replaced on reload.
     package struct View: @unchecked Sendable {
@@ -45,7 +50,8 @@ package final class EdgeNodePublisher: @unchecked Sendable {
         }
     }
 
-    private enum Event {
+    /// What other threads hand to the publisher thread.
+    enum Event {
         case connected(MQTTBroker)
         case disconnected
         case message(MQTTMessage)
@@ -55,82 +61,42 @@ package final class EdgeNodePublisher: @unchecked Sendable {
         case reload(View)
     }
 
-    private struct Counters {
-        var messagesPublished: UInt64 = 0
-        var births: UInt64 = 0
-        var connects: UInt64 = 0
-        var replayedMetrics: UInt64 = 0
-        var commandsWritten: UInt64 = 0
-        var commandsRefused: UInt64 = 0
-        var commandsFailed: UInt64 = 0
-        var commandsRejected: UInt64 = 0
-        var lastError: String?
-        var backlog = ForwardQueueStats(rows: 0, bytes: 0, dropped: 0)
-        var replayInFlight = 0
-        var primaryHostOnline: Bool?
-        var unconfirmed = 0
-        var receiptRequests: UInt64 = 0
-        var liveConfirmed: UInt64 = 0
-        var liveRequeued: UInt64 = 0
-    }
-
     let settings: SparkplugSettings
-    private let feed: ChangeFeed
-    private let consumer: Int
-    private let historyPath: String
-    private let bdSeqStore: FileBdSeqStore
-    private let audit: @Sendable (AuditRecord) -> Void
-    private let logger = Logger(label: "edgepilot.sparkplug")
-    private let startedAt = Date()
+    let feed: ChangeFeed
+    let consumer: Int
+    let bdSeqStore: FileBdSeqStore
+    let logger = Logger(label: "edgepilot.sparkplug")
+    let startedAt = Date()
     /// Shown as `Properties/Version` in NBIRTH.
-    private let agentVersion: String
-    private let auditSource: String
+    let agentVersion: String
 
-    private let sessionLock = NSLock()
-    private var session: EdgeNodeSession?
-    private var client: MQTTClient?
+    let sessionLock = NSLock()
+    var session: EdgeNodeSession?
+    var client: MQTTClient?
 
-    private let cond = NSCondition()
-    private var events: [Event] = []
+    let cond = NSCondition()
+    var events: [Event] = []
     private var stopRequested = false
     private var thread: Thread?
     private let finished = DispatchSemaphore(value: 0)
-    private let commands = DispatchQueue(label: "edgepilot.sparkplug.commands")
 
-    private let counters = Mutex(Counters())
+    let counters = PublisherCounters()
+    let queue: StoreAndForwardQueue
+    let receipts: ReceiptTracker
+    let liveData: LiveDataSender
+    let replayer: BacklogReplayer
+    let commands: CommandHandler
+    let tags = AcknowledgementTags()
 
     // Publisher-thread state.
-    private var view: View
-    private var store: HistoryStore?
-    private var deviceOnline: [String: Bool] = [:]
-    private var changeBuffer: UnsafeMutableBufferPointer<TagChange>
-    private var replayCursor: Int64 = 0
-    private var replaySkipped = false
-    private var inflight: [UInt64: (first: Int64, last: Int64, metrics: Int)] = [:]
-    private var nextTag: UInt64 = 1
-    private var replayTokens: Double = 0
-    private var lastTokenRefill = ContinuousClock.now
-    private var lastNodeMetrics = ContinuousClock.now
-    private var lastStatsRefresh = ContinuousClock.now
-    private var sentNodeValues: [String: SparkplugValue] = [:]
-    /// Live samples awaiting the broker's receipt; nil when `confirm_live` is off.
-    private var live: UnconfirmedSamples?
-    /// Receipt requests not answered yet, oldest first, each with the position it marked in `live`.
-    private var receipts: [(tag: UInt64, mark: UInt64)] = []
-    private var markedUpTo: UInt64 = 0
-    private var lastReceiptRequest = ContinuousClock.now
-    /// Never subscribed: receipts are UNSUBSCRIBEs of it (see `MQTTClient.requestReceipt`).
-    private let receiptFilter: String
-
-    /// Replay messages allowed in flight (published, not acknowledged): bounds both the duplicates a crash can
-    /// cause and what libmosquitto holds in memory.
-    static let replayWindow = 8
-    /// Receipt requests allowed outstanding: one a second, so a broker that stopped answering is not flooded
-    /// before keepalive notices.
-    static let receiptWindow = 4
+    var view: View
+    var deviceOnline: [String: Bool] = [:]
+    var lastNodeMetrics = ContinuousClock.now
+    var lastStatsRefresh = ContinuousClock.now
+    var sentNodeValues: [String: SparkplugValue] = [:]
 
     /// Each password_file's first line.
-    private var passwords: [String: String] = [:]
+    var passwords: [String: String] = [:]
 
     /// Opens the queue (its own connection to the history file) and builds the session and MQTT client; nothing
     /// connects before `start()`. Throws on what the operator must fix: unreadable files, bad TLS settings.
@@ -140,30 +106,30 @@ package final class EdgeNodePublisher: @unchecked Sendable {
     ) throws {
         self.agentVersion = agentVersion
         self.settings = settings
-        self.historyPath = historyPath
         self.feed = feed
         self.consumer = consumer
         self.view = view
-        self.audit = audit
         bdSeqStore = FileBdSeqStore(path: settings.resolvedBdSeqPath(historyPath: historyPath))
-        auditSource = "sparkplug:" + (settings.primaryHostID ?? "\(settings.groupID)/\(settings.edgeNodeID)")
-        receiptFilter = "edgepilot/confirm/\(settings.groupID)/\(settings.edgeNodeID)"
-        if settings.storeAndForward.confirmLive {
-            live = UnconfirmedSamples(capacity: settings.storeAndForward.unconfirmedSamples)
-        }
-        changeBuffer = .allocate(capacity: 4096)
+        queue = StoreAndForwardQueue(bounds: settings.storeAndForward, counters: counters)
+        receipts = ReceiptTracker(
+            capacity: settings.storeAndForward.confirmLive ? settings.storeAndForward.unconfirmedSamples : nil,
+            receiptFilter: "edgepilot/confirm/\(settings.groupID)/\(settings.edgeNodeID)", queue: queue,
+            counters: counters)
+        liveData = LiveDataSender(feed: feed, consumer: consumer, receipts: receipts)
+        replayer = BacklogReplayer(settings: settings.replay, queue: queue, counters: counters)
+        commands = CommandHandler(
+            auditSource: "sparkplug:" + (settings.primaryHostID ?? "\(settings.groupID)/\(settings.edgeNodeID)"),
+            counters: counters, audit: audit)
         for file in settings.brokers.compactMap(\.passwordFile) where passwords[file] == nil {
             do {
                 let text = try String(contentsOfFile: file, encoding: .utf8)
                 passwords[file] = text.split(separator: "\n", omittingEmptySubsequences: false).first.map(String.init)
             } catch {
-                changeBuffer.deallocate()
                 throw PublisherStartError("sparkplug: cannot read password_file \(file): \(error.localizedDescription)")
             }
         }
         do {
-            store = try HistoryStore(path: historyPath)
-            refreshBacklog()
+            try queue.open(path: historyPath)
             try startSession(connect: false)
         } catch let error as PublisherStartError {
             throw error
@@ -171,8 +137,6 @@ package final class EdgeNodePublisher: @unchecked Sendable {
             throw PublisherStartError("sparkplug: \(error)")
         }
     }
-
-    deinit { changeBuffer.deallocate() }
 
     // MARK: - Lifecycle (any thread)
 
@@ -197,9 +161,8 @@ package final class EdgeNodePublisher: @unchecked Sendable {
         }
         guard started else { return }
         finished.wait()
-        commands.sync {}
-        store?.close()
-        store = nil
+        commands.waitUntilIdle()
+        queue.close()
     }
 
     /// Serves the tables of a new configuration; if devices or metrics changed the session is rebuilt (NDEATH,
@@ -209,157 +172,10 @@ package final class EdgeNodePublisher: @unchecked Sendable {
     /// Asks for a fresh NBIRTH and DBIRTHs (same bdSeq), as an NCMD Rebirth would.
     package func rebirth() { post(.rebirth) }
 
-    package var report: MQTTStatusReport {
-        let (phase, bdSeq, seq) = sessionLock.withLock { (session?.phase, session?.bdSeq, session?.seq ?? 0) }
-        let c = counters.withLock { $0 }
-        let client = sessionLock.withLock { self.client }
-        let state: String
-        switch phase {
-        case .online?: state = "online"
-        case .waitingForPrimaryHost?: state = "waiting_for_primary_host"
-        default: state = "disconnected"
-        }
-        return MQTTStatusReport(
-            groupID: settings.groupID, edgeNodeID: settings.edgeNodeID, primaryHostID: settings.primaryHostID,
-            broker: client?.currentBroker?.description, connected: client?.isConnected ?? false, sessionState: state,
-            bdSeq: bdSeq.map(Int.init), seq: Int(seq), primaryHostOnline: c.primaryHostOnline,
-            backlog: c.backlog.rows, backlogBytes: c.backlog.bytes, dropped: c.backlog.dropped,
-            replayInFlight: c.replayInFlight, replayedMetrics: c.replayedMetrics,
-            messagesPublished: c.messagesPublished, births: c.births, connects: c.connects,
-            commandsWritten: c.commandsWritten, commandsRefused: c.commandsRefused,
-            commandsFailed: c.commandsFailed, commandsRejected: c.commandsRejected,
-            feedDropped: feed.dropped(consumer: consumer), unconfirmed: c.unconfirmed,
-            receiptRequests: c.receiptRequests, liveConfirmed: c.liveConfirmed, liveRequeued: c.liveRequeued,
-            lastError: c.lastError)
-    }
-
-    private func post(_ event: Event) {
+    func post(_ event: Event) {
         cond.withLock {
             events.append(event)
             cond.broadcast()
-        }
-    }
-
-    // MARK: - Session (publisher thread, except `start`)
-
-    private func startSession(connect: Bool = true) throws {
-        let now = Self.nowMs()
-        var s = try EdgeNodeSession(
-            configuration: EdgeNodeConfiguration(
-                groupID: settings.groupID, edgeNodeID: settings.edgeNodeID, primaryHostID: settings.primaryHostID),
-            nodeMetrics: nodeMetrics(now: now), lastBdSeq: bdSeqStore.load())
-        deviceOnline = [:]
-        for d in view.devices {
-            let metrics = d.table.definitions.indices.map {
-                SparkplugMapping.birthMetric(d.table.definitions[$0], table: d.table, index: $0, now: now)
-            }
-            let online = d.driver?.driverStatus.state == "connected"
-            deviceOnline[d.name] = online
-            _ = try s.addDevice(d.name, metrics: metrics, online: online, now: now)
-        }
-        sentNodeValues = [:]
-        let c = try makeClient()
-        sessionLock.withLock {
-            session = s
-            client = c
-        }
-        if connect { c.start() }
-    }
-
-    private func endSession() {
-        // A last receipt request: the client's graceful stop waits for its answer, so live samples the broker has
-        // read are not queued again.
-        requestReceipt(force: true)
-        let c: MQTTClient? = sessionLock.withLock {
-            if let actions = session?.shutdown(now: Self.nowMs()) {
-                for case .publish(let p) in actions { try? client?.publish(Self.message(p)) }
-            }
-            return client
-        }
-        // Not on a client callback thread: stop() joins libmosquitto's thread.
-        c?.stop()
-        sessionLock.withLock {
-            client = nil
-            session = nil
-        }
-        // The answers that arrived while the client drained, then what is still unconfirmed goes to the queue.
-        for tag in takeAcknowledgements() { process(.acknowledged(tag)) }
-        requeueUnconfirmed()
-        receipts = []
-        inflight = [:]
-        replayCursor = 0
-    }
-
-    /// Removes the acknowledgements from the pending events, keeping the others in order.
-    private func takeAcknowledgements() -> [UInt64] {
-        cond.withLock {
-            var tags: [UInt64] = []
-            var rest: [Event] = []
-            for e in events {
-                if case .acknowledged(let tag) = e { tags.append(tag) } else { rest.append(e) }
-            }
-            events = rest
-            return tags
-        }
-    }
-
-    private func makeClient() throws -> MQTTClient {
-        // Every broker with its own TLS and credentials.
-        let brokers = settings.brokers.map { b in
-            let tls = b.tls.map {
-                MQTTTLSConfiguration(
-                    caFile: $0.caFile, certificateFile: $0.certificateFile, keyFile: $0.keyFile,
-                    verifyServer: $0.verify)
-            }
-            let security = MQTTSecurity(
-                username: b.username, password: b.passwordFile.flatMap { passwords[$0] }, tls: tls)
-            return MQTTBroker(host: b.host, port: b.port, security: security)
-        }
-        let config = MQTTClientConfiguration(
-            brokers: brokers, clientID: "edgepilot-\(settings.groupID)-\(settings.edgeNodeID)",
-            protocolVersion: settings.mqttVersion == .v5 ? .v5 : .v311, keepAlive: max(5, settings.keepAliveSeconds),
-            reconnect: MQTTReconnectPolicy(
-                initialDelay: .milliseconds(max(10, settings.reconnectMinMilliseconds)),
-                maxDelay: .milliseconds(max(10, settings.reconnectMaxMilliseconds)),
-                startupDelayMax: .milliseconds(min(2000, settings.reconnectMaxMilliseconds))))
-        let c: MQTTClient
-        do {
-            c = try MQTTClient(configuration: config) { [weak self] in self?.handle($0) }
-        } catch {
-            throw PublisherStartError("sparkplug: \(error)")
-        }
-        c.willProvider = { [weak self] _ in self?.prepareWill() }
-        return c
-    }
-
-    /// On the client's supervisor thread, before each CONNECT: the NDEATH Will with the next bdSeq, persisted
-    /// first so a crash right after cannot reuse it.
-    private func prepareWill() -> MQTTMessage? {
-        sessionLock.withLock {
-            guard session != nil else { return nil }
-            let will = session!.prepareConnect(now: Self.nowMs())
-            do {
-                try bdSeqStore.save(session!.bdSeq!)
-            } catch {
-                logger.error("cannot persist bdSeq to \(bdSeqStore.path): \(error)")
-            }
-            return Self.message(will)
-        }
-    }
-
-    /// On libmosquitto's thread: hand over, never block.
-    private func handle(_ event: MQTTClientEvent) {
-        switch event {
-        case .connected(let b): post(.connected(b))
-        case .disconnected(let b, let error):
-            if let error { logger.warning("MQTT connection to \(b) lost: \(error)") }
-            post(.disconnected)
-        case .connectionFailed(let error, let retry):
-            counters.withLock { $0.lastError = "\(error)" }
-            logger.warning("MQTT connect failed, retrying in \(retry): \(error)")
-        case .message(let m): post(.message(m))
-        case .published(let tag): if tag != 0 { post(.acknowledged(tag)) }
-        case .receipt(let tag): post(.acknowledged(tag))
         }
     }
 
@@ -383,55 +199,18 @@ package final class EdgeNodePublisher: @unchecked Sendable {
         }
         drainFeed()
         endSession()
-        refreshBacklog()
+        queue.refreshBacklog()
     }
 
-    private func process(_ event: Event) {
+    func process(_ event: Event) {
         switch event {
-        case .connected(let broker):
-            counters.withLock {
-                $0.connects += 1
-                $0.lastError = nil
-            }
-            logger.notice("MQTT connected to \(broker)")
-            inflight = [:]
-            receipts = []
-            replayCursor = 0
-            step { $0.connected(now: Self.nowMs()) }
-        case .disconnected:
-            sessionLock.withLock { session?.connectionLost() }
-            inflight = [:]
-            replayCursor = 0
-            // What the broker did not confirm may have died with the connection: queued, replayed after the births.
-            receipts = []
-            requeueUnconfirmed()
-        case .message(let m):
-            if let host = settings.primaryHostID, m.topic == SparkplugTopic.state(hostID: host),
-                let json = try? JSONSerialization.jsonObject(with: Data(m.payload)) as? [String: Any],
-                let online = json["online"] as? Bool
-            {
-                counters.withLock { $0.primaryHostOnline = online }
-            }
-            step { try $0.handleMessage(topic: m.topic, payload: m.payload, now: Self.nowMs()) }
+        case .connected(let broker): connected(to: broker)
+        case .disconnected: connectionLost()
+        case .message(let m): received(m)
         case .acknowledged(let tag):
-            if let i = receipts.firstIndex(where: { $0.tag == tag }) {
-                // Answers come in order: this one also covers any older request still listed.
-                let confirmed = live?.confirm(upTo: receipts[i].mark) ?? 0
-                receipts.removeFirst(i + 1)
-                counters.withLock {
-                    $0.liveConfirmed += UInt64(confirmed)
-                    $0.unconfirmed = live?.count ?? 0
-                }
-                return
-            }
-            guard let range = inflight.removeValue(forKey: tag) else { return }
-            do {
-                try store?.deleteForward(from: range.first, through: range.last)
-                counters.withLock { $0.replayedMetrics += UInt64(range.metrics) }
-            } catch {
-                noteError("store-and-forward delete failed: \(error)")
-            }
-            refreshBacklog()
+            // A receipt for live data, else a replay message's PUBACK.
+            if receipts.acknowledge(tag) { return }
+            replayer.acknowledge(tag)
         case .republish(let device, let tag):
             guard let d = view.devices.first(where: { $0.name == device }), let i = d.table.index(of: tag) else {
                 return
@@ -441,434 +220,33 @@ package final class EdgeNodePublisher: @unchecked Sendable {
                 d.table.definitions[i], value: d.table.value(of: i, sample), quality: sample.quality,
                 timestampMicros: sample.timestamp)
             step { try $0.updateDevice(device, [m], now: Self.nowMs()) }
-        case .rebirth:
-            let payload = SparkplugPayload(
-                timestamp: Self.nowMs(),
-                metrics: [
-                    SparkplugMetric(name: EdgeNodeSession.rebirthMetric, timestamp: Self.nowMs(), value: .boolean(true))
-                ])
-            guard let bytes = try? payload.serialized() else { return }
-            step { s in try s.handleMessage(topic: s.topic(.ncmd), payload: bytes, now: Self.nowMs()) }
-        case .reload(let next):
-            let changed = next.signature != view.signature
-            view = next
-            if changed {
-                logger.notice("devices or tags changed: new Sparkplug session with new births")
-                endSession()
-                do {
-                    try startSession()
-                } catch {
-                    noteError("cannot rebuild the Sparkplug session: \(error)")
-                }
-            }
+        case .rebirth: rebirthNow()
+        case .reload(let next): reload(next)
         }
     }
 
-    /// What one session step did: whether every publish was accepted by the client, how many there were, and
-    /// whether the session was online afterwards (read under the same lock, so a Will prepared on the supervisor
-    /// thread in between cannot make data look published when it was not).
-    private struct StepResult {
-        var ok = true
-        var published = 0
-        var online = false
-    }
-
-    /// Runs a session transition and performs its actions under the session lock, so wire order is seq order.
-    @discardableResult
-    private func step(
-        qos1Tag: UInt64? = nil, _ transition: (inout EdgeNodeSession) throws -> [EdgeNodeAction]
-    ) -> StepResult {
-        var commandsToRun: [(String, [SparkplugMetric])] = []
-        var result = StepResult()
-        sessionLock.withLock {
-            defer { result.online = session?.isOnline ?? false }
-            guard session != nil, let client else { return }
-            let actions: [EdgeNodeAction]
-            do {
-                actions = try transition(&session!)
-            } catch {
-                counters.withLock { $0.commandsRejected += 1 }
-                logger.warning("Sparkplug message rejected: \(error)")
-                return
-            }
-            for action in actions {
-                switch action {
-                case .publish(var p):
-                    if qos1Tag != nil { p.qos = 1 }
-                    do {
-                        try client.publish(Self.message(p), tag: qos1Tag ?? 0)
-                        result.published += 1
-                        counters.withLock {
-                            $0.messagesPublished += 1
-                            if p.topic.contains("/NBIRTH/") { $0.births += 1 }
-                        }
-                    } catch {
-                        result.ok = false
-                    }
-                case .subscribe(let topic, let qos):
-                    do {
-                        try client.subscribe(topic, qos: qos == 1 ? .atLeastOnce : .atMostOnce)
-                    } catch {
-                        counters.withLock { $0.lastError = "\(error)" }
-                    }
-                case .disconnect:
-                    // Followed by .nextServer (Primary Host offline, NCMD Next Server): the move closes the
-                    // connection. A lone disconnect only comes from shutdown, which endSession handles.
-                    break
-                case .nextServer:
-                    logger.notice("moving to the next MQTT server")
-                    client.moveToNextBroker()
-                case .nodeCommand(let metrics):
-                    counters.withLock { $0.commandsRefused += UInt64(metrics.count) }
-                    for m in metrics {
-                        logger.warning("NCMD write to node metric \(m.label) refused: node metrics are read-only")
-                        audit(
-                            AuditRecord(
-                                timestamp: HistoryClock.now(), source: auditSource, tag: m.label,
-                                value: m.value.map { "\($0)" } ?? "null", result: "refused",
-                                detail: "node metrics are read-only"))
-                    }
-                case .deviceCommand(let device, let metrics):
-                    commandsToRun.append((device, metrics))
-                }
-            }
-        }
-        for (device, metrics) in commandsToRun { runCommand(device: device, metrics) }
-        return result
-    }
-
-    private func checkDevices() {
-        for d in view.devices {
-            let online = d.driver?.driverStatus.state == "connected"
-            guard deviceOnline[d.name] != online else { continue }
-            deviceOnline[d.name] = online
-            let now = Self.nowMs()
-            if online {
-                step { s in try s.deviceOnline(d.name, now: now) }
-                if replaySkipped {
-                    replaySkipped = false
-                    replayCursor = inflight.values.map(\.last).max() ?? 0
-                }
-            } else {
-                step { s in try s.deviceOffline(d.name, now: now) }
-            }
-        }
-    }
-
+    /// Live data: every pending change, published through the session or queued.
     private func drainFeed() {
-        while true {
-            let n = feed.drain(consumer: consumer, into: changeBuffer)
-            guard n > 0 else { return }
-            var byDevice: [String: [SparkplugMetric]] = [:]
-            var order: [String] = []
-            var rows: [String: [HistoryRow]] = [:]
-            for change in changeBuffer.prefix(n) {
-                guard let (table, index) = view.directory.locate(id: change.tag) else { continue }
-                let d = table.definitions[index]
-                let value = table.value(of: index, change.sample)
-                if byDevice[d.device] == nil { order.append(d.device) }
-                byDevice[d.device, default: []].append(
-                    SparkplugMapping.metric(
-                        d, value: value, quality: change.sample.quality, timestampMicros: change.sample.timestamp))
-                rows[d.device, default: []].append(
-                    HistoryRow(
-                        tag: d.name, timestamp: change.sample.timestamp,
-                        value: HistoryValue(change.sample.value, text: table.text(of: index)),
-                        quality: change.sample.quality))
-            }
-            var toStore: [HistoryRow] = []
-            for device in order {
-                // The session keeps the latest values for the next births even when it cannot publish them.
-                let r = step { s in try s.updateDevice(device, byDevice[device]!, now: Self.nowMs()) }
-                if !r.online || !r.ok {
-                    toStore += rows[device]!
-                } else if r.published > 0 {
-                    keepUntilConfirmed(rows[device]!)
-                }
-            }
-            store(toStore)
-            if n < changeBuffer.count { return }
+        liveData.drain(view.directory) { device, metrics in
+            step { s in try s.updateDevice(device, metrics, now: Self.nowMs()) }
         }
     }
 
-    /// Queues `rows`, after every unconfirmed live sample: those are older, and whatever made `rows` unpublishable
-    /// (no connection, no session) put them at risk too; queuing them first keeps the queue in time order.
-    private func store(_ rows: [HistoryRow]) {
-        guard !rows.isEmpty else { return }
-        requeueUnconfirmed(before: rows)
+    /// About once a second while live samples wait (or when `force`d): a receipt request for them.
+    func requestReceipt(force: Bool = false) {
+        receipts.requestReceipt(force: force, client: { sessionLock.withLock { client } }, tags: tags)
     }
 
-    /// Queues every unconfirmed live sample (then `rows`): the connection that carried them ended or is ending.
-    private func requeueUnconfirmed(before rows: [HistoryRow] = []) {
-        guard let n = live?.count, n > 0 else { return enqueue(rows) }
-        var all: [HistoryRow] = []
-        all.reserveCapacity(n + rows.count)
-        live!.removeOldest(n, into: &all)
-        all += rows
-        counters.withLock {
-            $0.liveRequeued += UInt64(n)
-            $0.unconfirmed = 0
-        }
-        enqueue(all)
-    }
-
-    private func enqueue(_ rows: [HistoryRow]) {
-        guard !rows.isEmpty, let store else { return }
-        do {
-            let dropped = try store.enqueueForward(
-                rows, maxRows: settings.storeAndForward.maxSamples, maxBytes: settings.storeAndForward.maxBytes)
-            if dropped > 0 {
-                logger.warning("store-and-forward queue full: dropped the \(dropped) oldest samples")
-            }
-        } catch {
-            noteError("store-and-forward enqueue failed, \(rows.count) samples lost: \(error)")
-        }
-        refreshBacklog()
-    }
-
-    // MARK: - Live confirmation (publisher thread)
-
-    /// Keeps samples just published live until a receipt confirms them. A full ring moves its oldest quarter to the
-    /// queue first: bounded memory wins over avoiding duplicates (those samples are replayed even if they arrived).
-    private func keepUntilConfirmed(_ rows: [HistoryRow]) {
-        guard live != nil else { return }
-        for row in rows {
-            if live!.isFull {
-                var oldest: [HistoryRow] = []
-                live!.removeOldest(max(1, live!.capacity / 4), into: &oldest)
-                counters.withLock { $0.liveRequeued += UInt64(oldest.count) }
-                enqueue(oldest)
-            }
-            live!.append(row)
-        }
-    }
-
-    /// About once a second while live samples wait for confirmation (at once when half the ring waits, or when
-    /// `force`d), asks the broker for a receipt of everything sent so far; its answer confirms them.
-    private func requestReceipt(force: Bool = false) {
-        guard let live, live.end > markedUpTo, receipts.count < Self.receiptWindow else { return }
-        let now = ContinuousClock.now
-        let unmarked = live.end - max(markedUpTo, live.start)
-        guard force || now - lastReceiptRequest >= .seconds(1) || unmarked >= UInt64(live.capacity / 2) else {
-            return
-        }
-        guard let client = sessionLock.withLock({ client }) else { return }
-        let tag = nextTag
-        nextTag += 1
-        do {
-            try client.requestReceipt(tag: tag, filter: receiptFilter)
-        } catch {
-            // Not connected: the disconnect event on its way queues the unconfirmed samples.
-            return
-        }
-        receipts.append((tag, live.end))
-        markedUpTo = live.end
-        lastReceiptRequest = now
-        counters.withLock {
-            $0.receiptRequests += 1
-            $0.unconfirmed = live.count
-        }
-    }
-
-    /// Publishes the next slice of the backlog if the session is online, the window has room and the rate allows.
+    /// Replay: the next slice of the backlog, as historical DDATA at QoS 1 with its own acknowledgement tag.
     private func replayStep() {
-        guard let store, counters.withLock({ $0.backlog.rows }) > 0 else { return }
-        guard sessionLock.withLock({ session?.isOnline ?? false }) else { return }
-        let rate = settings.replay.messagesPerSecond
-        let now = ContinuousClock.now
-        if rate > 0 {
-            let elapsed = now - lastTokenRefill
-            replayTokens = min(
-                max(1, rate / 10),
-                replayTokens + rate
-                    * (Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18))
-        }
-        lastTokenRefill = now
-        let limit = max(1, settings.replay.metricsPerMessage)
-        while inflight.count < Self.replayWindow && (rate <= 0 || replayTokens >= 1) {
-            let rows: [ForwardRow]
-            do {
-                rows = try store.peekForward(after: replayCursor, limit: limit)
-            } catch {
-                noteError("store-and-forward read failed: \(error)")
-                return
-            }
-            guard let first = rows.first else { return }
-            guard let (table, _) = view.directory.locate(name: first.tag) else {
-                // A tag removed by a reload: its stored samples can no longer be published.
-                _ = try? store.deleteForward(from: first.id, through: first.id)
-                refreshBacklog()
-                continue
-            }
-            let device = table.definitions[0].device
-            var metrics: [SparkplugMetric] = []
-            var last = first.id
-            for row in rows {
-                guard let (t, i) = view.directory.locate(name: row.tag), t.definitions[i].device == device else {
-                    break
-                }
-                let d = t.definitions[i]
-                let type = SparkplugMapping.dataType(of: d)
-                let ts = UInt64(max(0, row.timestamp / 1000))
-                let props = [SparkplugProperty.quality(SparkplugMapping.quality(row.quality))]
-                if let v = SparkplugMapping.value(row.value, for: d, as: type) {
-                    metrics.append(
-                        SparkplugMetric(name: d.name, timestamp: ts, value: v, properties: props, isHistorical: true))
-                } else {
-                    metrics.append(
-                        SparkplugMetric(
-                            name: d.name, timestamp: ts, nullOf: type, properties: props, isHistorical: true))
-                }
-                last = row.id
-            }
-            replayCursor = last
-            guard deviceOnline[device] == true else {
-                // Its DDATA must wait for its DBIRTH; the rows stay queued and the cursor comes back for them.
-                replaySkipped = true
-                continue
-            }
-            let tag = nextTag
-            nextTag += 1
-            let r = step(qos1Tag: tag) { s in try s.updateDevice(device, metrics, now: Self.nowMs()) }
-            guard r.ok, r.published > 0 else {
-                // Not connected after all (the events saying so are on their way): start over after them.
-                replayCursor = 0
-                return
-            }
-            inflight[tag] = (first.id, last, metrics.count)
-            replayTokens -= 1
-        }
-        counters.withLock { $0.replayInFlight = inflight.count }
-    }
-
-    private func periodic() {
-        let now = ContinuousClock.now
-        if now - lastStatsRefresh >= .seconds(1) {
-            lastStatsRefresh = now
-            counters.withLock {
-                $0.replayInFlight = inflight.count
-                $0.unconfirmed = live?.count ?? 0
-            }
-            if replaySkipped && inflight.isEmpty && counters.withLock({ $0.backlog.rows }) > 0 {
-                // Rows of devices that are down were passed over; look at them again from the start.
-                let deviceDown = deviceOnline.values.contains(false)
-                if !deviceDown {
-                    replaySkipped = false
-                    replayCursor = 0
-                }
-            }
-        }
-        guard now - lastNodeMetrics >= .seconds(5) else { return }
-        lastNodeMetrics = now
-        let ms = Self.nowMs()
-        let changed = nodeMetrics(now: ms).filter { m in
-            guard let name = m.name, let v = m.value else { return false }
-            return sentNodeValues[name] != v
-        }
-        guard !changed.isEmpty else { return }
-        if step({ s in try s.updateNode(changed, now: ms) }).ok {
-            for m in changed { sentNodeValues[m.name!] = m.value }
-        }
-    }
-
-    /// Every node metric with its current value: what NBIRTH declares and NDATA updates.
-    private func nodeMetrics(now: UInt64) -> [SparkplugMetric] {
-        let c = counters.withLock { $0 }
-        var polls: UInt64 = 0
-        var errors: UInt64 = 0
-        var connected: Int64 = 0
-        for d in view.devices {
-            guard let s = d.driver?.driverStatus else { continue }
-            polls += s.polls
-            errors += s.errors
-            if s.state == "connected" { connected += 1 }
-        }
-        func m(_ name: String, _ v: SparkplugValue) -> SparkplugMetric {
-            SparkplugMetric(name: name, timestamp: now, value: v)
-        }
-        return [
-            m("Properties/Version", .string(agentVersion)),
-            m("Properties/Uptime", .uint64(UInt64(max(0, Date().timeIntervalSince(startedAt))))),
-            m("Store and Forward/Backlog", .int64(c.backlog.rows)),
-            m("Store and Forward/Backlog Bytes", .int64(c.backlog.bytes)),
-            m("Store and Forward/Dropped", .int64(c.backlog.dropped)),
-            m("Polling/Devices", .int32(Int32(view.devices.count))),
-            m("Polling/Devices Connected", .int32(Int32(connected))),
-            m("Polling/Polls", .uint64(polls)),
-            m("Polling/Errors", .uint64(errors)),
-            m("Commands/Written", .uint64(c.commandsWritten)),
-            m("Commands/Refused", .uint64(c.commandsRefused + c.commandsFailed + c.commandsRejected)),
-        ]
-    }
-
-    private func refreshBacklog() {
-        guard let store else { return }
-        if let stats = try? store.forwardStats() { counters.withLock { $0.backlog = stats } }
-    }
-
-    private func noteError(_ text: String) {
-        logger.error("\(text)")
-        counters.withLock { $0.lastError = text }
-    }
-
-    // MARK: - Commands (command queue)
-
-    private func runCommand(device: String, _ metrics: [SparkplugMetric]) {
-        let view = self.view
-        commands.async { [self] in
-            for m in metrics { write(m, device: device, view: view) }
-        }
-    }
-
-    private func write(_ m: SparkplugMetric, device: String, view: View) {
-        let name = m.name ?? m.label
-        let text = m.value.map { "\($0)" } ?? "null"
-        func record(_ result: String, _ detail: String) {
-            audit(
-                AuditRecord(
-                    timestamp: HistoryClock.now(), source: auditSource, tag: name, value: text, result: result,
-                    detail: detail))
-        }
-        guard let d = view.devices.first(where: { $0.name == device }), let index = d.table.index(of: name) else {
-            counters.withLock { $0.commandsRefused += 1 }
-            record("refused", "device \(device) has no tag \(name)")
-            logger.warning(
-                "DCMD refused", metadata: ["device": "\(device)", "tag": "\(name)", "reason": "unknown tag"])
-            return
-        }
-        defer { post(.republish(device: device, tag: name)) }
-        let definition = d.table.definitions[index]
-        let value: TagValue
-        switch SparkplugMapping.commandValue(m.value, for: definition) {
-        case .success(let v): value = v
-        case .failure(let refusal):
-            counters.withLock { $0.commandsRefused += 1 }
-            record("refused", refusal.description)
-            logger.warning(
-                "DCMD refused", metadata: ["tag": "\(name)", "value": "\(text)", "reason": "\(refusal)"])
-            return
-        }
-        guard let driver = d.driver else {
-            counters.withLock { $0.commandsFailed += 1 }
-            record("failed", "device \(device) has no driver")
-            return
-        }
-        do {
-            // The driver checks writable, area, limits, type and range before anything reaches the device.
-            let result = try driver.writeTag(index, value)
-            counters.withLock { $0.commandsWritten += 1 }
-            record("ok", result.detail)
-            logger.notice("DCMD write", metadata: ["tag": "\(name)", "value": "\(value)", "source": "\(auditSource)"])
-        } catch {
-            let refused = error.isRefusal
-            counters.withLock {
-                if refused { $0.commandsRefused += 1 } else { $0.commandsFailed += 1 }
-            }
-            record(refused ? "refused" : "failed", "\(error)")
-            logger.warning(
-                "DCMD \(refused ? "refused" : "failed")",
-                metadata: ["tag": "\(name)", "value": "\(text)", "reason": "\(error)"])
-        }
+        replayer.step(
+            directory: view.directory, deviceOnline: deviceOnline,
+            isOnline: { sessionLock.withLock { session?.isOnline ?? false } },
+            publish: { device, metrics in
+                let tag = tags.next()
+                let r = step(qos1Tag: tag) { s in try s.updateDevice(device, metrics, now: Self.nowMs()) }
+                return r.ok && r.published > 0 ? tag : nil
+            })
     }
 
     // MARK: - Helpers
@@ -878,6 +256,18 @@ package final class EdgeNodePublisher: @unchecked Sendable {
     static func message(_ p: SparkplugPublication) -> MQTTMessage {
         MQTTMessage(
             topic: p.topic, payload: p.payload, qos: p.qos == 1 ? .atLeastOnce : .atMostOnce, retain: p.retain)
+    }
+}
+
+/// Tags for the acknowledgements the publisher waits for: receipt requests and replay messages draw from one
+/// sequence, so an acknowledgement names exactly one of them. Publisher thread only.
+final class AcknowledgementTags {
+    private var last: UInt64 = 0
+
+    /// A tag never handed out before (0 means "no acknowledgement wanted" to the client).
+    func next() -> UInt64 {
+        last += 1
+        return last
     }
 }
 

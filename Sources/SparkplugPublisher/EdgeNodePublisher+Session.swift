@@ -1,0 +1,278 @@
+import Foundation
+import MQTT
+import Sparkplug
+
+/// Session driving: the MQTT client and its events, CONNECT with the NDEATH Will and a persisted bdSeq, the births
+/// (NBIRTH and one DBIRTH per reachable device), rebirth, STATE gating by the Primary Host, devices coming and going,
+/// and the one place where session transitions are performed (`step`).
+extension EdgeNodePublisher {
+    // MARK: - Session (publisher thread, except `start`)
+
+    /// A new session with every device and its metrics, births ready for the next CONNECT, and a new client.
+    func startSession(connect: Bool = true) throws {
+        let now = Self.nowMs()
+        var s = try EdgeNodeSession(
+            configuration: EdgeNodeConfiguration(
+                groupID: settings.groupID, edgeNodeID: settings.edgeNodeID, primaryHostID: settings.primaryHostID),
+            nodeMetrics: nodeMetrics(now: now), lastBdSeq: bdSeqStore.load())
+        deviceOnline = [:]
+        for d in view.devices {
+            let metrics = d.table.definitions.indices.map {
+                SparkplugMapping.birthMetric(d.table.definitions[$0], table: d.table, index: $0, now: now)
+            }
+            let online = d.driver?.driverStatus.state == "connected"
+            deviceOnline[d.name] = online
+            _ = try s.addDevice(d.name, metrics: metrics, online: online, now: now)
+        }
+        sentNodeValues = [:]
+        let c = try makeClient()
+        sessionLock.withLock {
+            session = s
+            client = c
+        }
+        if connect { c.start() }
+    }
+
+    /// NDEATH and disconnect; what the broker did not confirm or acknowledge goes to the queue.
+    func endSession() {
+        // A last receipt request: the client's graceful stop waits for its answer, so live samples the broker has
+        // read are not queued again.
+        requestReceipt(force: true)
+        let c: MQTTClient? = sessionLock.withLock {
+            if let actions = session?.shutdown(now: Self.nowMs()) {
+                for case .publish(let p) in actions { try? client?.publish(Self.message(p)) }
+            }
+            return client
+        }
+        // Not on a client callback thread: stop() joins libmosquitto's thread.
+        c?.stop()
+        sessionLock.withLock {
+            client = nil
+            session = nil
+        }
+        // The answers that arrived while the client drained, then what is still unconfirmed goes to the queue.
+        for tag in takeAcknowledgements() { process(.acknowledged(tag)) }
+        receipts.requeueUnconfirmed()
+        receipts.forgetRequests()
+        replayer.restart()
+    }
+
+    /// Removes the acknowledgements from the pending events, keeping the others in order.
+    private func takeAcknowledgements() -> [UInt64] {
+        cond.withLock {
+            var tags: [UInt64] = []
+            var rest: [Event] = []
+            for e in events {
+                if case .acknowledged(let tag) = e { tags.append(tag) } else { rest.append(e) }
+            }
+            events = rest
+            return tags
+        }
+    }
+
+    private func makeClient() throws -> MQTTClient {
+        // Every broker with its own TLS and credentials.
+        let brokers = settings.brokers.map { b in
+            let tls = b.tls.map {
+                MQTTTLSConfiguration(
+                    caFile: $0.caFile, certificateFile: $0.certificateFile, keyFile: $0.keyFile,
+                    verifyServer: $0.verify)
+            }
+            let security = MQTTSecurity(
+                username: b.username, password: b.passwordFile.flatMap { passwords[$0] }, tls: tls)
+            return MQTTBroker(host: b.host, port: b.port, security: security)
+        }
+        let config = MQTTClientConfiguration(
+            brokers: brokers, clientID: "edgepilot-\(settings.groupID)-\(settings.edgeNodeID)",
+            protocolVersion: settings.mqttVersion == .v5 ? .v5 : .v311, keepAlive: max(5, settings.keepAliveSeconds),
+            reconnect: MQTTReconnectPolicy(
+                initialDelay: .milliseconds(max(10, settings.reconnectMinMilliseconds)),
+                maxDelay: .milliseconds(max(10, settings.reconnectMaxMilliseconds)),
+                startupDelayMax: .milliseconds(min(2000, settings.reconnectMaxMilliseconds))))
+        let c: MQTTClient
+        do {
+            c = try MQTTClient(configuration: config) { [weak self] in self?.handle($0) }
+        } catch {
+            throw PublisherStartError("sparkplug: \(error)")
+        }
+        c.willProvider = { [weak self] _ in self?.prepareWill() }
+        return c
+    }
+
+    /// On the client's supervisor thread, before each CONNECT: the NDEATH Will with the next bdSeq, persisted
+    /// first so a crash right after cannot reuse it.
+    private func prepareWill() -> MQTTMessage? {
+        sessionLock.withLock {
+            guard session != nil else { return nil }
+            let will = session!.prepareConnect(now: Self.nowMs())
+            do {
+                try bdSeqStore.save(session!.bdSeq!)
+            } catch {
+                logger.error("cannot persist bdSeq to \(bdSeqStore.path): \(error)")
+            }
+            return Self.message(will)
+        }
+    }
+
+    /// On libmosquitto's thread: hand over, never block.
+    private func handle(_ event: MQTTClientEvent) {
+        switch event {
+        case .connected(let b): post(.connected(b))
+        case .disconnected(let b, let error):
+            if let error { logger.warning("MQTT connection to \(b) lost: \(error)") }
+            post(.disconnected)
+        case .connectionFailed(let error, let retry):
+            counters.withLock { $0.lastError = "\(error)" }
+            logger.warning("MQTT connect failed, retrying in \(retry): \(error)")
+        case .message(let m): post(.message(m))
+        case .published(let tag): if tag != 0 { post(.acknowledged(tag)) }
+        case .receipt(let tag): post(.acknowledged(tag))
+        }
+    }
+
+    // MARK: - Connection events (publisher thread)
+
+    /// CONNACK: subscriptions, then the births (or the wait for the Primary Host's STATE).
+    func connected(to broker: MQTTBroker) {
+        counters.withLock {
+            $0.connects += 1
+            $0.lastError = nil
+        }
+        logger.notice("MQTT connected to \(broker)")
+        replayer.restart()
+        receipts.forgetRequests()
+        step { $0.connected(now: Self.nowMs()) }
+    }
+
+    func connectionLost() {
+        sessionLock.withLock { session?.connectionLost() }
+        replayer.restart()
+        // What the broker did not confirm may have died with the connection: queued, replayed after the births.
+        receipts.forgetRequests()
+        receipts.requeueUnconfirmed()
+    }
+
+    /// NCMD, DCMD or the Primary Host's STATE.
+    func received(_ m: MQTTMessage) {
+        if let host = settings.primaryHostID, m.topic == SparkplugTopic.state(hostID: host),
+            let json = try? JSONSerialization.jsonObject(with: Data(m.payload)) as? [String: Any],
+            let online = json["online"] as? Bool
+        {
+            counters.withLock { $0.primaryHostOnline = online }
+        }
+        step { try $0.handleMessage(topic: m.topic, payload: m.payload, now: Self.nowMs()) }
+    }
+
+    /// A fresh NBIRTH and DBIRTHs with the same bdSeq, by way of the session's own NCMD Rebirth handling.
+    func rebirthNow() {
+        let payload = SparkplugPayload(
+            timestamp: Self.nowMs(),
+            metrics: [
+                SparkplugMetric(name: EdgeNodeSession.rebirthMetric, timestamp: Self.nowMs(), value: .boolean(true))
+            ])
+        guard let bytes = try? payload.serialized() else { return }
+        step { s in try s.handleMessage(topic: s.topic(.ncmd), payload: bytes, now: Self.nowMs()) }
+    }
+
+    func reload(_ next: View) {
+        let changed = next.signature != view.signature
+        view = next
+        if changed {
+            logger.notice("devices or tags changed: new Sparkplug session with new births")
+            endSession()
+            do {
+                try startSession()
+            } catch {
+                counters.noteError("cannot rebuild the Sparkplug session: \(error)")
+            }
+        }
+    }
+
+    /// DBIRTH when a device comes back, DDEATH when it goes.
+    func checkDevices() {
+        for d in view.devices {
+            let online = d.driver?.driverStatus.state == "connected"
+            guard deviceOnline[d.name] != online else { continue }
+            deviceOnline[d.name] = online
+            let now = Self.nowMs()
+            if online {
+                step { s in try s.deviceOnline(d.name, now: now) }
+                replayer.deviceCameOnline()
+            } else {
+                step { s in try s.deviceOffline(d.name, now: now) }
+            }
+        }
+    }
+
+    // MARK: - Session step (publisher thread)
+
+    /// What one session step did: whether every publish was accepted by the client, how many there were, and
+    /// whether the session was online afterwards (read under the same lock, so a Will prepared on the supervisor
+    /// thread in between cannot make data look published when it was not).
+    struct StepResult {
+        var ok = true
+        var published = 0
+        var online = false
+    }
+
+    /// Runs a session transition and performs its actions under the session lock, so wire order is seq order.
+    /// With `qos1Tag` every publish goes at QoS 1 and its PUBACK comes back as `.acknowledged(qos1Tag)`.
+    @discardableResult
+    func step(
+        qos1Tag: UInt64? = nil, _ transition: (inout EdgeNodeSession) throws -> [EdgeNodeAction]
+    ) -> StepResult {
+        var commandsToRun: [(String, [SparkplugMetric])] = []
+        var result = StepResult()
+        sessionLock.withLock {
+            defer { result.online = session?.isOnline ?? false }
+            guard session != nil, let client else { return }
+            let actions: [EdgeNodeAction]
+            do {
+                actions = try transition(&session!)
+            } catch {
+                counters.withLock { $0.commandsRejected += 1 }
+                logger.warning("Sparkplug message rejected: \(error)")
+                return
+            }
+            for action in actions {
+                switch action {
+                case .publish(var p):
+                    if qos1Tag != nil { p.qos = 1 }
+                    do {
+                        try client.publish(Self.message(p), tag: qos1Tag ?? 0)
+                        result.published += 1
+                        counters.withLock {
+                            $0.messagesPublished += 1
+                            if p.topic.contains("/NBIRTH/") { $0.births += 1 }
+                        }
+                    } catch {
+                        result.ok = false
+                    }
+                case .subscribe(let topic, let qos):
+                    do {
+                        try client.subscribe(topic, qos: qos == 1 ? .atLeastOnce : .atMostOnce)
+                    } catch {
+                        counters.withLock { $0.lastError = "\(error)" }
+                    }
+                case .disconnect:
+                    // Followed by .nextServer (Primary Host offline, NCMD Next Server): the move closes the
+                    // connection. A lone disconnect only comes from shutdown, which endSession handles.
+                    break
+                case .nextServer:
+                    logger.notice("moving to the next MQTT server")
+                    client.moveToNextBroker()
+                case .nodeCommand(let metrics):
+                    commands.refuseNodeWrites(metrics)
+                case .deviceCommand(let device, let metrics):
+                    commandsToRun.append((device, metrics))
+                }
+            }
+        }
+        for (device, metrics) in commandsToRun {
+            commands.run(device: device, metrics, view: view) { [self] device, tag in
+                post(.republish(device: device, tag: tag))
+            }
+        }
+        return result
+    }
+}

@@ -1,0 +1,64 @@
+import History
+import Sparkplug
+import Tags
+
+/// Live data by exception: drains the publisher's `ChangeFeed` queue, turns each change into a metric of its
+/// device's DDATA through the session, and hands the samples to the `ReceiptTracker` — kept until the broker
+/// confirms them when they went out, queued for replay when they could not.
+///
+/// Publisher thread only.
+final class LiveDataSender {
+    private let feed: ChangeFeed
+    private let consumer: Int
+    private let receipts: ReceiptTracker
+    private var changeBuffer: UnsafeMutableBufferPointer<TagChange>
+
+    init(feed: ChangeFeed, consumer: Int, receipts: ReceiptTracker) {
+        self.feed = feed
+        self.consumer = consumer
+        self.receipts = receipts
+        changeBuffer = .allocate(capacity: 4096)
+    }
+
+    deinit { changeBuffer.deallocate() }
+
+    /// Publishes every pending change. `update` runs the session's device update (one call per device, in the
+    /// order the devices first appear) and says whether it was published.
+    func drain(
+        _ directory: TagDirectory, update: (_ device: String, [SparkplugMetric]) -> EdgeNodePublisher.StepResult
+    ) {
+        while true {
+            let n = feed.drain(consumer: consumer, into: changeBuffer)
+            guard n > 0 else { return }
+            var byDevice: [String: [SparkplugMetric]] = [:]
+            var order: [String] = []
+            var rows: [String: [HistoryRow]] = [:]
+            for change in changeBuffer.prefix(n) {
+                guard let (table, index) = directory.locate(id: change.tag) else { continue }
+                let d = table.definitions[index]
+                let value = table.value(of: index, change.sample)
+                if byDevice[d.device] == nil { order.append(d.device) }
+                byDevice[d.device, default: []].append(
+                    SparkplugMapping.metric(
+                        d, value: value, quality: change.sample.quality, timestampMicros: change.sample.timestamp))
+                rows[d.device, default: []].append(
+                    HistoryRow(
+                        tag: d.name, timestamp: change.sample.timestamp,
+                        value: HistoryValue(change.sample.value, text: table.text(of: index)),
+                        quality: change.sample.quality))
+            }
+            var toStore: [HistoryRow] = []
+            for device in order {
+                // The session keeps the latest values for the next births even when it cannot publish them.
+                let r = update(device, byDevice[device]!)
+                if !r.online || !r.ok {
+                    toStore += rows[device]!
+                } else if r.published > 0 {
+                    receipts.keepUntilConfirmed(rows[device]!)
+                }
+            }
+            receipts.store(toStore)
+            if n < changeBuffer.count { return }
+        }
+    }
+}

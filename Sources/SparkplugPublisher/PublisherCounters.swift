@@ -1,0 +1,42 @@
+import History
+import Logging
+import Synchronization
+
+/// The publisher's figures for `MQTTStatusReport` and the node metrics, shared by its parts (session driving, live
+/// data, replay, commands): written on the publisher thread, the command queue and libmosquitto's thread, read by
+/// any thread.
+final class PublisherCounters: Sendable {
+    /// One snapshot of every figure.
+    struct Values: Sendable {
+        var messagesPublished: UInt64 = 0
+        var births: UInt64 = 0
+        var connects: UInt64 = 0
+        var replayedMetrics: UInt64 = 0
+        var commandsWritten: UInt64 = 0
+        var commandsRefused: UInt64 = 0
+        var commandsFailed: UInt64 = 0
+        var commandsRejected: UInt64 = 0
+        var lastError: String?
+        var backlog = ForwardQueueStats(rows: 0, bytes: 0, dropped: 0)
+        var replayInFlight = 0
+        var primaryHostOnline: Bool?
+        var unconfirmed = 0
+        var receiptRequests: UInt64 = 0
+        var liveConfirmed: UInt64 = 0
+        var liveRequeued: UInt64 = 0
+    }
+
+    private let values = Mutex(Values())
+    private let logger = Logger(label: "edgepilot.sparkplug")
+
+    /// Reads or updates the figures under their lock.
+    func withLock<R: Sendable>(_ body: (inout Values) -> R) -> R {
+        values.withLock { body(&$0) }
+    }
+
+    /// Logs an error and keeps it as the report's `lastError`.
+    func noteError(_ text: String) {
+        logger.error("\(text)")
+        withLock { $0.lastError = text }
+    }
+}

@@ -1,0 +1,66 @@
+import History
+import Logging
+import Tags
+
+/// The store-and-forward queue as the publisher uses it: its own connection to the history file (see
+/// docs/decisions/0011-store-and-forward.md), the operator's bounds, and the backlog figures kept current.
+///
+/// Publisher thread only (opened in the publisher's init, closed by `stop()` after the thread ended). Before `open`
+/// and after `close` every call does nothing.
+final class StoreAndForwardQueue {
+    private let bounds: StoreAndForwardSettings
+    private let counters: PublisherCounters
+    private let logger = Logger(label: "edgepilot.sparkplug")
+    private var store: HistoryStore?
+
+    init(bounds: StoreAndForwardSettings, counters: PublisherCounters) {
+        self.bounds = bounds
+        self.counters = counters
+    }
+
+    /// Opens the publisher's own connection to the history file and reads the backlog figures.
+    func open(path: String) throws {
+        store = try HistoryStore(path: path)
+        refreshBacklog()
+    }
+
+    func close() {
+        store?.close()
+        store = nil
+    }
+
+    var isOpen: Bool { store != nil }
+
+    /// Samples waiting in the queue, as last counted.
+    var backlogRows: Int64 { counters.withLock { $0.backlog.rows } }
+
+    /// Appends `rows` in order; beyond the bounds the oldest rows are dropped (counted by the store).
+    func enqueue(_ rows: [HistoryRow]) {
+        guard !rows.isEmpty, let store else { return }
+        do {
+            let dropped = try store.enqueueForward(rows, maxRows: bounds.maxSamples, maxBytes: bounds.maxBytes)
+            if dropped > 0 {
+                logger.warning("store-and-forward queue full: dropped the \(dropped) oldest samples")
+            }
+        } catch {
+            counters.noteError("store-and-forward enqueue failed, \(rows.count) samples lost: \(error)")
+        }
+        refreshBacklog()
+    }
+
+    /// The oldest rows after the row id `cursor`, at most `limit`; none when the queue is closed.
+    func peek(after cursor: Int64, limit: Int) throws -> [ForwardRow] {
+        guard let store else { return [] }
+        return try store.peekForward(after: cursor, limit: limit)
+    }
+
+    /// Deletes the rows `first...last`; nothing when the queue is closed.
+    func delete(from first: Int64, through last: Int64) throws {
+        _ = try store?.deleteForward(from: first, through: last)
+    }
+
+    func refreshBacklog() {
+        guard let store else { return }
+        if let stats = try? store.forwardStats() { counters.withLock { $0.backlog = stats } }
+    }
+}
