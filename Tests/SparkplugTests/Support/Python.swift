@@ -1,14 +1,10 @@
 import Foundation
 import TestSupport
 
-/// The repository root, found from this file's path (Tests/SparkplugTests/Support/Python.swift).
-let repositoryRoot: URL = URL(fileURLWithPath: #filePath).resolvingSymlinksInPath().deletingLastPathComponent()
-    .deletingLastPathComponent()
-    .deletingLastPathComponent().deletingLastPathComponent()
-
-/// The project's virtualenv Python; a missing venv fails the test with the command that creates it.
+/// The project's Python (TestSupport's `pythonPath`: $EDGEPILOT_PYTHON or the repository's venv); a missing one fails
+/// the test with the command that creates it.
 func venvPython() throws -> String {
-    let python = repositoryRoot.appendingPathComponent(".venv/bin/python").path
+    let python = pythonPath
     guard FileManager.default.isExecutableFile(atPath: python) else {
         throw TestFailure(
             "\(python) missing: python3 -m venv .venv && .venv/bin/pip install -r requirements.txt "
