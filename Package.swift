@@ -47,6 +47,13 @@ let package = Package(
         // Models, MPC, dense QP solver, PID, supervisor. Pure Swift, no Foundation.
         // libm because .squareRoot() calls sqrt() in debug builds.
         .target(name: "Control", linkerSettings: [.linkedLibrary("m")]),
+        // Process identification from history (data preparation, GBN, FOPDT/SOPDT/integrating PEM, PO-MOESP).
+        // Pure Swift like Control; libm for the same reason.
+        .target(name: "Identification", dependencies: ["Control"], linkerSettings: [.linkedLibrary("m")]),
+        .testTarget(
+            name: "IdentificationTests", dependencies: ["Identification", "Control", "TestSupport"], exclude: ["Peers"]),
+        .executableTarget(
+            name: "identbench", dependencies: ["Identification", "Control"], path: "Benchmarks/identbench"),
         // Runtime wiring: pollers, history writer, control socket, systemd notify, signals.
         .target(
             name: "Agent",

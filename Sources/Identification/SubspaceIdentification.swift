@@ -1,0 +1,277 @@
+import Control
+
+/// An eigenvalue of a discrete model's A (z-plane).
+public struct Pole: Sendable, Equatable {
+    public var real: Double
+    public var imaginary: Double
+
+    public init(real: Double, imaginary: Double) {
+        self.real = real
+        self.imaginary = imaginary
+    }
+
+    public var magnitude: Double { (real * real + imaginary * imaginary).squareRoot() }
+
+    /// −T/ln|z|: the time constant of a real pole in (0, 1), in the data's time unit; nil otherwise.
+    public func timeConstant(period: Double) -> Double? {
+        guard imaginary == 0, real > 0, real < 1 else { return nil }
+        return -period / naturalLog(real)
+    }
+}
+
+/// A discrete state-space model found by subspace identification, in deviation variables:
+/// x[k+1] = A·x[k] + B·u[k], y[k] = C·x[k] + D·u[k] (D = 0 unless feedthrough was asked for).
+public struct IdentifiedStateSpace: Sendable, Equatable {
+    public var order: Int
+    public var inputCount: Int
+    public var outputCount: Int
+    public var period: Double
+    /// Row-major.
+    public var a: [Double]
+    public var b: [Double]
+    public var c: [Double]
+    public var d: [Double]
+    /// Singular values of the projected future outputs (descending): what order selection looked at.
+    public var singularValues: [Double]
+
+    /// Eigenvalues of A, largest modulus first.
+    public var poles: [Pole] {
+        DenseMatrix(rows: order, cols: order, data: a).eigenvalues().map { Pole(real: $0.re, imaginary: $0.im) }
+    }
+
+    /// Steady-state gain C(I − A)⁻¹B + D, outputs × inputs row-major; nil when I − A is singular.
+    public var steadyStateGain: [Double]? {
+        let n = order
+        let iMinusA = DenseMatrix.identity(n) - DenseMatrix(rows: n, cols: n, data: a)
+        guard let x = iMinusA.solve(DenseMatrix(rows: n, cols: inputCount, data: b)) else { return nil }
+        let g = DenseMatrix(rows: outputCount, cols: n, data: c) * x
+        return (0..<g.data.count).map { g.data[$0] + d[$0] }
+    }
+
+    /// The Control module's model, for MPC. Throws when D ≠ 0: Control's models have no feedthrough.
+    public func stateSpaceModel(inputNominal: [Double]? = nil, outputNominal: [Double]? = nil) throws(ControlError)
+        -> StateSpaceModel
+    {
+        guard d.allSatisfy({ $0 == 0 }) else {
+            throw ControlError(.invalidParameter, "identified model has feedthrough (D ≠ 0); Control models have none")
+        }
+        func rows(_ m: [Double], _ r: Int, _ c: Int) -> [[Double]] {
+            (0..<r).map { Array(m[($0 * c)..<(($0 + 1) * c)]) }
+        }
+        return try StateSpaceModel(
+            a: rows(a, order, order), b: rows(b, order, inputCount), c: rows(c, outputCount, order), period: period,
+            inputNominal: inputNominal, outputNominal: outputNominal)
+    }
+
+    /// Simulated outputs (outputs[j][k]) for inputs[i][k] from `initialState` (zero when nil).
+    public func simulate(inputs: [[Double]], initialState: [Double]? = nil) -> [[Double]] {
+        let n = order
+        let count = inputs.first?.count ?? 0
+        var x = initialState ?? [Double](repeating: 0, count: n)
+        var y = [[Double]](repeating: [Double](repeating: 0, count: count), count: outputCount)
+        var next = [Double](repeating: 0, count: n)
+        for k in 0..<count {
+            for q in 0..<outputCount {
+                var s = 0.0
+                for l in 0..<n { s += c[q * n + l] * x[l] }
+                for i in 0..<inputCount { s += d[q * inputCount + i] * inputs[i][k] }
+                y[q][k] = s
+            }
+            for r in 0..<n {
+                var s = 0.0
+                for l in 0..<n { s += a[r * n + l] * x[l] }
+                for i in 0..<inputCount { s += b[r * inputCount + i] * inputs[i][k] }
+                next[r] = s
+            }
+            swap(&x, &next)
+        }
+        return y
+    }
+}
+
+/// Data for the subspace method: whole segments, the first `estimation` samples of each for fitting.
+struct MIMOData {
+    struct Segment {
+        var inputs: [[Double]]
+        var outputs: [[Double]]
+        var estimation: Int
+        var count: Int { outputs.first?.count ?? 0 }
+    }
+
+    var period: Double
+    var segments: [Segment]
+    var inputCount: Int
+    var outputCount: Int
+}
+
+/// PO-MOESP subspace identification (Verhaegen 1994): past inputs and outputs as instruments, the
+/// observability subspace from an LQ factorisation, A and C from its shift structure, then B, D and the
+/// initial states by linear least squares on the simulation error.
+///
+/// Why PO-MOESP: consistent with coloured output noise without modelling it, few choices (block rows
+/// and order), and the LQ factor can be had from the Gram matrix of the block-Hankel data, so one pass
+/// over a day of data suffices. Why B and D by simulation error rather than from an estimated state
+/// sequence (as N4SID-style regressions do): the model is for prediction over an MPC horizon, and this
+/// minimises exactly the free-run error that fit % measures.
+struct SubspaceIdentifier {
+    var data: MIMOData
+    var blockRows: Int
+    var feedthrough: Bool
+
+    private var m: Int { data.inputCount }
+    private var p: Int { data.outputCount }
+
+    /// Left singular vectors and singular values of L32 (the part of the future outputs explained by
+    /// the past, with the future inputs projected out).
+    func observabilitySubspace() -> (vectors: DenseMatrix, singularValues: [Double])? {
+        let i = blockRows
+        let rowsU = i * m
+        let rowsY = i * p
+        let size = 2 * rowsU + 2 * rowsY
+        var gram = DenseMatrix(rows: size, cols: size)
+        var z = [Double](repeating: 0, count: size)
+        var columns = 0
+        for segment in data.segments {
+            let usable = segment.estimation - 2 * i + 1
+            guard usable > 0 else { continue }
+            columns += usable
+            for j in 0..<usable {
+                // Order: future inputs, past inputs, past outputs, future outputs.
+                for t in 0..<i {
+                    for c in 0..<m {
+                        z[t * m + c] = segment.inputs[c][j + i + t]
+                        z[rowsU + t * m + c] = segment.inputs[c][j + t]
+                    }
+                    for q in 0..<p {
+                        z[2 * rowsU + t * p + q] = segment.outputs[q][j + t]
+                        z[2 * rowsU + rowsY + t * p + q] = segment.outputs[q][j + i + t]
+                    }
+                }
+                z.withUnsafeBufferPointer { zz in
+                    gram.data.withUnsafeMutableBufferPointer { g in
+                        for r in 0..<size {
+                            let zr = zz[r]
+                            if zr == 0 { continue }
+                            let base = r * size
+                            for s in r..<size { g[base + s] += zr * zz[s] }
+                        }
+                    }
+                }
+            }
+        }
+        guard columns > size else { return nil }
+        for r in 0..<size {
+            for s in 0..<r { gram[r, s] = gram[s, r] }
+        }
+        // H·Hᵀ = L·Lᵀ: the Cholesky factor is the L of the LQ factorisation of H, up to column signs.
+        let l = gram.choleskyLower()
+        let l32 = l.block(rows: (2 * rowsU + rowsY)..<size, cols: rowsU..<(2 * rowsU + rowsY))
+        let (values, vectors) = (l32 * l32.transposed).symmetricEigen()
+        return (vectors, values.map { Swift.max($0, 0).squareRoot() })
+    }
+
+    /// A and C for `order` states from the observability subspace.
+    func systemMatrices(order n: Int, vectors: DenseMatrix, singularValues: [Double]) -> (
+        a: DenseMatrix, c: DenseMatrix
+    ) {
+        let rowsY = blockRows * p
+        var gamma = DenseMatrix(rows: rowsY, cols: n)
+        for r in 0..<rowsY {
+            for k in 0..<n { gamma[r, k] = vectors[r, k] * singularValues[k].squareRoot() }
+        }
+        let c = gamma.block(rows: 0..<p, cols: 0..<n)
+        let upper = gamma.block(rows: 0..<(rowsY - p), cols: 0..<n)
+        let lower = gamma.block(rows: p..<rowsY, cols: 0..<n)
+        let normal = upper.transposed * upper
+        let rhs = upper.transposed * lower
+        var a = DenseMatrix(rows: n, cols: n)
+        let inverse = normal.symmetricPseudoInverse()
+        a = inverse * rhs
+        return (a, c)
+    }
+
+    /// B, D and each estimation segment's initial state by least squares on the simulation error.
+    func inputMatrices(a: DenseMatrix, c: DenseMatrix) -> (b: [Double], d: [Double], initial: [[Double]]) {
+        let n = a.rows
+        let bCount = n * m
+        let dCount = feedthrough ? p * m : 0
+        let fitted = data.segments.indices.filter { data.segments[$0].estimation > 0 }
+        var slot = [Int](repeating: -1, count: data.segments.count)
+        for (index, s) in fitted.enumerated() { slot[s] = bCount + dCount + index * n }
+        let unknowns = bCount + dCount + fitted.count * n
+        var normal = DenseMatrix(rows: unknowns, cols: unknowns)
+        var rhs = [Double](repeating: 0, count: unknowns)
+        var indices = [Int](repeating: 0, count: bCount + m + n)
+        var values = [Double](repeating: 0, count: bCount + m + n)
+        for s in fitted {
+            let segment = data.segments[s]
+            // Z_c[k]: state response to u_c through B = I (column r: through e_r); P[k] = C·A^k.
+            var z = [DenseMatrix](repeating: DenseMatrix(rows: n, cols: n), count: m)
+            var power = c
+            for k in 0..<segment.estimation {
+                let cz = z.map { c * $0 }
+                for q in 0..<p {
+                    var count = 0
+                    for r in 0..<n {
+                        for i in 0..<m {
+                            indices[count] = r * m + i
+                            values[count] = cz[i][q, r]
+                            count += 1
+                        }
+                    }
+                    if feedthrough {
+                        for i in 0..<m {
+                            indices[count] = bCount + q * m + i
+                            values[count] = segment.inputs[i][k]
+                            count += 1
+                        }
+                    }
+                    for r in 0..<n {
+                        indices[count] = slot[s] + r
+                        values[count] = power[q, r]
+                        count += 1
+                    }
+                    let y = segment.outputs[q][k]
+                    for u in 0..<count {
+                        rhs[indices[u]] += values[u] * y
+                        for v in 0..<count { normal[indices[u], indices[v]] += values[u] * values[v] }
+                    }
+                }
+                for i in 0..<m {
+                    var next = a * z[i]
+                    for r in 0..<n { next[r, r] += segment.inputs[i][k] }
+                    z[i] = next
+                }
+                power = power * a
+            }
+        }
+        let theta = normal.solveSymmetric(rhs)
+        let b = Array(theta[0..<bCount])
+        let d = feedthrough ? Array(theta[bCount..<(bCount + dCount)]) : [Double](repeating: 0, count: p * m)
+        var initial = [[Double]](repeating: [Double](repeating: 0, count: n), count: data.segments.count)
+        for s in fitted { initial[s] = Array(theta[slot[s]..<(slot[s] + n)]) }
+        return (b, d, initial)
+    }
+
+    /// Initial state of a segment that has no estimation samples, fitted on its own samples with B, D
+    /// fixed (as `compare` estimates initial conditions on validation data).
+    func initialState(_ model: IdentifiedStateSpace, segment: MIMOData.Segment) -> [Double] {
+        let n = model.order
+        let free = model.simulate(inputs: segment.inputs)
+        let a = DenseMatrix(rows: n, cols: n, data: model.a)
+        var power = DenseMatrix(rows: p, cols: n, data: model.c)
+        var normal = DenseMatrix(rows: n, cols: n)
+        var rhs = [Double](repeating: 0, count: n)
+        for k in 0..<segment.count {
+            for q in 0..<p {
+                let e = segment.outputs[q][k] - free[q][k]
+                for r in 0..<n {
+                    rhs[r] += power[q, r] * e
+                    for s in 0..<n { normal[r, s] += power[q, r] * power[q, s] }
+                }
+            }
+            power = power * a
+        }
+        return normal.solveSymmetric(rhs)
+    }
+}

@@ -1,0 +1,108 @@
+import Control
+import Identification
+import Testing
+
+/// Recovery of known transfer functions from GBN-excited simulated data with measurement noise.
+@Suite struct TransferFunctionTests {
+    /// Tolerances: gain within 3 %, time constant within 10 %, dead time within 1 s (one period), and every
+    /// true parameter within 4 reported standard deviations of its estimate.
+    @Test func recoversFirstOrderPlusFractionalDeadTime() throws {
+        let period = 1.0
+        let truth = FirstOrderDeadTime(gain: 2, timeConstant: 20, deadTime: 7.5)
+        let plant = try StateSpaceModel.fromTransferFunctions([[truth]], period: period)
+        let u = Plants.gbn(inputs: 1, count: 2400, settlingTime: 90, period: period, amplitude: 1, seed: 11)
+        let y = Plants.noisy(Plants.simulate(plant, inputs: u)[0], sigma: 0.05, seed: 12)
+        let data = try PreparedData(period: period, inputs: u, outputs: [y])
+        let result = try Identifier(options: IdentificationOptions(structure: .fopdt)).identify(data)
+        let path = try #require(result.transferFunctions?.first?.paths.first)
+        print("FOPDT:", path, result.outputs[0].validationFitPercent)
+        #expect(path.kind == .firstOrder)
+        #expect(abs(path.gain - 2) < 0.06)
+        #expect(abs(path.timeConstant - 20) < 2)
+        #expect(abs(path.deadTime - 7.5) < 1)
+        let sd = try #require(path.uncertainty)
+        #expect(sd.gain > 0 && abs(path.gain - 2) < 4 * sd.gain)
+        #expect(sd.timeConstant > 0 && abs(path.timeConstant - 20) < 4 * sd.timeConstant)
+        #expect(sd.deadTime > 0 && abs(path.deadTime - 7.5) < 4 * sd.deadTime)
+        #expect(result.outputs[0].validationFitPercent > 90)
+        #expect(result.outputs[0].residuals.isWhite)
+        #expect(result.outputs[0].residuals.isUncorrelatedWithInputs)
+    }
+
+    /// Two MVs onto one CV, fitted jointly.
+    @Test func recoversTwoInputsOntoOneOutput() throws {
+        let period = 1.0
+        let g1 = FirstOrderDeadTime(gain: 1.5, timeConstant: 15, deadTime: 3)
+        let g2 = FirstOrderDeadTime(gain: -0.8, timeConstant: 30, deadTime: 10)
+        let plant = try StateSpaceModel.fromTransferFunctions([[g1, g2]], period: period)
+        let u = Plants.gbn(inputs: 2, count: 3000, settlingTime: 130, period: period, amplitude: 1, seed: 21)
+        let y = Plants.noisy(Plants.simulate(plant, inputs: u)[0], sigma: 0.05, seed: 22)
+        let data = try PreparedData(period: period, inputs: u, outputs: [y])
+        let result = try Identifier(options: IdentificationOptions(structure: .fopdt)).identify(data)
+        let paths = try #require(result.transferFunctions?.first?.paths)
+        print("MISO:", paths, result.outputs[0].validationFitPercent)
+        #expect(paths.count == 2)
+        for (path, truth) in zip(paths, [g1, g2]) {
+            #expect(abs(path.gain - truth.gain) < 0.03 * abs(truth.gain))
+            #expect(abs(path.timeConstant - truth.timeConstant) < 0.1 * truth.timeConstant)
+            #expect(abs(path.deadTime - truth.deadTime) < 1)
+        }
+        #expect(result.outputs[0].validationFitPercent > 90)
+    }
+
+    /// K·e^(−θs)/s: the automatic structure must choose integrating and recover K and θ.
+    @Test func recoversIntegratingPlant() throws {
+        let period = 1.0
+        let gain = 0.02
+        let delay = 5
+        let plant = try StateSpaceModel.discretizing(continuousA: [[0]], b: [[gain]], c: [[1]], period: period)
+        let u = Plants.gbn(inputs: 1, count: 2400, settlingTime: 60, period: period, amplitude: 1, seed: 31)
+        let y = Plants.noisy(
+            Plants.simulate(plant, inputs: [Plants.delayed(u[0], by: delay)])[0], sigma: 0.02, seed: 32)
+        let data = try PreparedData(period: period, inputs: u, outputs: [y])
+        let result = try Identifier().identify(data)
+        let path = try #require(result.transferFunctions?.first?.paths.first)
+        print("INT:", path, result.transferFunctions![0].candidates)
+        #expect(path.kind == .integrating)
+        #expect(abs(path.gain - gain) < 0.03 * gain)
+        #expect(abs(path.deadTime - Double(delay)) < 1)
+        #expect(result.outputs[0].validationFitPercent > 90)
+    }
+
+    /// K·e^(−θs)/((τ₁s+1)(τ₂s+1)): the automatic structure must choose second order.
+    @Test func recoversSecondOrderPlusDeadTime() throws {
+        let period = 1.0
+        let (k, t1, t2, delay) = (1.0, 25.0, 10.0, 4)
+        // x₁' = (−x₁ + K·u)/τ₁, x₂' = (x₁ − x₂)/τ₂, y = x₂
+        let plant = try StateSpaceModel.discretizing(
+            continuousA: [[-1 / t1, 0], [1 / t2, -1 / t2]], b: [[k / t1], [0]], c: [[0, 1]], period: period)
+        let u = Plants.gbn(inputs: 1, count: 3000, settlingTime: 160, period: period, amplitude: 1, seed: 41)
+        let y = Plants.noisy(
+            Plants.simulate(plant, inputs: [Plants.delayed(u[0], by: delay)])[0], sigma: 0.01, seed: 42)
+        let data = try PreparedData(period: period, inputs: u, outputs: [y])
+        let result = try Identifier().identify(data)
+        let path = try #require(result.transferFunctions?.first?.paths.first)
+        print("SOPDT:", path, result.transferFunctions![0].candidates)
+        #expect(path.kind == .secondOrder)
+        #expect(abs(path.gain - k) < 0.03 * k)
+        #expect(abs(path.timeConstant - t1) < 0.15 * t1)
+        #expect(abs(path.secondTimeConstant - t2) < 0.25 * t2)
+        #expect(abs(path.deadTime - Double(delay)) < 2)
+        #expect(result.outputs[0].validationFitPercent > 95)
+    }
+
+    /// On a true first-order plant the automatic structure keeps first order: extra poles must earn their place.
+    @Test func automaticStructureKeepsFirstOrderWhenThatIsEnough() throws {
+        let period = 1.0
+        let plant = try StateSpaceModel.fromTransferFunctions(
+            [[FirstOrderDeadTime(gain: -1.2, timeConstant: 12, deadTime: 2)]], period: period)
+        let u = Plants.gbn(inputs: 1, count: 2000, settlingTime: 60, period: period, amplitude: 1, seed: 51)
+        let y = Plants.noisy(Plants.simulate(plant, inputs: u)[0], sigma: 0.05, seed: 52)
+        let result = try Identifier().identify(PreparedData(period: period, inputs: u, outputs: [y]))
+        let chosen = try #require(result.transferFunctions?.first)
+        print("AUTO:", chosen)
+        #expect(chosen.paths[0].kind == .firstOrder)
+        #expect(chosen.candidates.count >= 3)
+        #expect(abs(chosen.paths[0].gain + 1.2) < 0.04)
+    }
+}
