@@ -48,8 +48,10 @@ public struct IdentificationOptions: Sendable, Equatable {
     public var parsimonyMargin: Double
     /// Lags for the residual tests.
     public var residualLags: Int
-    /// Block rows of the Hankel matrices (state space): bounds the order (≤ (blockRows − 1)·outputs) and
-    /// should exceed the largest dead time in samples divided by the number of outputs.
+    /// Block rows of the Hankel matrices (state space): the horizon, in samples, over which past data
+    /// predicts the future. It bounds the order (≤ (blockRows − 1)·outputs), must exceed the largest dead
+    /// time in samples, and should cover a good part of the slowest time constant: on the quadruple tank
+    /// at 2 s, 10 rows placed the slow poles 15–40 % off, 20 rows within 10 %. Cost grows with its square.
     public var blockRows: Int
     /// Largest order tried when the order is selected from the data.
     public var maximumOrder: Int
@@ -59,7 +61,7 @@ public struct IdentificationOptions: Sendable, Equatable {
 
     public init(
         structure: ModelStructure = .automatic, estimationFraction: Double = 2.0 / 3.0, maximumDeadTime: Double? = nil,
-        parsimonyMargin: Double = 1, residualLags: Int = 20, blockRows: Int = 10, maximumOrder: Int = 8,
+        parsimonyMargin: Double = 1, residualLags: Int = 20, blockRows: Int = 20, maximumOrder: Int = 8,
         feedthrough: Bool = false
     ) {
         self.structure = structure
@@ -261,11 +263,12 @@ public struct Identifier: Sendable {
         var fitted = [(model: IdentifiedStateSpace, outputs: [OutputFit], mean: Double)]()
         for n in orders {
             let (a, c) = identifier.systemMatrices(order: n, vectors: vectors, singularValues: singularValues)
-            let (b, d, initial) = identifier.inputMatrices(a: a, c: c)
+            let (b, d, initial, levels) = identifier.inputMatrices(a: a, c: c)
             let model = IdentifiedStateSpace(
                 order: n, inputCount: data.inputCount, outputCount: data.outputCount, period: data.period, a: a.data,
                 b: b, c: c.data, d: d, singularValues: singularValues)
-            let outputs = evaluate(model, identifier: identifier, initial: initial, data: data, estimation: estimation)
+            let outputs = evaluate(
+                model, identifier: identifier, initial: initial, levels: levels, data: data, estimation: estimation)
             let fits = outputs.map {
                 $0.validationFitPercent.isFinite ? $0.validationFitPercent : $0.estimationFitPercent
             }
@@ -281,17 +284,17 @@ public struct Identifier: Sendable {
     }
 
     private func evaluate(
-        _ model: IdentifiedStateSpace, identifier: SubspaceIdentifier, initial: [[Double]], data: PreparedData,
-        estimation: [Int]
+        _ model: IdentifiedStateSpace, identifier: SubspaceIdentifier, initial: [[Double]], levels: [[Double]],
+        data: PreparedData, estimation: [Int]
     ) -> [OutputFit] {
         var residuals = [[[Double]]](repeating: [], count: data.outputCount)
         for (s, segment) in data.segments.enumerated() {
-            let x0 =
+            let (x0, level) =
                 estimation[s] > 0
-                ? initial[s] : identifier.initialState(model, segment: identifier.data.segments[s])
+                ? (initial[s], levels[s]) : identifier.initialState(model, segment: identifier.data.segments[s])
             let simulated = model.simulate(inputs: segment.inputs, initialState: x0)
             for q in 0..<data.outputCount {
-                residuals[q].append((0..<segment.count).map { segment.outputs[q][$0] - simulated[q][$0] })
+                residuals[q].append((0..<segment.count).map { segment.outputs[q][$0] - simulated[q][$0] - level[q] })
             }
         }
         return (0..<data.outputCount).map { q in

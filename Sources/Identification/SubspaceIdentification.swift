@@ -190,22 +190,28 @@ struct SubspaceIdentifier {
         return (a, c)
     }
 
-    /// B, D and each estimation segment's initial state by least squares on the simulation error.
-    func inputMatrices(a: DenseMatrix, c: DenseMatrix) -> (b: [Double], d: [Double], initial: [[Double]]) {
+    /// B, D, and each estimation segment's initial state and output levels, by least squares on the
+    /// simulation error. Why levels: a segment's mean-removed output differs from the model's response to
+    /// the mean-removed input by a constant (the means of a finite record are not in steady-state ratio),
+    /// which a stable model's initial state cannot represent.
+    func inputMatrices(a: DenseMatrix, c: DenseMatrix) -> (
+        b: [Double], d: [Double], initial: [[Double]], levels: [[Double]]
+    ) {
         let n = a.rows
         let bCount = n * m
         let dCount = feedthrough ? p * m : 0
+        let perSegment = n + p
         let fitted = data.segments.indices.filter { data.segments[$0].estimation > 0 }
         var slot = [Int](repeating: -1, count: data.segments.count)
-        for (index, s) in fitted.enumerated() { slot[s] = bCount + dCount + index * n }
-        let unknowns = bCount + dCount + fitted.count * n
+        for (index, s) in fitted.enumerated() { slot[s] = bCount + dCount + index * perSegment }
+        let unknowns = bCount + dCount + fitted.count * perSegment
         var normal = DenseMatrix(rows: unknowns, cols: unknowns)
         var rhs = [Double](repeating: 0, count: unknowns)
-        var indices = [Int](repeating: 0, count: bCount + m + n)
-        var values = [Double](repeating: 0, count: bCount + m + n)
+        var indices = [Int](repeating: 0, count: bCount + m + n + 1)
+        var values = [Double](repeating: 0, count: bCount + m + n + 1)
         for s in fitted {
             let segment = data.segments[s]
-            // Z_c[k]: state response to u_c through B = I (column r: through e_r); P[k] = C·A^k.
+            // Z_i[k]: state response to u_i through B = I (column r: through e_r); P[k] = C·A^k.
             var z = [DenseMatrix](repeating: DenseMatrix(rows: n, cols: n), count: m)
             var power = c
             for k in 0..<segment.estimation {
@@ -231,6 +237,9 @@ struct SubspaceIdentifier {
                         values[count] = power[q, r]
                         count += 1
                     }
+                    indices[count] = slot[s] + n + q
+                    values[count] = 1
+                    count += 1
                     let y = segment.outputs[q][k]
                     for u in 0..<count {
                         rhs[indices[u]] += values[u] * y
@@ -249,29 +258,38 @@ struct SubspaceIdentifier {
         let b = Array(theta[0..<bCount])
         let d = feedthrough ? Array(theta[bCount..<(bCount + dCount)]) : [Double](repeating: 0, count: p * m)
         var initial = [[Double]](repeating: [Double](repeating: 0, count: n), count: data.segments.count)
-        for s in fitted { initial[s] = Array(theta[slot[s]..<(slot[s] + n)]) }
-        return (b, d, initial)
+        var levels = [[Double]](repeating: [Double](repeating: 0, count: p), count: data.segments.count)
+        for s in fitted {
+            initial[s] = Array(theta[slot[s]..<(slot[s] + n)])
+            levels[s] = Array(theta[(slot[s] + n)..<(slot[s] + n + p)])
+        }
+        return (b, d, initial, levels)
     }
 
-    /// Initial state of a segment that has no estimation samples, fitted on its own samples with B, D
-    /// fixed (as `compare` estimates initial conditions on validation data).
-    func initialState(_ model: IdentifiedStateSpace, segment: MIMOData.Segment) -> [Double] {
+    /// Initial state and output levels of a segment that has no estimation samples, fitted on its own
+    /// samples with B and D fixed (as `compare` estimates initial conditions on validation data).
+    func initialState(_ model: IdentifiedStateSpace, segment: MIMOData.Segment) -> (state: [Double], levels: [Double]) {
         let n = model.order
         let free = model.simulate(inputs: segment.inputs)
         let a = DenseMatrix(rows: n, cols: n, data: model.a)
         var power = DenseMatrix(rows: p, cols: n, data: model.c)
-        var normal = DenseMatrix(rows: n, cols: n)
-        var rhs = [Double](repeating: 0, count: n)
+        let unknowns = n + p
+        var normal = DenseMatrix(rows: unknowns, cols: unknowns)
+        var rhs = [Double](repeating: 0, count: unknowns)
+        var row = [Double](repeating: 0, count: unknowns)
         for k in 0..<segment.count {
             for q in 0..<p {
                 let e = segment.outputs[q][k] - free[q][k]
-                for r in 0..<n {
-                    rhs[r] += power[q, r] * e
-                    for s in 0..<n { normal[r, s] += power[q, r] * power[q, s] }
+                for r in 0..<n { row[r] = power[q, r] }
+                for j in 0..<p { row[n + j] = j == q ? 1 : 0 }
+                for r in 0..<unknowns {
+                    rhs[r] += row[r] * e
+                    for s in 0..<unknowns { normal[r, s] += row[r] * row[s] }
                 }
             }
             power = power * a
         }
-        return normal.solveSymmetric(rhs)
+        let theta = normal.solveSymmetric(rhs)
+        return (Array(theta[0..<n]), Array(theta[n...]))
     }
 }

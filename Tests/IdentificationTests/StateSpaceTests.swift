@@ -1,0 +1,62 @@
+import Control
+import Identification
+import Testing
+
+/// PO-MOESP on the linearised quadruple tank (plants.md, P−), 2 MVs × 2 CVs, four states.
+@Suite struct StateSpaceTests {
+    static let period = 2.0
+
+    /// GBN on both pumps (settling time 450 s), 3,000 samples, white noise of 0.01 V on the outputs.
+    static func quadrupleTankData(count: Int = 3000, sigma: Double = 0.01) throws -> (
+        data: PreparedData, plant: StateSpaceModel, timeConstants: [Double]
+    ) {
+        let linear = Plants.quadrupleTankLinear()
+        let plant = try StateSpaceModel.discretizing(
+            continuousA: linear.a, b: linear.b, c: linear.c, period: period)
+        let u = Plants.gbn(inputs: 2, count: count, settlingTime: 450, period: period, amplitude: 0.3, seed: 61)
+        let clean = Plants.simulate(plant, inputs: u)
+        let y = clean.enumerated().map { Plants.noisy($0.element, sigma: sigma, seed: 62 + UInt64($0.offset)) }
+        return (try PreparedData(period: period, inputs: u, outputs: y), plant, linear.timeConstants)
+    }
+
+    /// Order 4 given: the four time constants within 15 %, the steady-state gains within 5 %, validation fit > 90 %.
+    @Test func recoversQuadrupleTankWithOrderGiven() throws {
+        let (data, plant, timeConstants) = try Self.quadrupleTankData()
+        let result = try Identifier(options: IdentificationOptions(structure: .stateSpace(order: 4))).identify(data)
+        let model = try #require(result.stateSpace)
+        #expect(model.order == 4)
+        let identified = model.poles.compactMap { $0.timeConstant(period: Self.period) }.sorted()
+        print("SS poles:", model.poles, identified, timeConstants.sorted(), result.outputs.map(\.validationFitPercent))
+        #expect(identified.count == 4)
+        for (estimate, truth) in zip(identified, timeConstants.sorted()) {
+            #expect(abs(estimate - truth) < 0.15 * truth)
+        }
+        let gain = try #require(model.steadyStateGain)
+        let trueGain = try plant.steadyStateGain()
+        print("SS gain:", gain, trueGain)
+        for k in 0..<4 { #expect(abs(gain[k] - trueGain[k]) < 0.05 * abs(trueGain[k])) }
+        for output in result.outputs {
+            #expect(output.validationFitPercent > 90)
+            #expect(output.residuals.isUncorrelatedWithInputs)
+        }
+        // The Control module takes it as it is, with the same steady-state gain.
+        let control = try model.stateSpaceModel()
+        let controlGain = try control.steadyStateGain()
+        for k in 0..<4 { #expect(abs(controlGain[k] - gain[k]) < 1e-9 * Swift.max(1, abs(gain[k]))) }
+    }
+
+    /// Order from the data: the chosen model is within the parsimony margin of the best order tried, no larger
+    /// than the true order, and still reproduces the validation data.
+    @Test func selectsOrderFromData() throws {
+        let (data, _, _) = try Self.quadrupleTankData()
+        let result = try Identifier(options: IdentificationOptions(structure: .stateSpace(order: nil))).identify(data)
+        let model = try #require(result.stateSpace)
+        let best = result.orderCandidates.map(\.validationFitPercent).max()!
+        let chosen = try #require(result.orderCandidates.first { $0.order == model.order })
+        print("orders:", result.orderCandidates, model.singularValues.prefix(8))
+        #expect(chosen.validationFitPercent >= best - 1)
+        #expect(model.order >= 3 && model.order <= 4)
+        #expect(result.orderCandidates.count == 8)
+        for output in result.outputs { #expect(output.validationFitPercent > 85) }
+    }
+}
