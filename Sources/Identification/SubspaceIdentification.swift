@@ -128,41 +128,58 @@ struct SubspaceIdentifier {
         let rowsU = i * m
         let rowsY = i * p
         let size = 2 * rowsU + 2 * rowsY
+        // Every row of the block-Hankel matrix is one signal at one lag (inputs and outputs, lags 0..<2i),
+        // so each Gram entry is a lagged product sum S(σ,ℓ; τ,ℓ') = Σ_j w_σ[j+ℓ]·w_τ[j+ℓ']. Only the entries
+        // with ℓ = 0 or ℓ' = 0 are summed over the data; the rest follow from
+        // S(ℓ,ℓ') = S(ℓ−1,ℓ'−1) − w_σ[ℓ−1]·w_τ[ℓ'−1] + w_σ[J+ℓ−1]·w_τ[J+ℓ'−1], which makes the pass over
+        // a day of data about 2i times cheaper than forming H·Hᵀ column by column.
+        let signals = m + p
+        let lags = 2 * i
+        func row(_ sigma: Int, _ lag: Int) -> Int {
+            if sigma < m {
+                return lag < i ? rowsU + lag * m + sigma : (lag - i) * m + sigma
+            }
+            let q = sigma - m
+            return lag < i ? 2 * rowsU + lag * p + q : 2 * rowsU + rowsY + (lag - i) * p + q
+        }
         var gram = DenseMatrix(rows: size, cols: size)
-        var z = [Double](repeating: 0, count: size)
         var columns = 0
+        var lagged = [Double](repeating: 0, count: lags * lags)
         for segment in data.segments {
             let usable = segment.estimation - 2 * i + 1
             guard usable > 0 else { continue }
             columns += usable
-            for j in 0..<usable {
-                // Order: future inputs, past inputs, past outputs, future outputs.
-                for t in 0..<i {
-                    for c in 0..<m {
-                        z[t * m + c] = segment.inputs[c][j + i + t]
-                        z[rowsU + t * m + c] = segment.inputs[c][j + t]
-                    }
-                    for q in 0..<p {
-                        z[2 * rowsU + t * p + q] = segment.outputs[q][j + t]
-                        z[2 * rowsU + rowsY + t * p + q] = segment.outputs[q][j + i + t]
+            let w = (segment.inputs + segment.outputs).map { Array($0[0..<segment.estimation]) }
+            func dot(_ a: Int, _ offsetA: Int, _ b: Int, _ offsetB: Int) -> Double {
+                w[a].withUnsafeBufferPointer { x in
+                    w[b].withUnsafeBufferPointer { y in
+                        var s = 0.0
+                        for j in 0..<usable { s += x[j + offsetA] * y[j + offsetB] }
+                        return s
                     }
                 }
-                z.withUnsafeBufferPointer { zz in
-                    gram.data.withUnsafeMutableBufferPointer { g in
-                        for r in 0..<size {
-                            let zr = zz[r]
-                            if zr == 0 { continue }
-                            let base = r * size
-                            for s in r..<size { g[base + s] += zr * zz[s] }
+            }
+            for sigma in 0..<signals {
+                for tau in 0..<signals {
+                    for l in 0..<lags {
+                        lagged[l] = dot(sigma, 0, tau, l)  // (0, l)
+                        lagged[l * lags] = dot(sigma, l, tau, 0)  // (l, 0)
+                    }
+                    for l in 1..<lags {
+                        for k in 1..<lags {
+                            lagged[l * lags + k] =
+                                lagged[(l - 1) * lags + k - 1] - w[sigma][l - 1] * w[tau][k - 1]
+                                + w[sigma][usable + l - 1] * w[tau][usable + k - 1]
                         }
+                    }
+                    for l in 0..<lags {
+                        let r = row(sigma, l)
+                        for k in 0..<lags { gram[r, row(tau, k)] += lagged[l * lags + k] }
                     }
                 }
             }
         }
         guard columns > size else { return nil }
-        for r in 0..<size {
-            for s in 0..<r { gram[r, s] = gram[s, r] }
-        }
         // H·Hᵀ = L·Lᵀ: the Cholesky factor is the L of the LQ factorisation of H, up to column signs.
         let l = gram.choleskyLower()
         let l32 = l.block(rows: (2 * rowsU + rowsY)..<size, cols: rowsU..<(2 * rowsU + rowsY))
@@ -211,17 +228,30 @@ struct SubspaceIdentifier {
         var values = [Double](repeating: 0, count: bCount + m + n + 1)
         for s in fitted {
             let segment = data.segments[s]
-            // Z_i[k]: state response to u_i through B = I (column r: through e_r); P[k] = C·A^k.
-            var z = [DenseMatrix](repeating: DenseMatrix(rows: n, cols: n), count: m)
-            var power = c
+            // Z_i[k]: state response to u_i through B = I (column r: through e_r); P[k] = C·A^k. Flat
+            // buffers, updated in place: this loop runs once per sample of a day of data.
+            let nn = n * n
+            var z = [Double](repeating: 0, count: m * nn)
+            var next = [Double](repeating: 0, count: nn)
+            var cz = [Double](repeating: 0, count: m * p * n)
+            var power = c.data
+            var nextPower = power
             for k in 0..<segment.estimation {
-                let cz = z.map { c * $0 }
+                for i in 0..<m {
+                    for q in 0..<p {
+                        for col in 0..<n {
+                            var sum = 0.0
+                            for l in 0..<n { sum += c.data[q * n + l] * z[i * nn + l * n + col] }
+                            cz[(i * p + q) * n + col] = sum
+                        }
+                    }
+                }
                 for q in 0..<p {
                     var count = 0
                     for r in 0..<n {
                         for i in 0..<m {
                             indices[count] = r * m + i
-                            values[count] = cz[i][q, r]
+                            values[count] = cz[(i * p + q) * n + r]
                             count += 1
                         }
                     }
@@ -234,7 +264,7 @@ struct SubspaceIdentifier {
                     }
                     for r in 0..<n {
                         indices[count] = slot[s] + r
-                        values[count] = power[q, r]
+                        values[count] = power[q * n + r]
                         count += 1
                     }
                     indices[count] = slot[s] + n + q
@@ -242,16 +272,31 @@ struct SubspaceIdentifier {
                     count += 1
                     let y = segment.outputs[q][k]
                     for u in 0..<count {
-                        rhs[indices[u]] += values[u] * y
-                        for v in 0..<count { normal[indices[u], indices[v]] += values[u] * values[v] }
+                        let iu = indices[u]
+                        let vu = values[u]
+                        rhs[iu] += vu * y
+                        for v in 0..<count { normal.data[iu * unknowns + indices[v]] += vu * values[v] }
                     }
                 }
                 for i in 0..<m {
-                    var next = a * z[i]
-                    for r in 0..<n { next[r, r] += segment.inputs[i][k] }
-                    z[i] = next
+                    let input = segment.inputs[i][k]
+                    for r in 0..<n {
+                        for col in 0..<n {
+                            var sum = r == col ? input : 0
+                            for l in 0..<n { sum += a.data[r * n + l] * z[i * nn + l * n + col] }
+                            next[r * n + col] = sum
+                        }
+                    }
+                    for e in 0..<nn { z[i * nn + e] = next[e] }
                 }
-                power = power * a
+                for q in 0..<p {
+                    for col in 0..<n {
+                        var sum = 0.0
+                        for l in 0..<n { sum += power[q * n + l] * a.data[l * n + col] }
+                        nextPower[q * n + col] = sum
+                    }
+                }
+                swap(&power, &nextPower)
             }
         }
         let theta = normal.solveSymmetric(rhs)

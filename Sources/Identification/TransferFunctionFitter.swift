@@ -15,6 +15,23 @@ struct MISOData {
     var inputCount: Int
 
     var estimationCount: Int { segments.reduce(0) { $0 + $1.estimation } }
+
+    /// The first `limit` estimation samples only (no validation part), for the cheap search stages.
+    func truncated(estimationSamples limit: Int) -> MISOData {
+        guard estimationCount > limit else { return self }
+        var remaining = limit
+        var out = [Segment]()
+        for segment in segments where remaining > 0 {
+            let take = Swift.min(segment.estimation, remaining)
+            remaining -= take
+            guard take > 0 else { continue }
+            out.append(
+                Segment(
+                    inputs: segment.inputs.map { Array($0[0..<take]) }, output: Array(segment.output[0..<take]),
+                    estimation: take))
+        }
+        return MISOData(period: period, segments: out, inputCount: inputCount)
+    }
     var validationCount: Int { segments.reduce(0) { $0 + $1.output.count - $1.estimation } }
 
     /// Residuals y − ŷ − nuisance per segment. The simulation starts each path at rest for the segment's
@@ -189,7 +206,7 @@ struct TransferFunctionFitter {
     // MARK: First order
 
     private func fitFirstOrder() -> Fitted {
-        let (pole, gains, delays) = arxStart(integrating: false)
+        let (pole, gains, delays) = searcher.arxStart(integrating: false)
         let a = (pole > 0.01 && pole < 0.9999) ? pole : 0.9
         let tau = -period / naturalLog(a)
         var paths = (0..<data.inputCount).map { j in
@@ -205,7 +222,7 @@ struct TransferFunctionFitter {
     // MARK: Integrating
 
     private func fitIntegrating() -> Fitted {
-        let (_, gains, delays) = arxStart(integrating: true)
+        let (_, gains, delays) = searcher.arxStart(integrating: true)
         var paths = (0..<data.inputCount).map { j in
             TransferPath(kind: .integrating, gain: gains[j] / period, deadTime: Double(delays[j]) * period)
         }
@@ -213,9 +230,26 @@ struct TransferFunctionFitter {
         return refine(paths, drift: true)
     }
 
+    /// Samples the search stages (ARX start, whole-sample dead-time search) look at. Why a cap: they only
+    /// need to land in the right basin, which a few hours of data at 1 s do as well as a day; the final
+    /// fit then uses every estimation sample.
+    static let searchSamples = 20_000
+
+    private var searcher: TransferFunctionFitter {
+        var copy = self
+        copy.data = data.truncated(estimationSamples: Self.searchSamples)
+        return copy
+    }
+
     /// For each MV in turn, tries whole-sample dead times within ±3 samples of the current one, each with
     /// the other parameters re-fitted (dead times held), and keeps the best.
     private func searchDeadTimes(_ start: [TransferPath]) -> [TransferPath] {
+        let data = searcher.data
+        guard data.estimationCount < self.data.estimationCount else { return searchDeadTimesOnData(start) }
+        return searcher.searchDeadTimesOnData(start)
+    }
+
+    private func searchDeadTimesOnData(_ start: [TransferPath]) -> [TransferPath] {
         var paths = start
         let drift = paths.first?.kind == .integrating
         var best = LeastSquaresProblem.halfSquaredNorm(data.estimationResiduals(paths, drift: drift))
@@ -225,7 +259,7 @@ struct TransferFunctionFitter {
             for d in Swift.max(0, centre - 3)...Swift.min(maximumDelaySamples, centre + 3) {
                 var trial = paths
                 trial[j].deadTime = Double(d) * period
-                let (fitted, cost) = optimise(trial, drift: drift, holdDeadTimes: true, iterations: 8)
+                let (fitted, cost) = optimise(trial, drift: drift, holdDeadTimes: true, iterations: 6)
                 if cost < best {
                     best = cost
                     chosen = fitted

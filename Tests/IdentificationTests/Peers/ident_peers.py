@@ -42,7 +42,8 @@ def fopdt_response(u, gain, tau, dead, period):
 
 def fit_fopdt(data):
     """Multi-input FOPDT onto one output plus a constant level, least squares (trust region reflective)
-    from a small grid of dead-time starts; the best start wins."""
+    from a small grid of dead-time starts, each with its gains (and level) from linear least squares on
+    unit-gain responses; the best start wins."""
     period = data["period"]
     u = [np.asarray(x) for x in data["inputs"]]
     y = np.asarray(data["output"])
@@ -64,8 +65,15 @@ def fit_fopdt(data):
     upper = [np.inf, 10 * span, max(max_dead, 1e-9)] * m + [np.inf]
     best = None
     starts = sorted({0.0, max_dead / 4, max_dead / 2})
+    tau0 = span / 20
     for dead in starts:
-        p0 = [1.0, span / 20, dead] * m + [0.0]
+        basis = np.column_stack([fopdt_response(u[j][:n_est], 1.0, tau0, dead, period) for j in range(m)]
+                                + [np.ones(n_est)])
+        coefficients = np.linalg.lstsq(basis, y[:n_est], rcond=None)[0]
+        p0 = []
+        for j in range(m):
+            p0 += [coefficients[j], tau0, dead]
+        p0.append(coefficients[-1])
         try:
             r = optimize.least_squares(residuals, p0, bounds=(lower, upper), method="trf", x_scale="jac")
         except ValueError:
