@@ -6,7 +6,7 @@ struct LeastSquaresProblem {
     var upper: [Double]
     /// Typical magnitude of each parameter: sets finite-difference steps and the convergence test.
     var scale: [Double]
-    /// Writes r(p) into the buffer (which has the right size after the first call).
+    /// r(p), one entry per estimation sample.
     var residuals: ([Double]) -> [Double]
 
     var parameterCount: Int { lower.count }

@@ -143,49 +143,46 @@ struct TransferFunctionFitter {
         var fit: CandidateFit
     }
 
-    /// Fits the allowed structures and picks one: the candidate with the fewest parameters whose
-    /// validation fit is within `parsimonyMargin` of the best (greedy for second-order promotions).
+    /// Fits the allowed structures and picks one: among first order, integrating and the best second-order
+    /// variant, the candidate with the fewest parameters whose validation fit % is within
+    /// `parsimonyMargin` of the best. Second order is tried path by path from the first-order fit (greedy:
+    /// a path is promoted only if that beats the current model by more than the margin), since trying
+    /// every combination grows as 2^MVs.
     func fit() -> (chosen: Fitted, candidates: [CandidateFit]) {
         var candidates = [CandidateFit]()
-        var chosen: Fitted?
-        // First order is always fitted: it is the base the other structures start from.
+        var pool = [Fitted]()
+        // First order is always fitted: it is the start the second-order fits refine.
         let firstOrder = fitFirstOrder()
         if allowedKinds.contains(.firstOrder) {
             candidates.append(firstOrder.fit)
-            chosen = firstOrder
+            pool.append(firstOrder)
         }
         if allowedKinds.contains(.integrating) {
             let integrating = fitIntegrating()
             candidates.append(integrating.fit)
-            if let current = chosen {
-                // Integrating has fewer parameters per path; keep it unless first order is clearly better.
-                if score(integrating) >= score(current) - parsimonyMargin { chosen = integrating }
+            pool.append(integrating)
+        }
+        if allowedKinds.contains(.secondOrder) {
+            if allowedKinds.contains(.firstOrder) {
+                var current = firstOrder
+                for j in 0..<data.inputCount {
+                    var start = current.paths
+                    start[j] = Self.secondOrderStart(start[j])
+                    let promoted = refine(start, drift: false)
+                    candidates.append(promoted.fit)
+                    if score(promoted) > score(current) + parsimonyMargin { current = promoted }
+                }
+                if current.paths.contains(where: { $0.kind == .secondOrder }) { pool.append(current) }
             } else {
-                chosen = integrating
+                let second = refine(firstOrder.paths.map(Self.secondOrderStart), drift: false)
+                candidates.append(second.fit)
+                pool.append(second)
             }
         }
-        if allowedKinds.contains(.secondOrder)
-            && (chosen == nil || chosen!.paths.allSatisfy { $0.kind != .integrating })
-        {
-            var current = chosen ?? firstOrder
-            let onlySecond = !allowedKinds.contains(.firstOrder)
-            for j in 0..<data.inputCount {
-                var kinds = current.paths.map(\.kind)
-                if onlySecond { kinds = [PathKind](repeating: .secondOrder, count: kinds.count) }
-                guard kinds[j] != .secondOrder || onlySecond else { continue }
-                kinds[j] = .secondOrder
-                let start = current.paths.enumerated().map { index, path in
-                    kinds[index] == .secondOrder && path.kind == .firstOrder ? Self.secondOrderStart(path) : path
-                }
-                let promoted = refine(start, drift: false)
-                candidates.append(promoted.fit)
-                if onlySecond {
-                    current = promoted
-                    break
-                }
-                if score(promoted) > score(current) + parsimonyMargin { current = promoted }
-            }
-            chosen = current
+        let best = pool.map(score).max() ?? -.infinity
+        let chosen = pool.filter { score($0) >= best - parsimonyMargin }.min { a, b in
+            a.fit.parameterCount != b.fit.parameterCount
+                ? a.fit.parameterCount < b.fit.parameterCount : score(a) > score(b)
         }
         return (chosen ?? firstOrder, candidates)
     }

@@ -45,7 +45,7 @@ import Testing
         let peerFit = try #require(peer["validation_fit"] as? Double)
         let ourFit = ours.outputs[0].validationFitPercent
         let peerPaths = try #require(peer["paths"] as? [[String: Double]])
-        print("FOPDT fit %: ours \(ourFit), scipy \(peerFit); scipy paths \(peerPaths)")
+        print("identification peer FOPDT validation fit %: ours \(ourFit), scipy \(peerFit)")
         #expect(ourFit >= peerFit - 0.5)
         let paths = try #require(ours.transferFunctions?.first?.paths)
         for j in 0..<2 {
@@ -69,7 +69,9 @@ import Testing
         let peerFits = try #require(peer["validation_fit"] as? [Double])
         let peerGain = try #require(peer["steady_state_gain"] as? [[Double]])
         let trueGain = try plant.steadyStateGain()
-        print("N4SID fit %: ours \(ours.outputs.map(\.validationFitPercent)), nfoursid \(peerFits), gain \(peerGain)")
+        print(
+            "identification peer N4SID validation fit %: ours \(ours.outputs.map(\.validationFitPercent)), nfoursid \(peerFits)"
+        )
         for (output, peerFit) in zip(ours.outputs, peerFits) {
             #expect(output.validationFitPercent >= peerFit - 1)
         }

@@ -26,14 +26,12 @@ import Testing
         let model = try #require(result.stateSpace)
         #expect(model.order == 4)
         let identified = model.poles.compactMap { $0.timeConstant(period: Self.period) }.sorted()
-        print("SS poles:", model.poles, identified, timeConstants.sorted(), result.outputs.map(\.validationFitPercent))
         #expect(identified.count == 4)
         for (estimate, truth) in zip(identified, timeConstants.sorted()) {
             #expect(abs(estimate - truth) < 0.15 * truth)
         }
         let gain = try #require(model.steadyStateGain)
         let trueGain = try plant.steadyStateGain()
-        print("SS gain:", gain, trueGain)
         for k in 0..<4 { #expect(abs(gain[k] - trueGain[k]) < 0.05 * abs(trueGain[k])) }
         for output in result.outputs {
             #expect(output.validationFitPercent > 90)
@@ -53,7 +51,6 @@ import Testing
         let model = try #require(result.stateSpace)
         let best = result.orderCandidates.map(\.validationFitPercent).max()!
         let chosen = try #require(result.orderCandidates.first { $0.order == model.order })
-        print("orders:", result.orderCandidates, model.singularValues.prefix(8))
         #expect(chosen.validationFitPercent >= best - 1)
         #expect(model.order >= 3 && model.order <= 4)
         #expect(result.orderCandidates.count == 8)
