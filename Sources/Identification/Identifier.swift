@@ -1,3 +1,5 @@
+import Control
+
 // The entry point: prepared data + options → models, fits, uncertainties, residual tests, provenance.
 
 /// An error from preparing data or identifying: what was wrong and what was expected.
@@ -118,6 +120,28 @@ public struct IdentificationResult: Sendable, Equatable {
     /// When a state-space model was identified.
     public var stateSpace: IdentifiedStateSpace?
     public var orderCandidates: [OrderCandidate]
+}
+
+extension IdentificationResult {
+    /// The identified transfer functions as the Control module's model (dead time as delay states), ready
+    /// for an MPC: nil unless transfer functions were identified and every path is first order, the only
+    /// kind `StateSpaceModel.fromTransferFunctions` represents. Time unit: the data's (seconds).
+    public func transferFunctionModel(inputNominal: [Double]? = nil, outputNominal: [Double]? = nil)
+        throws(ControlError) -> StateSpaceModel?
+    {
+        guard let transferFunctions else { return nil }
+        var rows = [[FirstOrderDeadTime?]]()
+        for output in transferFunctions {
+            var row = [FirstOrderDeadTime?]()
+            for path in output.paths {
+                guard let fopdt = path.firstOrderDeadTime else { return nil }
+                row.append(fopdt)
+            }
+            rows.append(row)
+        }
+        return try StateSpaceModel.fromTransferFunctions(
+            rows, period: period, inputNominal: inputNominal, outputNominal: outputNominal)
+    }
 }
 
 /// Identifies process models from prepared data. A value type with no state: call `identify` from any thread.

@@ -101,3 +101,44 @@ import Testing
         #expect(abs(chosen.paths[0].gain + 1.2) < 0.04)
     }
 }
+
+/// Mixed structures on one CV, and the hand-over to Control.
+@Suite struct MixedStructureTests {
+    /// MV1 acts through one lag, MV2 through two: the automatic structure promotes only MV2's path.
+    @Test func promotesOnlyThePathThatNeedsASecondPole() throws {
+        let period = 1.0
+        let first = try StateSpaceModel.fromTransferFunctions(
+            [[FirstOrderDeadTime(gain: 1, timeConstant: 12, deadTime: 2)]], period: period)
+        let second = try StateSpaceModel.discretizing(
+            continuousA: [[-1.0 / 20, 0], [1.0 / 8, -1.0 / 8]], b: [[-0.7 / 20], [0]], c: [[0, 1]], period: period)
+        let u = Plants.gbn(inputs: 2, count: 3000, settlingTime: 130, period: period, amplitude: 1, seed: 91)
+        let clean = zip(
+            Plants.simulate(first, inputs: [u[0]])[0], Plants.simulate(second, inputs: [Plants.delayed(u[1], by: 3)])[0]
+        ).map { $0 + $1 }
+        let y = Plants.noisy(clean, sigma: 0.01, seed: 92)
+        let result = try Identifier().identify(PreparedData(period: period, inputs: u, outputs: [y]))
+        let paths = try #require(result.transferFunctions?.first?.paths)
+        #expect(paths.map(\.kind) == [.firstOrder, .secondOrder])
+        #expect(abs(paths[0].gain - 1) < 0.03 && abs(paths[0].timeConstant - 12) < 1.2)
+        #expect(abs(paths[1].gain + 0.7) < 0.03 && abs(paths[1].deadTime - 3) < 2)
+        #expect(abs(paths[1].timeConstant - 20) < 3 && abs(paths[1].secondTimeConstant - 8) < 2)
+        // Not all first order: no Control FOPDT model.
+        #expect(try result.transferFunctionModel() == nil)
+    }
+
+    /// An all-FOPDT result becomes a Control model with the identified steady-state gains.
+    @Test func fopdtResultBecomesAControlModel() throws {
+        let period = 1.0
+        let truth = [[FirstOrderDeadTime(gain: 2, timeConstant: 10, deadTime: 2)]]
+        let plant = try StateSpaceModel.fromTransferFunctions(truth, period: period)
+        let u = Plants.gbn(inputs: 1, count: 1500, settlingTime: 45, period: period, amplitude: 1, seed: 93)
+        let y = Plants.noisy(Plants.simulate(plant, inputs: u)[0], sigma: 0.02, seed: 94)
+        let result = try Identifier(options: IdentificationOptions(structure: .fopdt))
+            .identify(PreparedData(period: period, inputs: u, outputs: [y]))
+        let model = try #require(try result.transferFunctionModel(inputNominal: [50], outputNominal: [20]))
+        let gain = try model.steadyStateGain()
+        #expect(abs(gain[0] - result.transferFunctions![0].paths[0].gain) < 1e-9)
+        #expect(abs(gain[0] - 2) < 0.06)
+        #expect(model.inputNominal == [50] && model.outputNominal == [20])
+    }
+}
