@@ -178,6 +178,25 @@ struct SubspaceIdentifier {
                     }
                 }
             }
+            // Centre every Hankel row on this segment's columns: G −= r·rᵀ/J with r the row sums. Why: a
+            // segment's mean-removed output differs from the response to its mean-removed input by a
+            // constant, different in each segment; left in, past and future outputs share it and it shows
+            // as a spurious mode near z = 1. Centring is an LQ step with a per-segment constant "input"
+            // taken out first.
+            var sums = [Double](repeating: 0, count: size)
+            for sigma in 0..<signals {
+                var running = 0.0
+                for j in 0..<usable { running += w[sigma][j] }
+                for l in 0..<lags {
+                    if l > 0 { running += w[sigma][usable + l - 1] - w[sigma][l - 1] }
+                    sums[row(sigma, l)] = running
+                }
+            }
+            let inverse = 1 / Double(usable)
+            for r in 0..<size {
+                let scaled = sums[r] * inverse
+                for c in 0..<size { gram[r, c] -= scaled * sums[c] }
+            }
         }
         guard columns > size else { return nil }
         // H·Hᵀ = L·Lᵀ: the Cholesky factor is the L of the LQ factorisation of H, up to column signs.

@@ -56,4 +56,32 @@ import Testing
         #expect(result.orderCandidates.count == 8)
         for output in result.outputs { #expect(output.validationFitPercent > 85) }
     }
+
+    /// History with a manual stretch and a bad-quality stretch: three segments, the last one validation only
+    /// (its initial state and levels fitted on itself). The model must still be the plant.
+    @Test func identifiesAcrossSegmentsFromHistory() throws {
+        let (data, plant, _) = try Self.quadrupleTankData()
+        let segment = data.segments[0]
+        let times = (0..<segment.count).map { Double($0) * Self.period }
+        func history(_ name: String, _ values: [Double], _ bad: Range<Int>?, _ manual: Range<Int>?) -> SignalHistory {
+            SignalHistory(
+                name: name, timestamps: times, values: values,
+                conditions: (0..<values.count).map { k in
+                    if let bad, bad.contains(k) { return .badQuality }
+                    if let manual, manual.contains(k) { return .manual }
+                    return .usable
+                })
+        }
+        let prepared = try DataPreparation(period: Self.period).prepare(
+            inputs: [history("v1", segment.inputs[0], nil, 1200..<1300), history("v2", segment.inputs[1], nil, nil)],
+            outputs: [history("y1", segment.outputs[0], 2050..<2100, nil), history("y2", segment.outputs[1], nil, nil)])
+        #expect(prepared.segments.map(\.count) == [1200, 750, 900])
+        let result = try Identifier(options: IdentificationOptions(structure: .stateSpace(order: 4))).identify(prepared)
+        #expect(result.estimationSamples == 1900)  // the third segment only validates
+        let model = try #require(result.stateSpace)
+        let gain = try #require(model.steadyStateGain)
+        let trueGain = try plant.steadyStateGain()
+        for k in 0..<4 { #expect(abs(gain[k] - trueGain[k]) < 0.05 * abs(trueGain[k])) }
+        for output in result.outputs { #expect(output.validationFitPercent > 90) }
+    }
 }
