@@ -142,3 +142,32 @@ import Testing
         #expect(model.inputNominal == [50] && model.outputNominal == [20])
     }
 }
+
+/// Data that cannot identify everything must still give what it can, not a crash or NaNs.
+@Suite struct DegenerateDataTests {
+    /// MV2 never moved: MV1's path is still recovered; MV2's parameters are whatever, but finite.
+    @Test func anMVThatNeverMovedDoesNotSpoilTheOthers() throws {
+        let period = 1.0
+        let plant = try StateSpaceModel.fromTransferFunctions(
+            [[FirstOrderDeadTime(gain: 1.5, timeConstant: 10, deadTime: 2)]], period: period)
+        let u = Plants.gbn(inputs: 1, count: 1500, settlingTime: 45, period: period, amplitude: 1, seed: 95)
+        let y = Plants.noisy(Plants.simulate(plant, inputs: u)[0], sigma: 0.02, seed: 96)
+        let flat = [Double](repeating: 4, count: 1500)
+        let result = try Identifier(options: IdentificationOptions(structure: .fopdt))
+            .identify(PreparedData(period: period, inputs: [u[0], flat], outputs: [y]))
+        let paths = try #require(result.transferFunctions?.first?.paths)
+        #expect(abs(paths[0].gain - 1.5) < 0.05)
+        #expect(abs(paths[0].timeConstant - 10) < 1)
+        #expect(paths[1].gain.isFinite && paths[1].timeConstant.isFinite && paths[1].deadTime.isFinite)
+        #expect(result.outputs[0].validationFitPercent > 90)
+        // Order 3: one lag and two samples of dead time.
+        let stateSpace = try Identifier(options: IdentificationOptions(structure: .stateSpace(order: 3)))
+            .identify(PreparedData(period: period, inputs: [u[0], flat], outputs: [y]))
+        #expect(stateSpace.outputs[0].validationFitPercent > 90)
+    }
+
+    @Test func tooLittleDataIsAnError() throws {
+        let data = try PreparedData(period: 1, inputs: [[1, -1, 1, -1]], outputs: [[0, 1, 0, 1]])
+        #expect(throws: IdentificationError.self) { try Identifier().identify(data) }
+    }
+}
