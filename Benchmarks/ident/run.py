@@ -140,6 +140,10 @@ def main():
         n4sid_seconds, n4sid_cpu = time.perf_counter() - start, time.thread_time() - cpu
 
         order = ours["state_space"]["order"]
+        automatic = ours["automatic"]
+        rows.append((name, "automatic structure: " + "; ".join("/".join(k) for k in automatic["kinds"]),
+                     "EdgePilot (no peer)", automatic["seconds"], automatic["cpu_seconds"],
+                     automatic["validation_fit"]))
         rows.append((name, "FOPDT (MISO, per CV)", "EdgePilot", ours["fopdt"]["seconds"],
                      ours["fopdt"]["cpu_seconds"], ours["fopdt"]["validation_fit"]))
         rows.append((name, "FOPDT (MISO, per CV)", "scipy least_squares", scipy_seconds, scipy_cpu, scipy_fits))

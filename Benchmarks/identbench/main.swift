@@ -4,7 +4,8 @@
 //
 // DATA.json: {"period": s, "inputs": [[...], ...], "outputs": [[...], ...], "estimation": N,
 //             "max_dead_time": s, "order": n or null, "block_rows": i}
-// Runs the MISO FOPDT fit (every MV onto each CV) and the PO-MOESP state-space fit on the same data, the
+// Runs the MISO FOPDT fit (every MV onto each CV), the automatic structure, and the PO-MOESP state-space fit
+// on the same data, the
 // first `estimation` samples for fitting (the Identifier's 2/3 split is checked against it), and reports
 // wall and CPU time of `identify` alone (reading the file is not timed) and fit % on the validation part.
 import Foundation
@@ -58,6 +59,17 @@ do {
         "paths": (fopdt.transferFunctions ?? []).map { cv in
             cv.paths.map { ["gain": $0.gain, "time_constant": $0.timeConstant, "dead_time": $0.deadTime] }
         },
+    ]
+
+    // The automatic structure (first order, integrating, second order per path) for the same data: no peer
+    // fits this, so it is a figure of its own, for what `edgepilot identify` would cost by default.
+    var automatic: IdentificationResult?
+    let automaticOptions = IdentificationOptions(structure: .automatic, maximumDeadTime: maximumDeadTime)
+    let automaticSeconds = try seconds { automatic = try Identifier(options: automaticOptions).identify(data) }
+    report["automatic"] = [
+        "seconds": automaticSeconds.wall, "cpu_seconds": automaticSeconds.cpu,
+        "validation_fit": automatic?.outputs.map(\.validationFitPercent) ?? [],
+        "kinds": (automatic?.transferFunctions ?? []).map { $0.paths.map(\.kind.rawValue) },
     ]
 
     var stateSpace: IdentificationResult?

@@ -323,7 +323,17 @@ struct TransferFunctionFitter {
 
     /// Final fit with every parameter free (dead time continuous), then uncertainties and fit %.
     private func refine(_ start: [TransferPath], drift: Bool) -> Fitted {
-        var (paths, _) = optimise(start, drift: drift, holdDeadTimes: false, iterations: 60)
+        var paths = start
+        let coarse = searcher
+        if coarse.data.estimationCount < data.estimationCount && start.contains(where: { $0.kind != .firstOrder }) {
+            // A second-order or integrating start is far from its optimum, and most iterations are spent
+            // there, where the search sample steers as well as the whole record; finish on every estimation
+            // sample. (A first-order start comes out of the dead-time search, already near its optimum.)
+            (paths, _) = coarse.optimise(paths, drift: drift, holdDeadTimes: false, iterations: 60)
+            (paths, _) = optimise(paths, drift: drift, holdDeadTimes: false, iterations: 15)
+        } else {
+            (paths, _) = optimise(paths, drift: drift, holdDeadTimes: false, iterations: 60)
+        }
         paths = withUncertainty(paths, drift: drift)
         let kinds = paths.map(\.kind)
         let (estimation, validation) = data.fitPercents(paths, drift: drift)

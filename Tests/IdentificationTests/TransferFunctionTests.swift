@@ -171,3 +171,28 @@ import Testing
         #expect(throws: IdentificationError.self) { try Identifier().identify(data) }
     }
 }
+
+/// Records longer than the search sample (20,000 estimation samples): the search stages look at the first
+/// part only, the final fit at all of it.
+@Suite struct LongRecordTests {
+    @Test func longRecordUsesTheSearchSampleAndStillRecoversThePlant() throws {
+        let period = 1.0
+        let truth = FirstOrderDeadTime(gain: -0.6, timeConstant: 25, deadTime: 4.5)
+        let plant = try StateSpaceModel.fromTransferFunctions([[truth]], period: period)
+        let u = Plants.gbn(inputs: 1, count: 36_000, settlingTime: 110, period: period, amplitude: 1, seed: 97)
+        let clean = Plants.simulate(plant, inputs: u)[0]
+        let y = Plants.noisy(clean, sigma: 0.05, seed: 98)
+        let result = try Identifier(options: IdentificationOptions(structure: .fopdt))
+            .identify(PreparedData(period: period, inputs: u, outputs: [y]))
+        #expect(result.estimationSamples == 24_000)
+        // The noise caps fit %: the true model itself scores this on the validation part.
+        let validation = 24_000..<36_000
+        let truthFit = FitMetrics.fitPercent(
+            residuals: validation.map { y[$0] - clean[$0] }, measured: Array(y[validation]))
+        #expect(result.outputs[0].validationFitPercent > truthFit - 0.5)
+        let path = try #require(result.transferFunctions?.first?.paths.first)
+        #expect(abs(path.gain + 0.6) < 0.01)
+        #expect(abs(path.timeConstant - 25) < 1)
+        #expect(abs(path.deadTime - 4.5) < 0.5)
+    }
+}
