@@ -238,15 +238,22 @@ struct SubspaceIdentifier {
         let dCount = feedthrough ? p * m : 0
         let perSegment = n + p
         let fitted = data.segments.indices.filter { data.segments[$0].estimation > 0 }
-        var slot = [Int](repeating: -1, count: data.segments.count)
-        for (index, s) in fitted.enumerated() { slot[s] = bCount + dCount + index * perSegment }
-        let unknowns = bCount + dCount + fitted.count * perSegment
-        var normal = DenseMatrix(rows: unknowns, cols: unknowns)
-        var rhs = [Double](repeating: 0, count: unknowns)
+        // The normal equations are block-arrow shaped: B and D couple to everything, each segment's initial
+        // state and levels only to B, D and themselves. Each segment's block is eliminated as soon as it is
+        // complete (Schur complement), so history cut into many segments costs a small solve per segment
+        // instead of one cubic in their number.
+        let shared = bCount + dCount
+        let unknowns = shared + perSegment
+        let slot = shared
+        var reduced = DenseMatrix(rows: shared, cols: shared)
+        var reducedRhs = [Double](repeating: 0, count: shared)
+        var eliminated = [(segment: Int, coupling: DenseMatrix, inverse: DenseMatrix, rhs: [Double])]()
         var indices = [Int](repeating: 0, count: bCount + m + n + 1)
         var values = [Double](repeating: 0, count: bCount + m + n + 1)
         for s in fitted {
             let segment = data.segments[s]
+            var normal = DenseMatrix(rows: unknowns, cols: unknowns)
+            var rhs = [Double](repeating: 0, count: unknowns)
             // Z_i[k]: state response to u_i through B = I (column r: through e_r); P[k] = C·A^k. Flat
             // buffers, updated in place: this loop runs once per sample of a day of data.
             let nn = n * n
@@ -282,11 +289,11 @@ struct SubspaceIdentifier {
                         }
                     }
                     for r in 0..<n {
-                        indices[count] = slot[s] + r
+                        indices[count] = slot + r
                         values[count] = power[q * n + r]
                         count += 1
                     }
-                    indices[count] = slot[s] + n + q
+                    indices[count] = slot + n + q
                     values[count] = 1
                     count += 1
                     let y = segment.outputs[q][k]
@@ -317,15 +324,37 @@ struct SubspaceIdentifier {
                 }
                 swap(&power, &nextPower)
             }
+            // [[Nbb, Nbs], [Nsb, Nss]]: reduced += Nbb − Nbs·Nss⁺·Nsb, reducedRhs += rb − Nbs·Nss⁺·rs.
+            let coupling = normal.block(rows: 0..<shared, cols: shared..<unknowns)
+            let inverse = normal.block(rows: shared..<unknowns, cols: shared..<unknowns).symmetricPseudoInverse()
+            let segmentRhs = Array(rhs[shared...])
+            let through = coupling * inverse
+            let transfer = through * coupling.transposed
+            for r in 0..<shared {
+                var correction = 0.0
+                for k in 0..<perSegment { correction += through[r, k] * segmentRhs[k] }
+                reducedRhs[r] += rhs[r] - correction
+                for c in 0..<shared { reduced[r, c] += normal[r, c] - transfer[r, c] }
+            }
+            eliminated.append((s, coupling, inverse, segmentRhs))
         }
-        let theta = normal.solveSymmetric(rhs)
+        let theta = reduced.solveSymmetric(reducedRhs)
         let b = Array(theta[0..<bCount])
-        let d = feedthrough ? Array(theta[bCount..<(bCount + dCount)]) : [Double](repeating: 0, count: p * m)
+        let d = feedthrough ? Array(theta[bCount..<shared]) : [Double](repeating: 0, count: p * m)
         var initial = [[Double]](repeating: [Double](repeating: 0, count: n), count: data.segments.count)
         var levels = [[Double]](repeating: [Double](repeating: 0, count: p), count: data.segments.count)
-        for s in fitted {
-            initial[s] = Array(theta[slot[s]..<(slot[s] + n)])
-            levels[s] = Array(theta[(slot[s] + n)..<(slot[s] + n + p)])
+        for (s, coupling, inverse, segmentRhs) in eliminated {
+            // θs = Nss⁺·(rs − Nsb·θb)
+            var residual = segmentRhs
+            for k in 0..<perSegment {
+                for r in 0..<shared { residual[k] -= coupling[r, k] * theta[r] }
+            }
+            var solution = [Double](repeating: 0, count: perSegment)
+            for k in 0..<perSegment {
+                for l in 0..<perSegment { solution[k] += inverse[k, l] * residual[l] }
+            }
+            initial[s] = Array(solution[0..<n])
+            levels[s] = Array(solution[n...])
         }
         return (b, d, initial, levels)
     }

@@ -84,4 +84,29 @@ import Testing
         for k in 0..<4 { #expect(abs(gain[k] - trueGain[k]) < 0.05 * abs(trueGain[k])) }
         for output in result.outputs { #expect(output.validationFitPercent > 90) }
     }
+
+    /// Ten segments (a 5-sample dropout every 300 samples, so each segment outlasts the 450 s settling time):
+    /// each segment's initial state and levels are eliminated block by block, and the model is still the plant.
+    @Test func identifiesFromTenSegments() throws {
+        let (data, plant, _) = try Self.quadrupleTankData()
+        let segment = data.segments[0]
+        let times = (0..<segment.count).map { Double($0) * Self.period }
+        let dropouts: [SampleCondition] = (0..<segment.count).map { $0 % 300 >= 295 ? .badQuality : .usable }
+        let prepared = try DataPreparation(period: Self.period).prepare(
+            inputs: [
+                SignalHistory(name: "v1", timestamps: times, values: segment.inputs[0]),
+                SignalHistory(name: "v2", timestamps: times, values: segment.inputs[1]),
+            ],
+            outputs: [
+                SignalHistory(name: "y1", timestamps: times, values: segment.outputs[0], conditions: dropouts),
+                SignalHistory(name: "y2", timestamps: times, values: segment.outputs[1]),
+            ])
+        #expect(prepared.segments.count == 10)
+        #expect(prepared.excluded.count == 10)
+        let result = try Identifier(options: IdentificationOptions(structure: .stateSpace(order: 4))).identify(prepared)
+        let gain = try #require(result.stateSpace?.steadyStateGain)
+        let trueGain = try plant.steadyStateGain()
+        for k in 0..<4 { #expect(abs(gain[k] - trueGain[k]) < 0.05 * abs(trueGain[k])) }
+        for output in result.outputs { #expect(output.validationFitPercent > 90) }
+    }
 }
