@@ -27,6 +27,9 @@ let package = Package(
         .target(name: "Tags"),
         // Models, MPC, dense QP solver, PID, supervisor. libm because .squareRoot() calls sqrt() in debug builds.
         .target(name: "Control", linkerSettings: [.linkedLibrary("m")]),
+        // Process identification from history (data preparation, GBN, FOPDT/SOPDT/integrating PEM, PO-MOESP).
+        // Pure Swift like Control; libm for the same reason.
+        .target(name: "Identification", dependencies: ["Control"], linkerSettings: [.linkedLibrary("m")]),
 
         // ── Configuration: YAML and CSV files → a validated AgentConfiguration, with located errors ────────────
         .target(name: "Configuration", dependencies: ["Tags", "Yams"]),
@@ -127,6 +130,8 @@ let package = Package(
             name: "SparkplugAgentTests",
             dependencies: ["SparkplugPublisher", "Configuration", "History", "Sparkplug", "Tags", "TestSupport"],
             exclude: ["Peers"]),
+        .testTarget(
+            name: "IdentificationTests", dependencies: ["Identification", "Control", "TestSupport"], exclude: ["Peers"]),
         .testTarget(name: "ControlTests", dependencies: ["Control", "CAllocCounter"], exclude: ["Fixtures"]),
         .testTarget(name: "AgentTests", dependencies: ["Agent", "History", "TestSupport"]),
         .testTarget(
@@ -147,6 +152,8 @@ let package = Package(
             name: "historybench", dependencies: ["History", "CSQLite"], path: "Benchmarks/historybench",
             exclude: ["peer.py"]),
         .executableTarget(name: "sparkplugbench", dependencies: ["Sparkplug"], path: "Benchmarks/sparkplugbench"),
+        .executableTarget(
+            name: "identbench", dependencies: ["Identification", "Control"], path: "Benchmarks/identbench"),
         .executableTarget(name: "qpbench", dependencies: ["Control"], path: "Benchmarks/qpbench"),
     ]
 )
