@@ -1,5 +1,9 @@
 import Foundation
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// The repository root, found from this file even when the tests are built through a symlinked dev package.
 public let repositoryRoot: URL = {
     if let root = ProcessInfo.processInfo.environment["EDGEPILOT_ROOT"] { return URL(fileURLWithPath: root) }
@@ -51,19 +55,29 @@ public final class PythonPeer: @unchecked Sendable {
         process.standardOutput = output
         process.standardError = FileHandle.standardError
         try process.run()
-        // Read the first line byte by byte: the peer keeps the pipe open, so readToEnd would block.
+        // Read the first line byte by byte: the peer keeps the pipe open, so readToEnd would block. Each byte is
+        // awaited with poll(2), so a peer that never answers fails the test at the deadline instead of hanging it.
         var line = Data()
-        let handle = output.fileHandleForReading
-        let deadline = Date().addingTimeInterval(30)
-        while Date() < deadline {
-            guard let byte = try handle.read(upToCount: 1), !byte.isEmpty else { break }
-            if byte[0] == 0x0A { break }
-            line.append(byte)
+        let fd = output.fileHandleForReading.fileDescriptor
+        let deadline = Date().addingTimeInterval(90)
+        var complete = false
+        while !complete {
+            let left = deadline.timeIntervalSinceNow
+            guard left > 0 else { break }
+            var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            guard poll(&pfd, 1, Int32(min(left, 1) * 1000)) > 0 else { continue }
+            var byte: UInt8 = 0
+            guard Glibc.read(fd, &byte, 1) == 1 else { break }
+            if byte == 0x0A { complete = true } else { line.append(byte) }
         }
-        guard let json = try? JSONSerialization.jsonObject(with: line) as? [String: Any],
+        guard complete, let json = try? JSONSerialization.jsonObject(with: line) as? [String: Any],
             json["event"] as? String == "listening"
         else {
-            process.terminate()
+            // A peer that failed to start must not outlive the test: it holds the test runner's output pipe, and
+            // an asyncua server still starting up ignores SIGTERM.
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+            try? output.fileHandleForReading.close()
             throw PeerError("\(script) did not start: \(String(decoding: line, as: UTF8.self))")
         }
         ready = json
