@@ -1,28 +1,28 @@
 /// Dense row-major matrix for build-time linear algebra (discretization, condensing, Riccati).
 /// Never used on the per-cycle path, which works on preallocated flat buffers instead.
-struct Matrix: Equatable {
-    var rows: Int
-    var cols: Int
-    var data: [Double]
+package struct Matrix: Equatable {
+    package var rows: Int
+    package var cols: Int
+    package var data: [Double]
 
-    init(rows: Int, cols: Int, repeating value: Double = 0) {
+    package init(rows: Int, cols: Int, repeating value: Double = 0) {
         self.rows = rows
         self.cols = cols
         self.data = [Double](repeating: value, count: rows * cols)
     }
 
-    static func identity(_ n: Int) -> Matrix {
+    package static func identity(_ n: Int) -> Matrix {
         var m = Matrix(rows: n, cols: n)
         for i in 0..<n { m[i, i] = 1 }
         return m
     }
 
-    subscript(_ i: Int, _ j: Int) -> Double {
+    package subscript(_ i: Int, _ j: Int) -> Double {
         get { data[i * cols + j] }
         set { data[i * cols + j] = newValue }
     }
 
-    var transposed: Matrix {
+    package var transposed: Matrix {
         var t = Matrix(rows: cols, cols: rows)
         for i in 0..<rows {
             for j in 0..<cols { t[j, i] = self[i, j] }
@@ -30,7 +30,7 @@ struct Matrix: Equatable {
         return t
     }
 
-    static func * (lhs: Matrix, rhs: Matrix) -> Matrix {
+    package static func * (lhs: Matrix, rhs: Matrix) -> Matrix {
         precondition(lhs.cols == rhs.rows, "matrix product dimension mismatch")
         var out = Matrix(rows: lhs.rows, cols: rhs.cols)
         for i in 0..<lhs.rows {
@@ -43,28 +43,28 @@ struct Matrix: Equatable {
         return out
     }
 
-    static func + (lhs: Matrix, rhs: Matrix) -> Matrix {
+    package static func + (lhs: Matrix, rhs: Matrix) -> Matrix {
         precondition(lhs.rows == rhs.rows && lhs.cols == rhs.cols, "matrix sum dimension mismatch")
         var out = lhs
         for i in 0..<out.data.count { out.data[i] += rhs.data[i] }
         return out
     }
 
-    static func - (lhs: Matrix, rhs: Matrix) -> Matrix {
+    package static func - (lhs: Matrix, rhs: Matrix) -> Matrix {
         precondition(lhs.rows == rhs.rows && lhs.cols == rhs.cols, "matrix difference dimension mismatch")
         var out = lhs
         for i in 0..<out.data.count { out.data[i] -= rhs.data[i] }
         return out
     }
 
-    static func * (lhs: Double, rhs: Matrix) -> Matrix {
+    package static func * (lhs: Double, rhs: Matrix) -> Matrix {
         var out = rhs
         for i in 0..<out.data.count { out.data[i] *= lhs }
         return out
     }
 
     /// Largest absolute row sum (induced infinity norm).
-    var normInf: Double {
+    package var normInf: Double {
         var best = 0.0
         for i in 0..<rows {
             var s = 0.0
@@ -74,10 +74,10 @@ struct Matrix: Equatable {
         return best
     }
 
-    var isFinite: Bool { data.allSatisfy { $0.isFinite } }
+    package var isFinite: Bool { data.allSatisfy { $0.isFinite } }
 
     /// Solves self · X = rhs by Gaussian elimination with partial pivoting; nil if singular.
-    func solve(_ rhs: Matrix) -> Matrix? {
+    package func solve(_ rhs: Matrix) -> Matrix? {
         precondition(rows == cols && rhs.rows == rows, "solve dimension mismatch")
         let n = rows
         var a = self
@@ -112,7 +112,7 @@ struct Matrix: Equatable {
     /// Matrix exponential by scaling and squaring with a degree-6 Padé approximant.
     /// Why Padé rather than eigen-decomposition: it is exact enough (relative error ~1e-15 after
     /// scaling to norm ≤ 0.5) for the small, possibly defective matrices of plant models.
-    func exponential() -> Matrix {
+    package func exponential() -> Matrix {
         precondition(rows == cols, "exponential of a non-square matrix")
         let norm = normInf
         var squarings = 0
@@ -137,7 +137,7 @@ struct Matrix: Equatable {
 
     /// True when every eigenvalue lies strictly inside the unit circle. Decided by repeated
     /// squaring (A^(2^k) → 0 iff the spectral radius is below one), which needs no eigen-solver.
-    var isSchurStable: Bool {
+    package var isSchurStable: Bool {
         if rows == 0 { return true }
         var p = self
         for _ in 0..<40 {

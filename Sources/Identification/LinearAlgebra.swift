@@ -1,44 +1,18 @@
+import Control
+
 // Dense linear algebra for identification: small matrices (tens of rows) built from long data by
 // accumulating sums, so every routine here is O(n³) in a small n and never touches the raw samples.
-// Control's Matrix is internal to that module, and identification needs more (symmetric eigenvalues,
-// general eigenvalues), so this module keeps its own.
+// The matrix itself is Control's (products, solve, exponential); identification adds what only it needs:
+// blocks, Cholesky, symmetric eigen-decomposition and general eigenvalues.
 
-/// Dense row-major matrix.
-struct DenseMatrix: Equatable {
-    var rows: Int
-    var cols: Int
-    var data: [Double]
+/// Dense row-major matrix: Control's `Matrix`, under the name this module's algorithms use.
+typealias DenseMatrix = Matrix
 
-    init(rows: Int, cols: Int, repeating value: Double = 0) {
-        self.rows = rows
-        self.cols = cols
-        self.data = [Double](repeating: value, count: rows * cols)
-    }
-
+extension Matrix {
     init(rows: Int, cols: Int, data: [Double]) {
         precondition(data.count == rows * cols, "matrix data size mismatch")
-        self.rows = rows
-        self.cols = cols
+        self.init(rows: rows, cols: cols)
         self.data = data
-    }
-
-    static func identity(_ n: Int) -> DenseMatrix {
-        var m = DenseMatrix(rows: n, cols: n)
-        for i in 0..<n { m[i, i] = 1 }
-        return m
-    }
-
-    subscript(_ i: Int, _ j: Int) -> Double {
-        get { data[i * cols + j] }
-        set { data[i * cols + j] = newValue }
-    }
-
-    var transposed: DenseMatrix {
-        var t = DenseMatrix(rows: cols, cols: rows)
-        for i in 0..<rows {
-            for j in 0..<cols { t[j, i] = self[i, j] }
-        }
-        return t
     }
 
     /// Rows `range` and columns `columns` as a new matrix.
@@ -48,80 +22,6 @@ struct DenseMatrix: Equatable {
             for j in columns { out[i - range.lowerBound, j - columns.lowerBound] = self[i, j] }
         }
         return out
-    }
-
-    static func * (lhs: DenseMatrix, rhs: DenseMatrix) -> DenseMatrix {
-        precondition(lhs.cols == rhs.rows, "matrix product dimension mismatch")
-        var out = DenseMatrix(rows: lhs.rows, cols: rhs.cols)
-        for i in 0..<lhs.rows {
-            for k in 0..<lhs.cols {
-                let a = lhs.data[i * lhs.cols + k]
-                if a == 0 { continue }
-                for j in 0..<rhs.cols { out.data[i * rhs.cols + j] += a * rhs.data[k * rhs.cols + j] }
-            }
-        }
-        return out
-    }
-
-    static func + (lhs: DenseMatrix, rhs: DenseMatrix) -> DenseMatrix {
-        var out = lhs
-        for i in 0..<out.data.count { out.data[i] += rhs.data[i] }
-        return out
-    }
-
-    static func - (lhs: DenseMatrix, rhs: DenseMatrix) -> DenseMatrix {
-        var out = lhs
-        for i in 0..<out.data.count { out.data[i] -= rhs.data[i] }
-        return out
-    }
-
-    static func * (lhs: Double, rhs: DenseMatrix) -> DenseMatrix {
-        var out = rhs
-        for i in 0..<out.data.count { out.data[i] *= lhs }
-        return out
-    }
-
-    var normInf: Double {
-        var best = 0.0
-        for i in 0..<rows {
-            var s = 0.0
-            for j in 0..<cols { s += abs(self[i, j]) }
-            best = Swift.max(best, s)
-        }
-        return best
-    }
-
-    /// Gaussian elimination with partial pivoting; nil when singular to working precision.
-    func solve(_ rhs: DenseMatrix) -> DenseMatrix? {
-        precondition(rows == cols && rhs.rows == rows, "solve dimension mismatch")
-        let n = rows
-        var a = self
-        var b = rhs
-        let scale = Swift.max(normInf, 1e-300)
-        for k in 0..<n {
-            var pivot = k
-            for i in (k + 1)..<Swift.max(n, k + 1) where abs(a[i, k]) > abs(a[pivot, k]) { pivot = i }
-            if abs(a[pivot, k]) <= 1e-14 * scale { return nil }
-            if pivot != k {
-                for j in 0..<n { a.data.swapAt(k * n + j, pivot * n + j) }
-                for j in 0..<b.cols { b.data.swapAt(k * b.cols + j, pivot * b.cols + j) }
-            }
-            let inv = 1 / a[k, k]
-            for i in (k + 1)..<Swift.max(n, k + 1) {
-                let factor = a[i, k] * inv
-                if factor == 0 { continue }
-                for j in k..<n { a[i, j] -= factor * a[k, j] }
-                for j in 0..<b.cols { b[i, j] -= factor * b[k, j] }
-            }
-        }
-        for k in stride(from: n - 1, through: 0, by: -1) {
-            for j in 0..<b.cols {
-                var s = b[k, j]
-                for i in (k + 1)..<Swift.max(n, k + 1) { s -= a[k, i] * b[i, j] }
-                b[k, j] = s / a[k, k]
-            }
-        }
-        return b
     }
 
     /// Lower Cholesky factor of a symmetric positive semi-definite matrix. A pivot that is not positive
@@ -232,32 +132,6 @@ struct DenseMatrix: Equatable {
             for i in 0..<n { vectors[i, column] = v[i, k] }
         }
         return (order.map { a[$0, $0] }, vectors)
-    }
-
-    /// Matrix exponential, scaling and squaring with a degree-6 Padé approximant (as Control does).
-    func exponential() -> DenseMatrix {
-        precondition(rows == cols, "exponential of a non-square matrix")
-        let norm = normInf
-        var squarings = 0
-        var scaledNorm = norm
-        while scaledNorm > 0.5 {
-            scaledNorm /= 2
-            squarings += 1
-        }
-        let scaled = (1 / Double(1 << squarings)) * self
-        let c: [Double] = [1, 0.5, 5.0 / 44, 1.0 / 66, 1.0 / 792, 1.0 / 15840, 1.0 / 665_280]
-        let identity = DenseMatrix.identity(rows)
-        var power = identity
-        var numerator = identity
-        var denominator = identity
-        for k in 1...6 {
-            power = power * scaled
-            numerator = numerator + c[k] * power
-            denominator = denominator + ((k % 2 == 0) ? c[k] : -c[k]) * power
-        }
-        var result = denominator.solve(numerator) ?? identity
-        for _ in 0..<squarings { result = result * result }
-        return result
     }
 
     /// Eigenvalues of a general real matrix, as (real, imaginary) pairs sorted by descending modulus.
