@@ -6,7 +6,8 @@ Serves on 127.0.0.1 only. Prints one JSON line on stdout once listening:
 then runs until SIGTERM/SIGINT (or is killed: the restart tests rely on a kill being harmless).
 
 Address space (namespace "urn:edgepilot:sim", string NodeIds unless noted):
-  QuadTank.h1..h4   Double levels of a quadruple-tank process, integrated every --period seconds
+  QuadTank.h1..h4   Double levels of a quadruple-tank process, integrated every --period seconds, with a small
+                    slow inflow disturbance so that they never stop changing
   QuadTank.v1, v2   Double pump voltages, writable; they drive the levels
   Scalar.<Type>     one writable variable per OPC UA built-in type
   Array.<Type>      one-dimensional arrays; Matrix.Double is a 2x3 array with ArrayDimensions
@@ -309,6 +310,9 @@ async def run_tank(nodes: dict[str, object], period: float) -> None:
     a = [0.071, 0.057, 0.071, 0.057]
     area = [28.0, 32.0, 28.0, 32.0]
     k1, k2, g1, g2, grav = 3.33, 3.35, 0.7, 0.6, 981.0
+    # A small, slow inflow disturbance on every tank (about ±0.05 cm in the levels): a real plant never sits at an
+    # exact fixed point, and a simulated one that does stops sending data changes, which clients need to see.
+    sim_time = 0.0
     while True:
         h = [await nodes[n].read_value() for n in ("h1", "h2", "h3", "h4")]
         v1 = await nodes["v1"].read_value()
@@ -322,6 +326,9 @@ async def run_tank(nodes: dict[str, object], period: float) -> None:
         ]
         # Time runs 10x faster than wall clock so that levels visibly move in short tests.
         dt = period * 10.0
+        sim_time += dt
+        disturbance = 0.002 * math.sin(2.0 * math.pi * sim_time / 200.0)
+        dh = [d + disturbance for d in dh]
         for i, name in enumerate(("h1", "h2", "h3", "h4")):
             await nodes[name].write_value(ua.Variant(max(h[i] + dh[i] * dt, 0.0), ua.VariantType.Double))
         await asyncio.sleep(period)

@@ -406,7 +406,9 @@ public final class LoopRunner: @unchecked Sendable {
     private func read(_ b: LoopTagBinding, wall: Int64, now: Int64) -> (Double, Bool, UInt64) {
         let sample = b.table.read(b.index)
         let value = sample.value.doubleValue ?? .nan
-        let age = max(0, wall - sample.timestamp)
+        // Age since the driver last vouched for the value, not since it changed at the source: an MV the PLC has
+        // held for an hour is current when the last poll (or a live subscription) says so.
+        let age = max(0, wall - max(sample.timestamp, b.table.confirmedAt(b.index)))
         let good = sample.quality.isGood && value.isFinite && age <= maxAgeMicroseconds
         let time = now - min(age, now / 1000) * 1000
         return (value, good, UInt64(max(0, time)))

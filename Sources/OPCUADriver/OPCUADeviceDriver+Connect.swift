@@ -138,8 +138,17 @@ extension OPCUADeviceDriver {
                     nodes[i]!, samplingInterval: Double(sub.samplingIntervalMilliseconds ?? group.periodMilliseconds),
                     deadband: deadband, queueSize: UInt32(sub.queueSize))
             }
-            let (_, results) = try c.subscribe(items, publishingInterval: Double(group.periodMilliseconds)) {
-                [weak self, weak c] batch in
+            // Keep-alives at least every half second (or every period, if longer) confirm the values that did not
+            // change, so a loop's input-age check sees them as current.
+            let keepAliveCount = UInt32(max(1, min(10, 500 / max(1, group.periodMilliseconds))))
+            let confirm: @Sendable () -> Void = { [weak self, weak c] in
+                guard let self, let c else { return }
+                self.confirmSubscribed(tags, client: c)
+            }
+            let (_, results) = try c.subscribe(
+                items, publishingInterval: Double(group.periodMilliseconds), keepAliveCount: keepAliveCount,
+                onResponse: confirm
+            ) { [weak self, weak c] batch in
                 guard let self, let c else { return }
                 self.apply(batch, tags: tags, client: c)
             }

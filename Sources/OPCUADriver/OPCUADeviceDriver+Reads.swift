@@ -19,12 +19,25 @@ extension OPCUADeviceDriver {
         statistics.withLock { $0.notifications = ($0.notifications ?? 0) &+ UInt64(count) }
     }
 
+    /// Runs on the client's thread after each Publish response of a subscription: its tags that did not report
+    /// are unchanged, so still current.
+    func confirmSubscribed(_ tags: [Int], client c: OPCUAClient) {
+        let now = unixMicros()
+        tableLock.withLock {
+            guard c.state == .connected else { return }
+            // Bad tags may be confirmed too: freshness matters only where the quality is good.
+            for k in tags.indices { table.confirm(tags[k], at: now) }
+        }
+    }
+
     /// Maps one value onto tag `index`; the caller holds `tableLock`.
     ///
     /// Allocates nothing for numbers and Booleans on numeric and bool tags, nor for Strings on text tags: those are
     /// taken from the view as they lie in the message. Other combinations (an array shown as text, …) build the
     /// value first.
     func store(_ v: DataValueView, tag index: Int, now: Int64) {
+        // The reply vouches for the value now, whatever its source timestamp says (see `TagTable.confirm`).
+        table.confirm(index, at: now)
         if let t = v.serverTimestamp, t.ticks != 0 {
             serverTimestamps[index].store(OPCUAValues.microseconds(t), ordering: .relaxed)
         }

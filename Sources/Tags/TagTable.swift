@@ -29,6 +29,8 @@ public final class TagTable: @unchecked Sendable {
     private let lastReported: UnsafeMutablePointer<TagSample>
     private let lastReportedText: UnsafeMutablePointer<UInt64>
     private let textOffset: [Int]
+    // When each tag's driver last confirmed that the slot holds the device's current value (Unix µs).
+    private let confirmed: UnsafeMutablePointer<Atomic<Int64>>
 
     private static let headerWords = 4  // sequence, value bits, meta (kind, quality, text length), timestamp
 
@@ -60,6 +62,8 @@ public final class TagTable: @unchecked Sendable {
         lastReported.initialize(repeating: .initial, count: max(definitions.count, 1))
         lastReportedText = .allocate(capacity: max(nextText, 1))
         lastReportedText.initialize(repeating: 0, count: max(nextText, 1))
+        confirmed = .allocate(capacity: max(definitions.count, 1))
+        for i in 0..<max(definitions.count, 1) { (confirmed + i).initialize(to: Atomic<Int64>(0)) }
         for i in 0..<definitions.count { store(i, .initial, text: nil) }
     }
 
@@ -68,6 +72,8 @@ public final class TagTable: @unchecked Sendable {
         words.deallocate()
         lastReported.deallocate()
         lastReportedText.deallocate()
+        confirmed.deinitialize(count: max(definitions.count, 1))
+        confirmed.deallocate()
     }
 
     public var count: Int { definitions.count }
@@ -102,6 +108,22 @@ public final class TagTable: @unchecked Sendable {
         store(index, sample, text: nil, keepText: true)
         lastReported[index] = sample
         changes.publish(TagChange(tag: idBase + Int32(index), sample: sample))
+    }
+
+    /// Records that the device still held the tag's value at `time` (Unix µs), without a new sample.
+    ///
+    /// A sample's timestamp says when the value changed at its source (an OPC UA server keeps the time of the last
+    /// write), not whether the agent still knows it: a setpoint untouched for an hour is as current as one read a
+    /// moment ago when a poll reply or a live subscription vouches for it. Consumers that need freshness (the
+    /// loops' input age) use `confirmedAt`. Must only be called from the tag's single writer.
+    public func confirm(_ index: Int, at time: Int64) {
+        confirmed[index].store(time, ordering: .relaxed)
+    }
+
+    /// The latest time (Unix µs) at which the tag's driver knew the table held the device's current value: the
+    /// sample's own timestamp, or a later confirmation.
+    public func confirmedAt(_ index: Int) -> Int64 {
+        max(confirmed[index].load(ordering: .relaxed), read(index).timestamp)
     }
 
     /// The current sample of tag `index`; never blocks the writer.

@@ -5,7 +5,7 @@ import Testing
 /// A control loop whose CVs, MVs and heartbeat live on an OPC UA server: the loop writes through the OPC UA driver
 /// exactly as it does through a Modbus poller.
 @Suite(.serialized) struct LoopOverOPCUATests {
-    static func config(endpoint: String) -> String {
+    static func config(endpoint: String, mvGroup: String) -> String {
         """
         agent:
           control_socket: @DIR@/control.sock
@@ -33,9 +33,9 @@ import Testing
           - {name: tank1/level, device: tankplc, node: "ns=2;s=QuadTank.h1", type: float64, units: cm, poll_group: fast}
           - {name: tank2/level, device: tankplc, node: "ns=2;s=QuadTank.h2", type: float64, units: cm, poll_group: fast}
           - {name: pump1/voltage, device: tankplc, node: "ns=2;s=QuadTank.v1", type: float64, writable: true,
-             limits: {min: 0, max: 10}, poll_group: slow}
+             limits: {min: 0, max: 10}, poll_group: \(mvGroup)}
           - {name: pump2/voltage, device: tankplc, node: "ns=2;s=QuadTank.v2", type: float64, writable: true,
-             limits: {min: 0, max: 10}, poll_group: slow}
+             limits: {min: 0, max: 10}, poll_group: \(mvGroup)}
           - {name: agent/heartbeat, device: tankplc, node: "ns=2;s=Scalar.UInt16", type: uint16, writable: true,
              limits: {min: 0, max: 65535}, poll_group: slow}
         loops:
@@ -63,12 +63,18 @@ import Testing
         """
     }
 
-    @Test func loopWritesMVsAndHeartbeatThroughTheOPCUADriver() throws {
+    /// The MVs sit in a polled group ("slow") or a subscribed one ("fast"). The server has not changed them since
+    /// it started, so their source timestamps are older than the supervisor's `max_input_age` when the agent comes
+    /// up: the poll replies and the subscription's keep-alives must vouch for them, or the loop never writes.
+    @Test(arguments: ["slow", "fast"])
+    func loopWritesMVsAndHeartbeatThroughTheOPCUADriver(mvGroup: String) throws {
         let dir = try TemporaryDirectory("opcua-loop")
         defer { dir.remove() }
         let sim = try OPCUASimulator(serverPKI: dir.path + "/server-pki")
         defer { sim.kill() }
-        let agent = try AgentProcess(config: Self.config(endpoint: sim.endpoint), dir: dir, check: true)
+        usleep(1_500_000)  // let the MVs' source timestamps pass max_input_age (1 s)
+        let agent = try AgentProcess(
+            config: Self.config(endpoint: sim.endpoint, mvGroup: mvGroup), dir: dir, check: true)
         defer { _ = agent.stop() }
         func serverValue(_ node: String) -> Double? {
             guard let r = try? edgepilot(["opcua", "read", sim.endpoint, node, "--security", "none", "--json"]),

@@ -183,6 +183,10 @@ final class ClientServiceTests {
         let ns = try ns()
         let all = Collector<DataChange>()
         let filtered = Collector<DataChange>()
+        // The tank settles during a long run and then its levels stop changing: a step on pump 1 makes h1 move.
+        let v1 = NodeId("QuadTank.v1", namespace: ns)
+        _ = try c.write([(v1, .double(3.6))])
+        defer { _ = try? c.write([(v1, .double(3.0))]) }
         let (_, results) = try c.subscribe(
             [
                 MonitoredItem(NodeId("QuadTank.h1", namespace: ns), samplingInterval: 50),
@@ -340,15 +344,20 @@ final class ClientServiceTests {
     func networkLossReconnectsAndResubscribes() throws {
         let c = try connected(configuration: ClientConfiguration(reconnectMinDelay: 0.05))
         let got = Collector<DataChange>()
-        _ = try c.subscribe(
-            [MonitoredItem(NodeId("QuadTank.h4", namespace: try ns()), samplingInterval: 50)],
-            publishingInterval: 50
-        ) { got.append(contentsOf: $0) }
+        // A variable no other test changes: the tank's levels settle during a long run and then stop changing,
+        // so they cannot show that changes flow again.
+        let node = NodeId(UInt32(100_000 + 9_999), namespace: try ns())
+        defer { _ = try? c.write([(node, .double(9_999))]) }  // the 10,000-node read expects Extra.k == k
+        _ = try c.subscribe([MonitoredItem(node, samplingInterval: 50)], publishingInterval: 50) {
+            got.append(contentsOf: $0)
+        }
         #expect(eventually(timeout: 5) { got.count >= 1 })
         try c.dropConnection()
         #expect(eventually(timeout: 10) { c.reconnectCount >= 1 && c.state == .connected })
-        got.reset()
-        #expect(eventually(timeout: 5) { got.count >= 2 })
+        // The recreated item's first report may already be in (and is the old value): what shows that the
+        // subscription lives again is a change made after the reconnect arriving.
+        _ = try c.write([(node, .double(-1))])
+        #expect(eventually(timeout: 5) { got.all.contains { $0.value.value == .double(-1) } })
     }
 
     @Test("Channel token is renewed")
@@ -365,15 +374,18 @@ final class ClientServiceTests {
     func tokenRenewalFailureReconnects() throws {
         let got = Collector<DataChange>()
         let c = try connected(configuration: ClientConfiguration(reconnectMinDelay: 0.05, channelLifetime: 2))
-        _ = try c.subscribe(
-            [MonitoredItem(NodeId("QuadTank.h2", namespace: try ns()), samplingInterval: 50)], publishingInterval: 50
-        ) { got.append(contentsOf: $0) }
+        let node = NodeId(UInt32(100_000 + 9_998), namespace: try ns())
+        defer { _ = try? c.write([(node, .double(9_998))]) }  // the 10,000-node read expects Extra.k == k
+        _ = try c.subscribe([MonitoredItem(node, samplingInterval: 50)], publishingInterval: 50) {
+            got.append(contentsOf: $0)
+        }
         try c.injectRenewalFault()
         #expect(eventually(timeout: 10) { c.reconnectCount == 1 && c.state == .connected })
         #expect(c.lastConnectionError?.statusCode == .badSecurityChecksFailed)
         #expect(try c.read([NodeId(2258)])[0].status.isGood)
         got.reset()
-        #expect(eventually(timeout: 5) { got.count >= 2 })
+        _ = try c.write([(node, .double(-2))])
+        #expect(eventually(timeout: 5) { got.all.contains { $0.value.value == .double(-2) } })
     }
 
     @Test("Service calls when not connected throw")

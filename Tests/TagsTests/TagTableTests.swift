@@ -22,6 +22,23 @@ private func drain(_ feed: ChangeFeed, consumer: Int = 0) -> [TagChange] {
         #expect(table.value(of: 0, table.read(0)) == nil)
     }
 
+    /// An unchanged value keeps its source timestamp, but its driver can vouch that it is still current: the
+    /// confirmation moves the freshness time without reporting a change or touching the sample.
+    @Test func aConfirmationKeepsAValueCurrentWithoutReportingIt() {
+        let feed = ChangeFeed(consumers: 1)
+        let table = TagTable(definitions: [tag("sp", .float64)], changes: feed)
+        table.update(0, TagSample(value: .double(3), quality: .good, timestamp: 1_000))
+        #expect(table.confirmedAt(0) == 1_000)
+        _ = drain(feed)
+        table.confirm(0, at: 5_000_000)
+        #expect(table.confirmedAt(0) == 5_000_000)
+        #expect(table.read(0) == TagSample(value: .double(3), quality: .good, timestamp: 1_000))
+        #expect(drain(feed).isEmpty)
+        // A newer sample counts even when its confirmation was older.
+        table.update(0, TagSample(value: .double(4), quality: .good, timestamp: 9_000_000))
+        #expect(table.confirmedAt(0) == 9_000_000)
+    }
+
     @Test func reportsByExceptionWithDeadband() {
         let feed = ChangeFeed(consumers: 2)
         let table = TagTable(

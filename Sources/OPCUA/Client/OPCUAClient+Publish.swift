@@ -108,6 +108,12 @@ extension OPCUAClient {
         }
         // A Publish response shows the session is alive as well as a keep-alive Read would.
         lastKeepAlive = monotonicSeconds()
+        if summary.statusChange == nil {
+            lock.lock()
+            let onResponse = byServerId[summary.subscriptionId]?.onResponse
+            lock.unlock()
+            onResponse?()
+        }
         // Acknowledge even notifications nobody wants any more, or the server keeps them for Republish.
         if summary.notificationCount > 0 {
             pendingAcks.append(

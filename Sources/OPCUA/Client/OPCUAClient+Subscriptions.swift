@@ -11,18 +11,21 @@ extension OPCUAClient {
         let keepAliveCount: UInt32
         /// Runs on the channel's reader thread with each DataChangeNotification.
         let deliver: @Sendable (DataValueBatch) -> Void
+        /// Runs on the client's thread after each Publish response for this subscription, keep-alives included.
+        let onResponse: (@Sendable () -> Void)?
         var serverId: UInt32?
         var revisedInterval: Double
 
         init(
             items: [MonitoredItem], handleBase: UInt32, publishingInterval: Double, keepAliveCount: UInt32,
-            deliver: @escaping @Sendable (DataValueBatch) -> Void
+            deliver: @escaping @Sendable (DataValueBatch) -> Void, onResponse: (@Sendable () -> Void)? = nil
         ) {
             self.items = items
             self.handleBase = handleBase
             self.publishingInterval = publishingInterval
             self.keepAliveCount = keepAliveCount
             self.deliver = deliver
+            self.onResponse = onResponse
             self.revisedInterval = publishingInterval
         }
 
@@ -55,9 +58,12 @@ extension OPCUAClient {
     ///
     /// `onValues` runs on the secure channel's reader thread. It must be quick and must not call this client
     /// (the reader thread is what would deliver the answer); it should copy what it needs and return.
+    ///
+    /// `onResponse`, when given, runs on the client's thread after every Publish response for the subscription,
+    /// keep-alives included: each one tells that the values of items that did not report are still current.
     public func subscribe(
         _ items: [MonitoredItem], publishingInterval: Double = 500, keepAliveCount: UInt32 = 10,
-        onValues: @escaping @Sendable (DataValueBatch) -> Void
+        onResponse: (@Sendable () -> Void)? = nil, onValues: @escaping @Sendable (DataValueBatch) -> Void
     ) throws -> (id: SubscriptionID, itemResults: [StatusCode]) {
         let l = try currentLink()
         lock.lock()
@@ -68,7 +74,7 @@ extension OPCUAClient {
         lock.unlock()
         let sub = SubscriptionState(
             items: items, handleBase: handleBase, publishingInterval: publishingInterval,
-            keepAliveCount: max(1, keepAliveCount), deliver: onValues)
+            keepAliveCount: max(1, keepAliveCount), deliver: onValues, onResponse: onResponse)
         // Registered before creation so that a Publish response racing the CreateMonitoredItems
         // response finds its subscription.
         lock.lock()
