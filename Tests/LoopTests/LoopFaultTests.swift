@@ -82,5 +82,9 @@ import Testing
         let spurious = transitions(agent).filter { ($0["reason"] as? String ?? "").contains("bad quality on MV") }
         #expect(spurious.isEmpty, "shed again after the link returned: \(spurious)")
         #expect(transitions(agent).contains { ($0["reason"] as? String ?? "").hasPrefix("recovered") })
+        // The journal heard of the outage once (not once per reconnect attempt), and of the device's return.
+        let log = agent.log
+        #expect(log.components(separatedBy: "Modbus device plant unreachable").count - 1 == 1, "\(log)")
+        #expect(log.contains("Modbus device plant answers again"))
     }
 }
