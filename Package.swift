@@ -58,7 +58,9 @@ let package = Package(
         // `DeviceDriver`: the one seam every device and every write goes through.
         .target(name: "Devices", dependencies: ["Tags"]),
         // Modbus TCP/RTU devices: `ModbusPoller` (poll groups on a monotonic schedule, checked writes).
-        .target(name: "ModbusDriver", dependencies: ["Devices", "Modbus", "Tags"]),
+        .target(
+            name: "ModbusDriver",
+            dependencies: ["Devices", "Modbus", "Tags", .product(name: "Logging", package: "swift-log")]),
         // OPC UA devices: subscriptions and polled reads into the tag table, checked writes, reconnect, trust.
         .target(name: "OPCUADriver", dependencies: ["Devices", "OPCUA", "Tags"]),
 
@@ -111,7 +113,11 @@ let package = Package(
         .testTarget(name: "TagsTests", dependencies: ["Tags"]),
         .testTarget(name: "ConfigurationTests", dependencies: ["Configuration"]),
         .testTarget(
-            name: "ModbusTests", dependencies: ["Modbus", "ModbusDriver", "Tags", "CAllocCounter", "TestSupport"]),
+            name: "ModbusTests",
+            dependencies: [
+                "Modbus", "ModbusDriver", "Tags", "CAllocCounter", "TestSupport",
+                .product(name: "Logging", package: "swift-log"),
+            ]),
         .testTarget(
             name: "HistoryTests", dependencies: ["History", "Tags", "CSQLite", "HistoryCrashWriter", "TestSupport"]),
         .executableTarget(name: "HistoryCrashWriter", dependencies: ["History"], path: "Tests/HistoryCrashWriter"),

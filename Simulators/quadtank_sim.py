@@ -28,6 +28,7 @@ import socket
 import struct
 import sys
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -330,6 +331,9 @@ class Plant:
         self.overruns = 0  # times the integrator had to skip simulated time to keep up
         self.heartbeat = 0
         self.heartbeat_changes = 0
+        # Every voltage write as the plant received it (wall seconds, pump index, stored value), so a test can
+        # check the rate of change the PLC saw, not the one the client meant to send. Bounded: the oldest go.
+        self.writes: deque[tuple[float, int, float]] = deque(maxlen=100_000)
         self.hb_timeout = args.heartbeat_timeout
         self._hb_last = time.monotonic()
 
@@ -639,6 +643,8 @@ class Simulator:
                 new_v[i] = int16_of(proposed[HR_V_I16 + i - start]) / 100.0
         for i in range(2):
             p.set_voltage(i, new_v[i])
+            if hit(HR_V_F32 + 2 * i, 2) or hit(HR_V_I16 + i, 1):
+                p.writes.append((time.monotonic(), i, p.v[i]))
         if hit(HR_HEARTBEAT, 1):
             p.write_heartbeat(proposed[HR_HEARTBEAT - start])
         # Write back the canonical (clamped) encodings: into `values` for the written range, so
@@ -827,6 +833,12 @@ class Simulator:
             if hb is not None:
                 p.hb_timeout = hb
             return self.state()
+        if cmd == "writes":
+            # The voltage writes received, oldest first; "clear": true empties the log after the reply.
+            log = [{"t": t, "pump": i, "v": v} for t, i, v in self.plant.writes]
+            if msg.get("clear", False) is True:
+                self.plant.writes.clear()
+            return {"ok": True, "writes": log}
         if cmd == "disturb":
             self.plant.disturbance = tuple(_floats(msg, "flow", 4))  # type: ignore[assignment]
             return {"ok": True, "disturbance": list(self.plant.disturbance)}

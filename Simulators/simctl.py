@@ -65,6 +65,9 @@ class SimControl:
     def get(self) -> dict[str, Any]:
         return self.send({"cmd": "get"})
 
+    def writes(self, clear: bool = False) -> list[dict[str, Any]]:
+        return self.send({"cmd": "writes", "clear": clear})["writes"]
+
     def drop(self, reset: bool = False) -> int:
         return self.send({"cmd": "drop", "mode": "reset" if reset else "close"})["dropped"]
 

@@ -197,6 +197,27 @@ def test_voltage_writes_update_both_representations_and_clamp(quadtank):
         c.close()
 
 
+def test_writes_log_records_what_the_plant_received(quadtank):
+    sim = quadtank("--speed", "0")
+    c = client(sim.port)
+    try:
+        assert sim.ctl.writes() == []
+        ok(c.write_registers(0, c.convert_to_registers(4.5, c.DATATYPE.FLOAT32), device_id=UNIT))
+        ok(c.write_register(11, 725, device_id=UNIT))
+        ok(c.write_registers(2, c.convert_to_registers(12.0, c.DATATYPE.FLOAT32), device_id=UNIT))
+        ok(c.write_register(20, 7, device_id=UNIT))  # the heartbeat is not a voltage
+        c.write_registers(0, c.convert_to_registers(float("nan"), c.DATATYPE.FLOAT32), device_id=UNIT)
+        log = sim.ctl.writes(clear=True)
+        # In order, with the stored (clamped) value; the refused NaN and the heartbeat are not in it.
+        assert [(w["pump"], w["v"]) for w in log] == [(0, 4.5), (1, 7.25), (1, 10.0)]
+        assert all(a["t"] <= b["t"] for a, b in zip(log, log[1:]))
+        assert sim.ctl.writes() == []
+        ok(c.write_register(10, 300, device_id=UNIT))
+        assert [(w["pump"], w["v"]) for w in sim.ctl.writes()] == [(0, 3.0)]
+    finally:
+        c.close()
+
+
 def test_illegal_addresses_and_wrong_unit(quadtank):
     sim = quadtank("--speed", "0")
     c = client(sim.port)

@@ -204,7 +204,8 @@ public final class HistoryWriter: @unchecked Sendable {
                     pending.append(
                         PendingRow(
                             tag: change.tag, timestamp: change.sample.timestamp,
-                            value: HistoryValue(change.sample.value, text: table.text(of: index)),
+                            value: HistoryValue(
+                                change.sample.value, text: feed.text(of: change) ?? table.text(of: index)),
                             quality: change.sample.quality))
                 }
                 total += n

@@ -13,11 +13,13 @@ enum LoopEventReason: Sendable {
     case recovered(healthyNanoseconds: Int64)
     case fallbackManual(TransitionReason)
     case retuned
+    /// MV `mv`'s writes kept falling behind the loop: the link is slower than the loop period.
+    case writesLagging(mv: Int)
 
     var isFault: Bool {
         switch self {
         case .supervisor(let r): return r != .operatorRequest && r != .healthyPeriodElapsed
-        case .fallbackManual: return true
+        case .fallbackManual, .writesLagging: return true
         default: return false
         }
     }
@@ -130,6 +132,9 @@ final class LoopEventLog: @unchecked Sendable {
         case .recovered(let ns): return "recovered: inputs healthy for \(Double(ns / 1_000_000) / 1000) s"
         case .fallbackManual(let r): return "fallback to manual: \(supervisor(r))"
         case .retuned: return "retuned"
+        case .writesLagging(let l):
+            return "MV writes lagging: MV \(definition.mvs[l].tag) not written before the next cycle's value, "
+                + "cycle after cycle (the link is slower than the loop period)"
         }
     }
 }

@@ -47,6 +47,9 @@ public struct LoopMVState: Codable, Sendable {
     public var saturated: Bool
     public var writes: UInt64
     public var writeErrors: UInt64
+    /// Writes the writer cut to one rate step from the PLC's confirmed value, because the link lagged the loop and
+    /// the PLC had not received the loop's previous moves.
+    public var relimitedWrites: UInt64
     public var lastWriteError: String?
     public var units: String?
 }

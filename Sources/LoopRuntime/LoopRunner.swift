@@ -78,6 +78,14 @@ public final class LoopRunner: @unchecked Sendable {
     private var resumeAfterSwap: LoopMode?
     private var heartbeat: UInt64 = 0
     private var lastCycleEnd: Int64 = 0
+    /// Numbers the loop's writing periods: it grows each time the loop leaves MANUAL, so a write failure from an
+    /// earlier period (an outage sat out in MANUAL) is not taken for a fault of the link now.
+    private var writeEpoch: UInt64 = 0
+    /// Overrun cycles minus clean ones, between zero and `lagLimit`; at `lagLimit` the loop sheds to MANUAL.
+    private var lagScore = 0
+    private var laggingMV = 0
+    /// Net overrun cycles that make the writes "lagging": more than half the cycles overrunning for a while.
+    static let lagLimit = 3
 
     enum Command {
         case mode(LoopMode)
@@ -160,7 +168,8 @@ public final class LoopRunner: @unchecked Sendable {
             loopName: d.name, logger: logger)
         events = LoopEventLog(definition: d, logger: logger, audit: audit)
         writer = MVWriter(
-            loopName: d.name, bindings: mvs, heartbeat: heartbeatBinding, events: events, logger: logger)
+            loopName: d.name, bindings: mvs, heartbeat: heartbeatBinding, events: events, logger: logger,
+            rateUp: steps.map(\.up), rateDown: steps.map(\.down))
         let unitsOf = { (b: LoopTagBinding) in b.table.definitions[b.index].units }
         board = LoopStateBoard(
             definition: d, requestedMode: requestedMode, cvUnits: cvs.map(unitsOf), mvUnits: mvs.map(unitsOf))
@@ -249,8 +258,8 @@ public final class LoopRunner: @unchecked Sendable {
         }
 
         // Inputs: the freshest samples, with quality and age.
-        writer.copyFailures(into: b.writeFailed)
-        var healthy = true
+        writer.copyFailures(into: b.writeFailed, since: writeEpoch)
+        var healthy = lagScore == 0
         for i in 0..<ny {
             let (value, good, time) = read(cvBindings[i], wall: wall, now: now)
             b.cvValue[i] = value
@@ -313,6 +322,16 @@ public final class LoopRunner: @unchecked Sendable {
         }
         if !started && allMVsKnown && requestedMode == .manual && healthy { started = true }
 
+        // Writes that keep falling behind: every MV the PLC receives is still within its rate of the last one (the
+        // writer sees to that), but the PLC no longer gets what the controller decides. Shed to MANUAL, where the
+        // loop writes nothing, and drop what waits in the mailbox.
+        if lagScore >= Self.lagLimit && control.mode != .manual && !swapping && resumeAfterSwap == nil {
+            for l in 0..<nu { control.setManualOutput(l, b.mvGood[l] ? b.mvRead[l] : b.previous[l]) }
+            control.request(.manual)
+            pendingReason = .writesLagging(mv: laggingMV)
+            writer.discardPending()
+        }
+
         let report = control.step(now: UInt64(now))
         let (recordedTransition, holdOutputs) = recordTransition(report.transition, swapping: swapping, wall: wall)
 
@@ -350,7 +369,14 @@ public final class LoopRunner: @unchecked Sendable {
             heartbeat = heartbeat >= heartbeatRange.high ? heartbeatRange.low : heartbeat + 1
             beat = heartbeat
         }
-        let overrun = writer.post(values: b.outValue, write: b.outWrite, heartbeat: beat)
+        let overrunMV = writer.post(values: b.outValue, write: b.outWrite, heartbeat: beat, epoch: writeEpoch)
+        let overrun = overrunMV != nil
+        if let l = overrunMV {
+            lagScore = min(lagScore + 1, Self.lagLimit)
+            laggingMV = l
+        } else if lagScore > 0 {
+            lagScore -= 1
+        }
 
         // Statistics and KPIs.
         let dt = lastCycleEnd == 0 ? schedule.periodNanoseconds : max(0, now - lastCycleEnd)
@@ -388,6 +414,7 @@ public final class LoopRunner: @unchecked Sendable {
         } else {
             let from = suppressedFrom ?? t.from
             suppressedFrom = nil
+            if from == .manual && t.to != .manual { writeEpoch &+= 1 }
             faultShed = reason.isFault
             recorded = true
             var bump = 0.0

@@ -223,7 +223,8 @@ final class LoopStateBoard: @unchecked Sendable {
                     return LoopMVState(
                         tag: d.mvs[l].tag, value: v.isFinite ? v : nil, low: mvLow[l], high: mvHigh[l],
                         saturated: v.isFinite && (v <= mvLow[l] + tolerance || v >= mvHigh[l] - tolerance),
-                        writes: outcome.writes, writeErrors: outcome.errors, lastWriteError: outcome.lastError,
+                        writes: outcome.writes, writeErrors: outcome.errors, relimitedWrites: outcome.relimited,
+                        lastWriteError: outcome.lastError,
                         units: mvUnits[l])
                 },
                 dvs: (0..<nd).map { k in

@@ -64,9 +64,11 @@ extension ModbusPoller {
             attempts += 1
             do {
                 try connection.read(request, registers: registers, bits: bits)
+                confirmLink()
                 decode(plan, request)
                 return (attempts, true, false)
             } catch {
+                if case .exception = error { confirmLink() }
                 if error == .exception(code: 2) && request.entryRange.count > 1 {
                     statistics.withLock { $0.exceptions &+= 1 }
                     return (attempts, false, true)

@@ -87,12 +87,14 @@ extension ModbusPoller {
                 }
             }
         } catch {
+            if case .exception = error { confirmLink() }
             if error == .timeout || isInvalidResponse(error) { try? connection.resynchronize() }
             recordError("write \(table.definitions[op.tag].name): \(error)", error: error)
             statistics.withLock { $0.writeErrors &+= 1 }
             if error.breaksConnection { markAll(Quality(.disconnected)) }
             return .failure(.device(error))
         }
+        confirmLink()
         statistics.withLock { $0.writes &+= 1 }
         // Read back at once so consumers see the new value without waiting for the next poll.
         let request = ReadRequest(

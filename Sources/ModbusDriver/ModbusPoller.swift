@@ -1,3 +1,4 @@
+import Logging
 import Modbus
 import Synchronization
 import Tags
@@ -16,6 +17,10 @@ import Tags
 /// Failures map to tag quality: exception answers give that request's tags `exception(code)`; a timeout is retried
 /// `retries` times, then the request's tags go `timeout`; a lost connection makes every tag of the device
 /// `disconnected` and the poller reconnects with exponential backoff (`reconnectMin…Max`, equal jitter).
+/// A connection counts as healthy only once the device has answered on it: a server (or gateway) that accepts the
+/// TCP connection and then resets it is a failed connect, backed off like a refused one, and `status` shows the
+/// device `connecting`, not `connected`, until a reply arrives. Losses and recoveries go to the journal once per
+/// change of state, with a reminder at most once a minute while the device stays unreachable.
 ///
 /// Writes (`write(tag:_:)`) may come from any thread: they are validated on the caller's thread, then executed by
 /// the poller between two reads, and the tag is read back at once.
@@ -48,19 +53,28 @@ public final class ModbusPoller: @unchecked Sendable {
     private var thread: pthread_t?
     private var backoffNanoseconds: Int64 = 0
     private var random = SystemRandomNumberGenerator()
+    let logger: Logger
+    /// Polling thread only: whether the device answered on the current connection, and the failing streak.
+    var linkConfirmed = false
+    private var outage: (since: Int64, failures: Int, suppressed: Int, lastLogged: Int64)?
+    /// Time between two journal reminders that a device is still unreachable.
+    private static let reminderNanoseconds: Int64 = 60_000_000_000
 
     private static let registerCapacity = 125
     private static let bitCapacity = 2000
 
     /// Builds the read plans of `device`'s Modbus tags in `table`, one per poll group that has tags.
     ///
-    /// `cycleObserver`, if given, is called on the polling thread right before (`true`) and after (`false`) every
-    /// poll cycle; benchmarks use it to count allocations on that thread.
+    /// Connection losses and recoveries go to `logger`. `cycleObserver`, if given, is called on the polling thread
+    /// right before (`true`) and after (`false`) every poll cycle; benchmarks use it to count allocations on that
+    /// thread.
     public init(
         device: DeviceDefinition, pollGroups: [PollGroup], table: TagTable,
+        logger: Logger = Logger(label: "edgepilot.modbus"),
         cycleObserver: (@Sendable (_ starting: Bool) -> Void)? = nil
     ) throws(ReadPlanError) {
         self.device = device
+        self.logger = logger
         self.table = table
         self.cycleObserver = cycleObserver
         var byGroup: [String: [(index: Int, definition: TagDefinition)]] = [:]
@@ -179,7 +193,7 @@ public final class ModbusPoller: @unchecked Sendable {
             }
             serveWrites()
             guard connection.isConnected else {
-                nextConnect = monotonicNanoseconds()
+                nextConnect = reconnectTime()
                 continue
             }
             var earliest = 0
@@ -204,7 +218,7 @@ public final class ModbusPoller: @unchecked Sendable {
                 statistics.withLock { $0.overruns &+= UInt64(missed) }
             }
             nextDue[earliest] = next
-            if !connection.isConnected { nextConnect = monotonicNanoseconds() }
+            if !connection.isConnected { nextConnect = reconnectTime() }
         }
         statistics.withLock { $0.state = .stopped }
     }
@@ -213,18 +227,85 @@ public final class ModbusPoller: @unchecked Sendable {
         statistics.withLock { $0.state = .connecting }
         do {
             try connection.connect()
-            backoffNanoseconds = 0
-            statistics.withLock {
-                $0.state = .connected
-                $0.connects &+= 1
-                $0.backoffMilliseconds = 0
-            }
+            // Not healthy yet: only a reply proves the device is there (see `confirmLink`).
+            linkConfirmed = false
             return true
         } catch {
             markAll(error.quality)
-            recordError("connect to \(device.name) failed: \(error)", connectFailure: true)
+            let text = "connect to \(device.name) failed: \(error)"
+            recordError(text, connectFailure: true)
+            noteFailure(text)
             return false
         }
+    }
+
+    /// The device answered on the current connection (a value or a Modbus exception): the link is healthy, the
+    /// backoff starts over, and a recovery is reported.
+    @inline(__always)
+    func confirmLink() {
+        guard !linkConfirmed else { return }
+        linkConfirmed = true
+        backoffNanoseconds = 0
+        statistics.withLock {
+            $0.state = .connected
+            $0.connects &+= 1
+            $0.backoffMilliseconds = 0
+        }
+        if let o = outage {
+            outage = nil
+            let seconds = Double((monotonicNanoseconds() - o.since) / 1_000_000) / 1000
+            logger.notice(
+                "Modbus device \(device.name) answers again",
+                metadata: [
+                    "device": "\(device.name)", "down_s": "\(seconds)", "failed_attempts": "\(o.failures)",
+                ])
+        }
+    }
+
+    /// When to connect again after the connection broke: at once if the device had answered on it, after the
+    /// backoff if it broke before any reply (accept-then-reset must not become a reconnect storm).
+    private func reconnectTime() -> Int64 {
+        let now = monotonicNanoseconds()
+        if linkConfirmed {
+            linkConfirmed = false
+            let text = statistics.withLock { $0.lastError } ?? "connection lost"
+            noteFailure(text)
+            return now
+        }
+        let text = "connection to \(device.name) closed before any reply"
+        statistics.withLock {
+            $0.connectFailures &+= 1
+            if $0.lastError == nil { $0.lastError = text }
+        }
+        noteFailure(statistics.withLock { $0.lastError } ?? text)
+        return now + jitteredBackoff()
+    }
+
+    /// Journals a failed connect or a lost connection: the first of a streak at once, then at most one reminder
+    /// a minute with the count of attempts in between.
+    private func noteFailure(_ text: String) {
+        let now = monotonicNanoseconds()
+        guard var o = outage else {
+            outage = (now, 1, 0, now)
+            logger.warning(
+                "Modbus device \(device.name) unreachable: \(text); retrying with backoff",
+                metadata: ["device": "\(device.name)"])
+            return
+        }
+        o.failures += 1
+        if now - o.lastLogged >= Self.reminderNanoseconds {
+            logger.warning(
+                "Modbus device \(device.name) still unreachable: \(text)",
+                metadata: [
+                    "device": "\(device.name)", "failed_attempts": "\(o.failures)",
+                    "suppressed": "\(o.suppressed)",
+                ])
+            o.suppressed = 0
+            o.lastLogged = now
+        } else {
+            o.suppressed += 1
+        }
+        outage = o
     }
 
     /// Exponential backoff with equal jitter: half the step is fixed, half random, so many agents that lost the

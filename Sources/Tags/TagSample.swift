@@ -1,6 +1,7 @@
 /// A tag's value in the form the poll path stores it: no heap storage, so copying it never allocates.
 ///
-/// Text values keep only their length here; the bytes live in the tag table's slot (see `TagTable.text(of:)`).
+/// Text values keep only their length here; the bytes live in the tag table's slot (see `TagTable.text(of:)`), and a
+/// reported change carries a copy of its own in the change feed (see `ChangeFeed.text(of:)`).
 public enum SampleValue: Sendable, Equatable {
     case none
     case bool(Bool)
@@ -42,9 +43,12 @@ public struct TagChange: Sendable, Equatable {
     /// Index of the tag in the `TagTable` that produced the change.
     public var tag: Int32
     public var sample: TagSample
+    /// Where a text value's bytes are in the feed's text ring (`ChangeFeed.text(of:)`), plus one; 0 = no text.
+    public var textPosition: UInt64
 
-    public init(tag: Int32, sample: TagSample) {
+    public init(tag: Int32, sample: TagSample, textPosition: UInt64 = 0) {
         self.tag = tag
         self.sample = sample
+        self.textPosition = textPosition
     }
 }

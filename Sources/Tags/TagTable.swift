@@ -91,8 +91,10 @@ public final class TagTable: @unchecked Sendable {
         lastReported[index] = sample
         if let text, case .text(let length) = sample.value {
             copyText(from: text, length: length, into: lastReportedText + textOffset[index])
+            reportText(index, sample)
+        } else {
+            changes.publish(TagChange(tag: idBase + Int32(index), sample: sample))
         }
-        changes.publish(TagChange(tag: idBase + Int32(index), sample: sample))
         return true
     }
 
@@ -107,7 +109,20 @@ public final class TagTable: @unchecked Sendable {
         sample.timestamp = timestamp
         store(index, sample, text: nil, keepText: true)
         lastReported[index] = sample
-        changes.publish(TagChange(tag: idBase + Int32(index), sample: sample))
+        if case .text = sample.value {
+            reportText(index, sample)
+        } else {
+            changes.publish(TagChange(tag: idBase + Int32(index), sample: sample))
+        }
+    }
+
+    /// Publishes a text tag's change with the text last reported (what the change says), clamped to its capacity.
+    private func reportText(_ index: Int, _ sample: TagSample) {
+        guard case .text(let length) = sample.value else { return }
+        let n = min(length, definitions[index].type.textCapacity)
+        var change = TagChange(tag: idBase + Int32(index), sample: sample)
+        change.sample.value = .text(length: n)
+        changes.publish(change, text: UnsafeRawPointer(lastReportedText + textOffset[index]), length: n)
     }
 
     /// Records that the device still held the tag's value at `time` (Unix µs), without a new sample.

@@ -90,6 +90,37 @@ import Testing
         #expect(try reader.stats().auditRows == 4)
     }
 
+    @Test("Each change of a text tag keeps its own text, however late the writer reads it")
+    func eachTextChangeKeepsItsOwnText() throws {
+        let dir = try TemporaryDirectory("history-tests")
+        defer { dir.remove() }
+        let path = dir.path + "/history.db"
+        let feed = ChangeFeed(consumers: 1, capacity: 1000)
+        let table = TagTable(definitions: definitions(), changes: feed)
+        let writer = try HistoryWriter(
+            settings: HistorySettings(
+                path: path, retentionSeconds: nil, maxBytes: nil, commitIntervalMilliseconds: 60_000),
+            table: table, consumer: 0)
+        // Three changes (a loop's mode: →pid, →manual, →mpc, and a quality change) before the writer reads any.
+        let t0: Int64 = 1_800_000_000_000_000
+        for (k, text) in ["pid", "manual", "mpc"].enumerated() {
+            Array(text.utf8).withUnsafeBytes {
+                _ = table.update(
+                    3, TagSample(value: .text(length: $0.count), quality: .good, timestamp: t0 + Int64(k)), text: $0)
+            }
+        }
+        table.markQuality(3, Quality(.disconnected), timestamp: t0 + 3)
+        Array("pid".utf8).withUnsafeBytes {
+            _ = table.update(3, TagSample(value: .text(length: 3), quality: .good, timestamp: t0 + 4), text: $0)
+        }
+        writer.start()
+        writer.stop()
+        let reader = try HistoryReader(path: path)
+        let rows = try reader.samples(tag: "Batch.Id", since: 0)
+        #expect(rows.map(\.value) == [.text("pid"), .text("manual"), .text("mpc"), .text("mpc"), .text("pid")])
+        #expect(rows.map(\.quality) == [.good, .good, .good, Quality(.disconnected), .good])
+    }
+
     @Test("Stop flushes everything still in the feed and counts drops")
     func stopFlushesEverythingStillInTheFeedAndCountsDrops() throws {
         let dir = try TemporaryDirectory("history-tests")

@@ -39,9 +39,11 @@ final class RecordingDriver: DeviceDriver, @unchecked Sendable {
         return try ConfigurationLoader.parse(yaml: yaml, file: "test.yaml").configuration.loops[0]
     }
 
-    static func writer(_ driver: RecordingDriver, events: LoopEventLog) -> MVWriter {
+    static func writer(_ driver: RecordingDriver, events: LoopEventLog, rate: Double = .infinity) -> MVWriter {
         let bindings = [0, 1].map { LoopTagBinding(table: driver.table, index: $0, driver: driver) }
-        return MVWriter(loopName: "t", bindings: bindings, heartbeat: nil, events: events, logger: .init(label: "t"))
+        return MVWriter(
+            loopName: "t", bindings: bindings, heartbeat: nil, events: events, logger: .init(label: "t"),
+            rateUp: [rate, rate], rateDown: [rate, rate])
     }
 
     static func table() -> TagTable {
@@ -63,7 +65,7 @@ final class RecordingDriver: DeviceDriver, @unchecked Sendable {
         var write: [Bool] = [true, false]
         for v in [1.0, 2.0, 3.0] {
             values[0] = v
-            #expect(!writer.post(values: &values, write: &write, heartbeat: nil))
+            #expect(writer.post(values: &values, write: &write, heartbeat: nil, epoch: 0) == nil)
             #expect(eventually(timeout: 5) { writer.outcome(0).writes == UInt64(v) })
         }
         #expect(driver.written.withLock { $0.map(\.1) } == [.double(1), .double(2), .double(3)])
@@ -80,12 +82,12 @@ final class RecordingDriver: DeviceDriver, @unchecked Sendable {
         defer { writer.stop() }
         var values: [Double] = [10, 0]
         var write: [Bool] = [true, false]
-        #expect(!writer.post(values: &values, write: &write, heartbeat: nil))
+        #expect(writer.post(values: &values, write: &write, heartbeat: nil, epoch: 0) == nil)
         usleep(50_000)  // the writer is now inside the slow write of 10
         values[0] = 11
-        #expect(!writer.post(values: &values, write: &write, heartbeat: nil))
+        #expect(writer.post(values: &values, write: &write, heartbeat: nil, epoch: 0) == nil)
         values[0] = 12
-        #expect(writer.post(values: &values, write: &write, heartbeat: nil), "11 was still waiting: an overrun")
+        #expect(writer.post(values: &values, write: &write, heartbeat: nil, epoch: 0) == 0, "11 was still waiting")
         #expect(eventually(timeout: 5) { writer.outcome(0).writes == 2 })
         #expect(driver.written.withLock { $0.map(\.1) } == [.double(10), .double(12)])
     }
@@ -102,16 +104,66 @@ final class RecordingDriver: DeviceDriver, @unchecked Sendable {
         var write: [Bool] = [true, false]
         let failed = UnsafeMutablePointer<Bool>.allocate(capacity: 2)
         defer { failed.deallocate() }
-        _ = writer.post(values: &values, write: &write, heartbeat: nil)
+        _ = writer.post(values: &values, write: &write, heartbeat: nil, epoch: 0)
         #expect(eventually(timeout: 5) { writer.outcome(0).errors == 1 })
-        writer.copyFailures(into: failed)
+        writer.copyFailures(into: failed, since: 0)
         #expect(failed[0] && !failed[1])
         #expect(writer.outcome(0).lastError?.contains("write-protected") == true)
         driver.refuse.store(false, ordering: .relaxed)
-        _ = writer.post(values: &values, write: &write, heartbeat: nil)
+        _ = writer.post(values: &values, write: &write, heartbeat: nil, epoch: 0)
         #expect(eventually(timeout: 5) { writer.outcome(0).writes == 1 })
-        writer.copyFailures(into: failed)
+        writer.copyFailures(into: failed, since: 0)
         #expect(!failed[0])
+    }
+
+    @Test("a failure from an earlier writing period is not reported to a loop that started writing again")
+    func writerFailuresBelongToTheirWritingPeriod() throws {
+        let driver = RecordingDriver(table: Self.table())
+        driver.refuse.store(true, ordering: .relaxed)
+        let events = LoopEventLog(definition: try Self.definition(), logger: .init(label: "t"), audit: { _ in })
+        let writer = Self.writer(driver, events: events)
+        writer.start()
+        defer { writer.stop() }
+        var values: [Double] = [5, 0]
+        var write: [Bool] = [true, false]
+        let failed = UnsafeMutablePointer<Bool>.allocate(capacity: 2)
+        defer { failed.deallocate() }
+        _ = writer.post(values: &values, write: &write, heartbeat: nil, epoch: 3)
+        #expect(eventually(timeout: 5) { writer.outcome(0).errors == 1 })
+        writer.copyFailures(into: failed, since: 3)
+        #expect(failed[0])
+        writer.copyFailures(into: failed, since: 4)
+        #expect(!failed[0], "the loop has left MANUAL since: the failure is from the outage, not the link now")
+    }
+
+    @Test("values skipped by the mailbox never make the PLC jump: each write is one rate step from the last confirmed")
+    func writerLimitsAgainstTheConfirmedValue() throws {
+        let driver = RecordingDriver(table: Self.table())
+        driver.holdMicroseconds.store(200_000, ordering: .relaxed)
+        let events = LoopEventLog(definition: try Self.definition(), logger: .init(label: "t"), audit: { _ in })
+        let writer = Self.writer(driver, events: events, rate: 1)
+        writer.start()
+        defer { writer.stop() }
+        var values: [Double] = [10, 0]
+        var write: [Bool] = [true, false]
+        _ = writer.post(values: &values, write: &write, heartbeat: nil, epoch: 1)
+        usleep(50_000)  // inside the slow write of 10
+        // The loop moves one step per cycle; the writer is too slow to send 11 before 12 arrives, then 13.
+        for v in [11.0, 12.0, 13.0] {
+            values[0] = v
+            _ = writer.post(values: &values, write: &write, heartbeat: nil, epoch: 1)
+        }
+        #expect(eventually(timeout: 5) { writer.outcome(0).writes == 2 })
+        // 13 was asked for; 11 is one step from the confirmed 10.
+        #expect(driver.written.withLock { $0.map(\.1) } == [.double(10), .double(11)])
+        #expect(writer.outcome(0).relimited == 1)
+        // A new writing period (the loop left MANUAL, the PLC may have been moved by hand) starts from the value
+        // the loop limited against the readback.
+        driver.holdMicroseconds.store(0, ordering: .relaxed)
+        values[0] = 4
+        _ = writer.post(values: &values, write: &write, heartbeat: nil, epoch: 2)
+        #expect(eventually(timeout: 5) { writer.outcome(0).writes == 3 })
+        #expect(driver.written.withLock { $0.last?.1 } == .double(4))
     }
 
     @Test("mode changes are drained in order into the audit trail and the last 20 transitions, worded")

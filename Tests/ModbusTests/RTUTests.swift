@@ -176,9 +176,10 @@ final class RTUPlant {
         #expect(eventually { (0..<t.count).allSatisfy { t.read($0).quality == Quality(.timeout) } })
         let s = poller.stats
         #expect(s.timeouts >= 2)
-        // A silent device does not close the port: the poller stays connected and keeps asking.
-        #expect(s.state == .connected)
-        #expect(s.connects == 1)
+        // A silent device does not close the port: the poller stays on it and keeps asking. Nothing has ever
+        // answered, so the device is not shown as connected.
+        #expect(s.state == .connecting)
+        #expect(s.connects == 0 && s.connectFailures == 0)
         let peer = try plant.stats()
         #expect((peer["ignored_other_unit"] as? Int ?? 0) >= 2)
         #expect(peer["responses"] as? Int == 0)
