@@ -16,9 +16,9 @@ import Tags
 /// separate serial queue because a Modbus write may wait for its device for seconds.
 ///
 /// While the broker or the Primary Host is unavailable every change goes to the SQLite queue; after the births
-/// the backlog is replayed oldest first as historical DDATA at QoS 1, throttled, beside live data, and rows leave
-/// the queue only when the broker acknowledged the message that carried them. Live data is QoS 0 as Sparkplug
-/// requires; with `confirm_live` its samples stay in `UnconfirmedSamples` until a receipt from the broker confirms
+/// the backlog is replayed oldest first as historical DDATA, throttled, beside live data, and rows leave the queue
+/// only when a receipt from the broker covers the message that carried them. NDATA and DDATA, live and replayed,
+/// are QoS 0 as Sparkplug requires; with `confirm_live` live samples stay in `UnconfirmedSamples` until a receipt from the broker confirms
 /// them, and join the queue if the connection ends first.
 ///
 /// The publisher is the coordinator: this file holds its state, lifecycle, event mailbox and thread loop; session
@@ -94,6 +94,8 @@ package final class EdgeNodePublisher: @unchecked Sendable {
     var lastNodeMetrics = ContinuousClock.now
     var lastStatsRefresh = ContinuousClock.now
     var sentNodeValues: [String: SparkplugValue] = [:]
+    /// The bdSeq last written to the store (supervisor thread, under `sessionLock`).
+    var savedBdSeq: UInt8?
 
     /// Each password_file's first line.
     var passwords: [String: String] = [:]
@@ -190,6 +192,7 @@ package final class EdgeNodePublisher: @unchecked Sendable {
                 return (e, stopRequested)
             }
             for e in pending { process(e) }
+            serveDueRebirth()
             checkDevices()
             drainFeed()
             requestReceipt()
@@ -208,7 +211,7 @@ package final class EdgeNodePublisher: @unchecked Sendable {
         case .disconnected: connectionLost()
         case .message(let m): received(m)
         case .acknowledged(let tag):
-            // A receipt for live data, else a replay message's PUBACK.
+            // A receipt for live data, else one for a replay message.
             if receipts.acknowledge(tag) { return }
             replayer.acknowledge(tag)
         case .republish(let device, let tag):
@@ -237,14 +240,15 @@ package final class EdgeNodePublisher: @unchecked Sendable {
         receipts.requestReceipt(force: force, client: { sessionLock.withLock { client } }, tags: tags)
     }
 
-    /// Replay: the next slice of the backlog, as historical DDATA at QoS 1 with its own acknowledgement tag.
+    /// Replay: the next slice of the backlog, as historical DDATA at QoS 0 followed by a receipt request whose
+    /// answer confirms it.
     private func replayStep() {
         replayer.step(
             directory: view.directory, deviceOnline: deviceOnline,
             isOnline: { sessionLock.withLock { session?.isOnline ?? false } },
             publish: { device, metrics in
                 let tag = tags.next()
-                let r = step(qos1Tag: tag) { s in try s.updateDevice(device, metrics, now: Self.nowMs()) }
+                let r = step(receiptTag: tag) { s in try s.updateDevice(device, metrics, now: Self.nowMs()) }
                 return r.ok && r.published > 0 ? tag : nil
             })
     }

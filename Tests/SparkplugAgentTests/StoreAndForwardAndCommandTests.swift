@@ -78,7 +78,7 @@ private func nowMs() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
         // Nothing arrived that history does not hold (history loses its last uncommitted 100 ms on kill -9).
         let unknown = d.unknown(excused: [(killedAt - 1000)...killedAt])
         #expect(unknown.isEmpty, "not in history: \(d.summary(unknown))")
-        #expect(d.historical.allSatisfy { $0.qos == 1 }, "historical data travels at QoS 1")
+        #expect(d.historical.allSatisfy { $0.qos == 0 }, "historical data travels at QoS 0, confirmed by receipts")
         #expect(d.live.allSatisfy { $0.qos == 0 }, "live data at QoS 0")
         #expect(Delivery.outOfOrder(d.live).isEmpty, "live out of order: \(Delivery.outOfOrder(d.live))")
 
