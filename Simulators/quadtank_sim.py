@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import json
 import logging
 import math
@@ -533,6 +534,9 @@ class Simulator:
         self._tasks: list[asyncio.Task] = []
         self._reopen_task: asyncio.Task | None = None
         self._hr_regs: list[int] | None = None  # pymodbus's holding-register block, for `get`
+        # Every pump-voltage write as applied (wall time, pump, value), for `writes`: tests check what reached
+        # the PLC and when, not what the client believes it sent.
+        self.write_log: collections.deque[tuple[float, int, float]] = collections.deque(maxlen=100_000)
         self.stopped = asyncio.Event()
 
     # -- datastore ---------------------------------------------------------------------------
@@ -635,6 +639,7 @@ class Simulator:
                 if math.isnan(x):
                     return ExcCodes.ILLEGAL_VALUE
                 new_v[i] = x
+                self.write_log.append((time.time(), i, x))
             elif hit(HR_V_I16 + i, 1):
                 new_v[i] = int16_of(proposed[HR_V_I16 + i - start]) / 100.0
         for i in range(2):
@@ -827,6 +832,8 @@ class Simulator:
             if hb is not None:
                 p.hb_timeout = hb
             return self.state()
+        if cmd == "writes":
+            return {"ok": True, "writes": [list(w) for w in self.write_log]}
         if cmd == "disturb":
             self.plant.disturbance = tuple(_floats(msg, "flow", 4))  # type: ignore[assignment]
             return {"ok": True, "disturbance": list(self.plant.disturbance)}

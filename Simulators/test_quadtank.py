@@ -197,6 +197,21 @@ def test_voltage_writes_update_both_representations_and_clamp(quadtank):
         c.close()
 
 
+def test_writes_journal_records_what_the_plant_applied(quadtank):
+    sim = quadtank("--speed", "0")
+    c = client(sim.port)
+    try:
+        t0 = time.time()
+        ok(c.write_registers(0, c.convert_to_registers(4.5, c.DATATYPE.FLOAT32), device_id=UNIT))
+        ok(c.write_registers(2, c.convert_to_registers(12.0, c.DATATYPE.FLOAT32), device_id=UNIT))
+        writes = sim.ctl.send({"cmd": "writes"})["writes"]
+        # As written (before clamping), in order, with the time the plant applied them.
+        assert [(w[1], w[2]) for w in writes] == [(0, 4.5), (1, 12.0)]
+        assert t0 <= writes[0][0] <= writes[1][0] <= time.time()
+    finally:
+        c.close()
+
+
 def test_illegal_addresses_and_wrong_unit(quadtank):
     sim = quadtank("--speed", "0")
     c = client(sim.port)

@@ -8,12 +8,19 @@ public struct EdgeNodeConfiguration: Sendable, Hashable {
     public var primaryHostID: String?
     /// Send aliases in births and only aliases in NDATA/DDATA (smaller data messages).
     public var useAliases: Bool
+    /// Whether NCMD Node Control/Next Server is obeyed; when not, it is handed to the caller as a refused
+    /// `.nodeCommand` (the command policy of docs/decisions/0017).
+    public var allowNextServer: Bool
 
-    public init(groupID: String, edgeNodeID: String, primaryHostID: String? = nil, useAliases: Bool = true) {
+    public init(
+        groupID: String, edgeNodeID: String, primaryHostID: String? = nil, useAliases: Bool = true,
+        allowNextServer: Bool = true
+    ) {
         self.groupID = groupID
         self.edgeNodeID = edgeNodeID
         self.primaryHostID = primaryHostID
         self.useAliases = useAliases
+        self.allowNextServer = allowNextServer
     }
 }
 
@@ -97,6 +104,12 @@ public struct EdgeNodeSession: Sendable {
     /// The newest STATE timestamp seen from the Primary Host on this MQTT connection; older (e.g. stale retained)
     /// STATE is ignored.
     public private(set) var lastStateTimestamp: UInt64?
+    /// What the session believes of the Primary Host on this connection: the `online` of the last STATE it
+    /// accepted, nil before one.
+    public private(set) var primaryHostOnline: Bool?
+    /// A STATE timestamp further than this (ms) ahead of the local clock is refused: it could only be forged or
+    /// from a badly wrong clock, and accepting it would make every later genuine STATE look stale.
+    public static let maxStateSkew: UInt64 = 60_000
     /// Whether the broker may hold the current Will (its CONNECT may have been accepted). False only once the
     /// caller reported that the CONNECT carrying it certainly was not (`connectNotAccepted`): then its bdSeq is
     /// used again, because no host can have seen it (docs/decisions/0016-sparkplug-births-bdseq-replay-rebirth.md).
@@ -173,6 +186,9 @@ public struct EdgeNodeSession: Sendable {
         ]
         for id in deviceOrder { devices[id]?.born = false }
         willMayBeHeld = true
+        // STATE counts per connection: a wrong timestamp seen on an earlier one must not silence this one.
+        lastStateTimestamp = nil
+        primaryHostOnline = nil
         if let host = configuration.primaryHostID {
             actions.append(.subscribe(topic: SparkplugTopic.state(hostID: host), qos: 1))
             phase = .waitingForPrimaryHost
@@ -304,10 +320,17 @@ public struct EdgeNodeSession: Sendable {
                 "STATE of '\(configuration.primaryHostID ?? "")' is not {\"online\": Bool, \"timestamp\": ms}: "
                     + String(decoding: payload.prefix(200), as: UTF8.self))
         }
+        if state.timestamp > now &+ Self.maxStateSkew {
+            throw .invalidValue(
+                context: "STATE of '\(configuration.primaryHostID ?? "")'",
+                reason: "timestamp \(state.timestamp) is more than \(Self.maxStateSkew / 1000) s ahead of the local "
+                    + "clock (\(now)); ignored")
+        }
         // tck-id-message-flow-edge-node-birth-publish-phid-wait-timestamp: only STATE at least as new as the last
         // one counts; an older retained message from a previous host session is stale.
         if let last = lastStateTimestamp, state.timestamp < last { return [] }
         lastStateTimestamp = state.timestamp
+        primaryHostOnline = state.online
         if state.online {
             // tck-id-message-flow-edge-node-birth-publish-phid-wait-online
             return phase == .waitingForPrimaryHost ? birth(now: now) : []
@@ -330,6 +353,7 @@ public struct EdgeNodeSession: Sendable {
         for m in p.metrics {
             switch m.name {
             case Self.rebirthMetric?: rebirth = rebirth || m.value == .boolean(true)
+            case Self.nextServerMetric? where !configuration.allowNextServer: writes.append(m)
             case Self.nextServerMetric?: nextServer = nextServer || m.value == .boolean(true)
             default: writes.append(m)
             }

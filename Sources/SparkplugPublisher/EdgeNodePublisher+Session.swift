@@ -13,7 +13,8 @@ extension EdgeNodePublisher {
         let now = Self.nowMs()
         var s = try EdgeNodeSession(
             configuration: EdgeNodeConfiguration(
-                groupID: settings.groupID, edgeNodeID: settings.edgeNodeID, primaryHostID: settings.primaryHostID),
+                groupID: settings.groupID, edgeNodeID: settings.edgeNodeID, primaryHostID: settings.primaryHostID,
+                allowNextServer: settings.commands != .off),
             nodeMetrics: nodeMetrics(now: now), lastBdSeq: bdSeqStore.load())
         deviceOnline = [:]
         for d in view.devices {
@@ -147,6 +148,11 @@ extension EdgeNodePublisher {
             $0.lastError = nil
         }
         logger.notice("MQTT connected to \(broker)")
+        commandSource = Self.commandSource(settings, broker: broker)
+        counters.withLock {
+            $0.primaryHostOnline = nil
+            $0.primaryHostStateTimestamp = nil
+        }
         replayer.restart()
         receipts.forgetRequests()
         refreshBirthValues()
@@ -163,15 +169,32 @@ extension EdgeNodePublisher {
 
     /// NCMD, DCMD or the Primary Host's STATE.
     func received(_ m: MQTTMessage) {
-        if let host = settings.primaryHostID, m.topic == SparkplugTopic.state(hostID: host),
-            let json = try? JSONSerialization.jsonObject(with: Data(m.payload)) as? [String: Any],
-            let online = json["online"] as? Bool
-        {
-            counters.withLock { $0.primaryHostOnline = online }
-            // STATE online may bring the births.
-            refreshBirthValues()
+        guard m.payload.count <= settings.commandLimits.maxPayloadBytes else {
+            // Refused before decoding: a huge payload costs neither decoding nor a huge audit row.
+            commands.refuseOversize(topic: m.topic, bytes: m.payload.count, source: commandSource)
+            return
         }
-        step { try $0.handleMessage(topic: m.topic, payload: m.payload, now: Self.nowMs()) }
+        guard let host = settings.primaryHostID, m.topic == SparkplugTopic.state(hostID: host) else {
+            step { try $0.handleMessage(topic: m.topic, payload: m.payload, now: Self.nowMs()) }
+            return
+        }
+        // STATE online may bring the births.
+        refreshBirthValues()
+        step { s in
+            do {
+                return try s.handleMessage(topic: m.topic, payload: m.payload, now: Self.nowMs())
+            } catch {
+                counters.withLock { $0.statesRejected += 1 }
+                logger.warning("STATE of \(host) ignored: \(error)", metadata: ["broker": "\(commandSource)"])
+                return []
+            }
+        }
+        // What the session now believes, not what the message said.
+        let (online, timestamp) = sessionLock.withLock { (session?.primaryHostOnline, session?.lastStateTimestamp) }
+        counters.withLock {
+            $0.primaryHostOnline = online
+            $0.primaryHostStateTimestamp = timestamp
+        }
     }
 
     /// Asks for a fresh NBIRTH and DBIRTHs with the same bdSeq, coalesced with other requests like an NCMD Rebirth.
@@ -294,7 +317,7 @@ extension EdgeNodePublisher {
                     logger.notice("moving to the next MQTT server")
                     client.moveToNextBroker()
                 case .nodeCommand(let metrics):
-                    commands.refuseNodeWrites(metrics)
+                    commands.refuseNodeWrites(metrics, source: commandSource)
                 case .deviceCommand(let device, let metrics):
                     commandsToRun.append((device, metrics))
                 }
@@ -308,7 +331,7 @@ extension EdgeNodePublisher {
             }
         }
         for (device, metrics) in commandsToRun {
-            commands.run(device: device, metrics, view: view) { [self] device, tag in
+            commands.run(device: device, metrics, source: commandSource, view: view) { [self] device, tag in
                 post(.republish(device: device, tag: tag))
             }
         }

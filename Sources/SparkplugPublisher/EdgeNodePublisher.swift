@@ -96,6 +96,8 @@ package final class EdgeNodePublisher: @unchecked Sendable {
     var sentNodeValues: [String: SparkplugValue] = [:]
     /// The bdSeq last written to the store (supervisor thread, under `sessionLock`).
     var savedBdSeq: UInt8?
+    /// The audit source of commands: the connection that delivers them (`commandSource(_:broker:)`).
+    var commandSource: String
 
     /// Each password_file's first line.
     var passwords: [String: String] = [:]
@@ -120,8 +122,9 @@ package final class EdgeNodePublisher: @unchecked Sendable {
         liveData = LiveDataSender(feed: feed, consumer: consumer, receipts: receipts)
         replayer = BacklogReplayer(settings: settings.replay, queue: queue, counters: counters)
         commands = CommandHandler(
-            auditSource: "sparkplug:" + (settings.primaryHostID ?? "\(settings.groupID)/\(settings.edgeNodeID)"),
+            policy: settings.commands, allowList: settings.commandAllowList, limits: settings.commandLimits,
             counters: counters, audit: audit)
+        commandSource = Self.commandSource(settings, broker: nil)
         for file in settings.brokers.compactMap(\.passwordFile) where passwords[file] == nil {
             do {
                 let text = try String(contentsOfFile: file, encoding: .utf8)
@@ -256,6 +259,19 @@ package final class EdgeNodePublisher: @unchecked Sendable {
     // MARK: - Helpers
 
     static func nowMs() -> UInt64 { UInt64(Date().timeIntervalSince1970 * 1000) }
+
+    /// What audit rows of commands name as their source: MQTT does not tell who published a command, so the row
+    /// says which broker connection delivered it and how that connection is authenticated
+    /// (`sparkplug:host=<primary host or none>,broker=<url>,auth=<none | user:NAME | cert | user:NAME+cert>`).
+    static func commandSource(_ settings: SparkplugSettings, broker: MQTTBroker?) -> String {
+        let b = broker.flatMap { broker in settings.brokers.first { $0.host == broker.host && $0.port == broker.port } }
+        var auth: [String] = []
+        if let user = b?.username { auth.append("user:\(user)") }
+        if b?.tls?.certificateFile != nil { auth.append("cert") }
+        let url = b.map { "\($0.tls == nil ? "mqtt" : "mqtts")://\($0.host):\($0.port)" } ?? "none"
+        return "sparkplug:host=\(settings.primaryHostID ?? "none"),broker=\(url),"
+            + "auth=\(auth.isEmpty ? "none" : auth.joined(separator: "+"))"
+    }
 
     static func message(_ p: SparkplugPublication) -> MQTTMessage {
         MQTTMessage(
