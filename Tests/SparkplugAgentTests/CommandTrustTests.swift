@@ -37,6 +37,10 @@ import Testing
         #expect(status["commandPolicy"] as? String == "off")
         #expect(status["commandsWritten"] as? Int == 0)
         let source = "sparkplug:host=none,broker=mqtt://127.0.0.1:\(scenario.broker.port),auth=none"
+        #expect(
+            eventually(timeout: 10) {
+                (try? auditRows(agent))?.contains { $0["tag"] as? String == "pump1/voltage" } == true
+            })
         let row = try #require(try auditRows(agent).first { $0["tag"] as? String == "pump1/voltage" })
         #expect(row["source"] as? String == source, "\(row)")
         #expect(row["result"] as? String == "refused")
@@ -47,7 +51,11 @@ import Testing
             "cmd": "raw", "topic": "spBv1.0/Plant1/DCMD/edge1/plant", "hex": String(repeating: "0a", count: 70_000),
         ])
         #expect(eventually(timeout: 10) { (try? agent.mqttStatus())?["commandsDropped"] as? Int ?? 0 >= 1 })
-        #expect(try auditRows(agent).contains { ($0["detail"] as? String ?? "").contains("max_payload") })
+        // Audit rows reach the history database on its next commit.
+        #expect(
+            eventually(timeout: 10) {
+                (try? auditRows(agent))?.contains { ($0["detail"] as? String ?? "").contains("max_payload") } == true
+            })
 
         // The same broker with commands enabled: config check says what is wrong with it.
         let enabled = agent.dir.path + "/enabled.yaml"
