@@ -331,7 +331,7 @@ class Plant:
         self.overruns = 0  # times the integrator had to skip simulated time to keep up
         self.heartbeat = 0
         self.heartbeat_changes = 0
-        # Every voltage write as the plant received it (wall seconds, pump index, stored value), so a test can
+        # Every voltage write as the plant received it (Unix seconds, pump index, stored value), so a test can
         # check the rate of change the PLC saw, not the one the client meant to send. Bounded: the oldest go.
         self.writes: deque[tuple[float, int, float]] = deque(maxlen=100_000)
         self.hb_timeout = args.heartbeat_timeout
@@ -644,7 +644,7 @@ class Simulator:
         for i in range(2):
             p.set_voltage(i, new_v[i])
             if hit(HR_V_F32 + 2 * i, 2) or hit(HR_V_I16 + i, 1):
-                p.writes.append((time.monotonic(), i, p.v[i]))
+                p.writes.append((time.time(), i, p.v[i]))
         if hit(HR_HEARTBEAT, 1):
             p.write_heartbeat(proposed[HR_HEARTBEAT - start])
         # Write back the canonical (clamped) encodings: into `values` for the written range, so

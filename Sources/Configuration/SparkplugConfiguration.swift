@@ -88,8 +88,79 @@ extension Builder {
             }
             s.reportUnknownKeys(sink: &sink)
         }
+        readCommands(&r, into: &settings)
         r.reportUnknownKeys(sink: &sink)
         sparkplug = (settings, at)
+    }
+
+    /// `commands`, `command_allow_list`, `command_limits`, and the warnings for commands over a broker connection
+    /// that does not protect them.
+    private mutating func readCommands(_ r: inout MappingReader, into settings: inout SparkplugSettings) {
+        if let text = r.string("commands", sink: &sink), let v = r.value("commands") {
+            if let policy = SparkplugCommandPolicy(rawValue: text) {
+                settings.commands = policy
+            } else {
+                sink.error(
+                    v.line, v.column, "sparkplug commands must be off, read_only_metrics or allow_list, found '\(text)'"
+                )
+            }
+        }
+        if let list = r.list("command_allow_list", sink: &sink) {
+            for item in list {
+                if case .scalar(let name) = item, !name.string.isEmpty {
+                    settings.commandAllowList.append(name.string)
+                } else {
+                    sink.error(item.line, item.column, "command_allow_list entries are metric names")
+                }
+            }
+            if settings.commands != .allowList, let v = r.value("command_allow_list") {
+                sink.warning(v.line, v.column, "command_allow_list has no effect unless commands is allow_list")
+            }
+        } else if settings.commands == .allowList {
+            sink.warning(
+                r.value("commands")?.line ?? r.line, 1,
+                "commands is allow_list but command_allow_list is empty: every remote write is refused")
+        }
+        if let n = r.value("command_limits"), var s = MappingReader(n, what: "'sparkplug.command_limits'", sink: &sink)
+        {
+            if let q = s.int("max_queue", range: 1...100_000, sink: &sink) { settings.commandLimits.maxQueue = q }
+            if let ms = s.duration("max_age", sink: &sink), let v = s.value("max_age") {
+                if (100...600_000).contains(ms) {
+                    settings.commandLimits.maxAgeMilliseconds = ms
+                } else {
+                    sink.error(v.line, v.column, "command_limits max_age must be between 100ms and 10min")
+                }
+            }
+            if let b = s.size("max_payload", sink: &sink), let v = s.value("max_payload") {
+                if (1024...(16 << 20)).contains(b) {
+                    settings.commandLimits.maxPayloadBytes = Int(b)
+                } else {
+                    sink.error(v.line, v.column, "command_limits max_payload must be between 1KiB and 16MiB")
+                }
+            }
+            if let m = s.int("max_metrics", range: 1...100_000, sink: &sink) { settings.commandLimits.maxMetrics = m }
+            s.reportUnknownKeys(sink: &sink)
+        }
+        guard settings.commands != .off else { return }
+        // Commands are only as trustworthy as the broker connection that carries them.
+        let at = r.value("commands")?.line ?? r.line
+        for b in settings.brokers {
+            let name = "\(b.tls == nil ? "mqtt" : "mqtts")://\(b.host):\(b.port)"
+            if b.tls == nil {
+                sink.warning(
+                    at, 1,
+                    "commands are enabled (\(settings.commands.rawValue)) and broker \(name) is not TLS: commands and "
+                        + "credentials cross the network in clear text and can be forged on the way",
+                    hint: "use mqtts:// with a tls section, or commands: off")
+            }
+            if b.username == nil && b.tls?.certificateFile == nil {
+                sink.warning(
+                    at, 1,
+                    "commands are enabled (\(settings.commands.rawValue)) and the agent connects to broker \(name) "
+                        + "without credentials: a broker that admits anonymous clients lets anyone send commands",
+                    hint: "give the broker username/password_file or a client certificate, and ACLs (docs/SECURITY.md)")
+            }
+        }
     }
 
     private mutating func readBroker(_ node: Node) -> SparkplugBrokerSettings? {

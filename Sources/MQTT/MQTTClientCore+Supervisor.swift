@@ -121,6 +121,8 @@ extension MQTTClient.Core {
         // "try again": its loop thread then spins at full CPU until keepalive ends it, and cannot be stopped
         // otherwise.
         var stuck = false
+        // Whether the TCP connection was ever seen up: only then can the CONNECT have reached the broker.
+        var tcpUp = false
         cond.lock()
         while !attemptEnded && !stopRequested && !nextBrokerRequested {
             // Polled in slices because libmosquitto 2.0 ends its loop thread on a failed TLS handshake without
@@ -129,6 +131,7 @@ extension MQTTClient.Core {
             if established || attemptEnded { continue }
             let fd = mosquitto_socket(mosq)
             let socketGone = fd < 0
+            if !socketGone && !tcpUp && Self.hasPeer(fd) { tcpUp = true }
             if usesTLS && !socketGone && Self.connectFailed(fd) {
                 let log = lastLogError.map { ": \($0)" } ?? ""
                 let tlsFailure = lastLogError.map(isTLSMessage) == true
@@ -160,6 +163,13 @@ extension MQTTClient.Core {
         outcome.moveOn = nextBrokerRequested && !stopRequested
         outcome.established = established
         outcome.error = attemptError
+        if var e = outcome.error, !established {
+            // A refusal in CONNACK or a TLS failure means the broker never accepted this CONNECT. Without a CONNACK
+            // on a TCP connection that was up, it may have: the caller must assume its Will is held. A connection
+            // that came and went between two polls is not seen, and is taken as never up.
+            e.connectMayHaveBeenAccepted = tcpUp && e.kind == .network
+            outcome.error = e
+        }
         let ended = attemptEnded
         cond.unlock()
 
@@ -187,6 +197,15 @@ extension MQTTClient.Core {
         }
         if let event { onEvent(event) }
         return outcome
+    }
+
+    /// Whether `fd` is a connected socket (its TCP handshake completed).
+    private static func hasPeer(_ fd: Int32) -> Bool {
+        var addr = sockaddr_storage()
+        var len = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        return withUnsafeMutablePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getpeername(fd, $0, &len) == 0 }
+        }
     }
 
     /// Whether `fd`'s connect failed: such a socket is back in TCP's CLOSED state, which poll reports as a

@@ -190,6 +190,10 @@ public struct MQTTClientError: Error, Sendable, Hashable, CustomStringConvertibl
     /// libmosquitto's result code (MOSQ_ERR_*) or the CONNACK / MQTT 5 reason code for `.connectionRefused`.
     public var code: Int32
     public var message: String
+    /// For a failed connection attempt: whether the broker may have accepted the CONNECT (and so may hold its
+    /// Will) although no CONNACK was seen: the TCP connection was up and the attempt ended without an answer.
+    /// False when the CONNECT certainly was not accepted: TCP or TLS failed first, or CONNACK refused it.
+    public var connectMayHaveBeenAccepted = false
 
     public init(kind: Kind, broker: MQTTBroker?, code: Int32, message: String) {
         self.kind = kind

@@ -8,12 +8,19 @@ public struct EdgeNodeConfiguration: Sendable, Hashable {
     public var primaryHostID: String?
     /// Send aliases in births and only aliases in NDATA/DDATA (smaller data messages).
     public var useAliases: Bool
+    /// Whether NCMD Node Control/Next Server is obeyed; when not, it is handed to the caller as a refused
+    /// `.nodeCommand` (the command policy of docs/decisions/0017).
+    public var allowNextServer: Bool
 
-    public init(groupID: String, edgeNodeID: String, primaryHostID: String? = nil, useAliases: Bool = true) {
+    public init(
+        groupID: String, edgeNodeID: String, primaryHostID: String? = nil, useAliases: Bool = true,
+        allowNextServer: Bool = true
+    ) {
         self.groupID = groupID
         self.edgeNodeID = edgeNodeID
         self.primaryHostID = primaryHostID
         self.useAliases = useAliases
+        self.allowNextServer = allowNextServer
     }
 }
 
@@ -94,8 +101,23 @@ public struct EdgeNodeSession: Sendable {
     /// The seq of the last message published (NBIRTH resets it to 0).
     public private(set) var seq: UInt8 = 0
     private var lastBdSeq: UInt8?
-    /// The newest STATE timestamp seen from the Primary Host; older (e.g. stale retained) STATE is ignored.
+    /// The newest STATE timestamp seen from the Primary Host on this MQTT connection; older (e.g. stale retained)
+    /// STATE is ignored.
     public private(set) var lastStateTimestamp: UInt64?
+    /// What the session believes of the Primary Host on this connection: the `online` of the last STATE it
+    /// accepted, nil before one.
+    public private(set) var primaryHostOnline: Bool?
+    /// A STATE timestamp further than this (ms) ahead of the local clock is refused: it could only be forged or
+    /// from a badly wrong clock, and accepting it would make every later genuine STATE look stale.
+    public static let maxStateSkew: UInt64 = 60_000
+    /// Whether the broker may hold the current Will (its CONNECT may have been accepted). False only once the
+    /// caller reported that the CONNECT carrying it certainly was not (`connectNotAccepted`): then its bdSeq is
+    /// used again, because no host can have seen it (docs/decisions/0016-sparkplug-births-bdseq-replay-rebirth.md).
+    private var willMayBeHeld = false
+    /// When the last NBIRTH went out (ms), for rebirth coalescing.
+    private var lastBirthAt: UInt64?
+    /// A rebirth request is pending, to be served at this time (ms) by `serveDueRebirth`.
+    public private(set) var rebirthDueAt: UInt64?
     private var node = MetricTable()
     private var devices: [String: Device] = [:]
     private var deviceOrder: [String] = []
@@ -128,13 +150,28 @@ public struct EdgeNodeSession: Sendable {
 
     /// The Will for the next CONNECT: NDEATH with a bdSeq one greater than the last CONNECT's (0 after 255, and 0
     /// for the very first), QoS 1, not retained (tck-id-payloads-ndeath-will-message, -will-message-qos,
-    /// -will-message-retain, tck-id-payloads-ndeath-bdseq). The caller persists `bdSeq` before connecting.
+    /// -will-message-retain, tck-id-payloads-ndeath-bdseq,
+    /// tck-id-message-flow-edge-node-birth-publish-will-message-payload-bdSeq). A CONNECT the broker certainly did
+    /// not accept (`connectNotAccepted`) does not count: its bdSeq is used again. The caller persists `bdSeq`
+    /// before connecting.
     public mutating func prepareConnect(now: UInt64) -> SparkplugPublication {
-        let next: UInt8 = lastBdSeq.map { $0 &+ 1 } ?? 0
-        lastBdSeq = next
-        bdSeq = next
+        if bdSeq == nil || willMayBeHeld {
+            let next: UInt8 = lastBdSeq.map { $0 &+ 1 } ?? 0
+            lastBdSeq = next
+            bdSeq = next
+        }
+        // Until told otherwise the CONNECT may be accepted, and the broker may then publish this Will at any time.
+        willMayBeHeld = true
         phase = .disconnected
         return ndeath(now: now)
+    }
+
+    /// The CONNECT carrying the current Will certainly did not reach an accepting broker (TCP or TLS failed before
+    /// it was sent, or the broker refused it in CONNACK): the broker never held the Will and no host saw the bdSeq,
+    /// so the next CONNECT uses it again instead of burning one per failed attempt.
+    public mutating func connectNotAccepted() {
+        guard phase == .disconnected else { return }
+        willMayBeHeld = false
     }
 
     /// CONNACK accepted: subscribe NCMD and DCMD at QoS 1 (and the Primary Host's STATE), then birth unless the
@@ -148,6 +185,10 @@ public struct EdgeNodeSession: Sendable {
             ),
         ]
         for id in deviceOrder { devices[id]?.born = false }
+        willMayBeHeld = true
+        // STATE counts per connection: a wrong timestamp seen on an earlier one must not silence this one.
+        lastStateTimestamp = nil
+        primaryHostOnline = nil
         if let host = configuration.primaryHostID {
             actions.append(.subscribe(topic: SparkplugTopic.state(hostID: host), qos: 1))
             phase = .waitingForPrimaryHost
@@ -160,6 +201,7 @@ public struct EdgeNodeSession: Sendable {
     /// The MQTT connection ended (the broker publishes the Will); nothing may be published until the next CONNECT.
     public mutating func connectionLost() {
         phase = .disconnected
+        rebirthDueAt = nil
         for id in deviceOrder { devices[id]?.born = false }
     }
 
@@ -194,6 +236,14 @@ public struct EdgeNodeSession: Sendable {
         devices[deviceID] = device
         guard phase == .online, device.born, !metrics.isEmpty else { return [] }
         return [.publish(try message(.ddata, device: deviceID, metrics: metrics, now: now))]
+    }
+
+    /// Stores a device's current values (with their Quality) without publishing them, so that the next birth
+    /// carries what the device holds now even for metrics whose changes were never published.
+    public mutating func refreshDevice(_ deviceID: String, _ current: [SparkplugMetric]) throws(SparkplugError) {
+        guard var device = devices[deviceID] else { throw .invalidRequest("unknown device '\(deviceID)'") }
+        _ = try apply(current, to: &device.table, owner: "device '\(deviceID)'")
+        devices[deviceID] = device
     }
 
     // MARK: Devices
@@ -270,10 +320,17 @@ public struct EdgeNodeSession: Sendable {
                 "STATE of '\(configuration.primaryHostID ?? "")' is not {\"online\": Bool, \"timestamp\": ms}: "
                     + String(decoding: payload.prefix(200), as: UTF8.self))
         }
+        if state.timestamp > now &+ Self.maxStateSkew {
+            throw .invalidValue(
+                context: "STATE of '\(configuration.primaryHostID ?? "")'",
+                reason: "timestamp \(state.timestamp) is more than \(Self.maxStateSkew / 1000) s ahead of the local "
+                    + "clock (\(now)); ignored")
+        }
         // tck-id-message-flow-edge-node-birth-publish-phid-wait-timestamp: only STATE at least as new as the last
         // one counts; an older retained message from a previous host session is stale.
         if let last = lastStateTimestamp, state.timestamp < last { return [] }
         lastStateTimestamp = state.timestamp
+        primaryHostOnline = state.online
         if state.online {
             // tck-id-message-flow-edge-node-birth-publish-phid-wait-online
             return phase == .waitingForPrimaryHost ? birth(now: now) : []
@@ -296,6 +353,7 @@ public struct EdgeNodeSession: Sendable {
         for m in p.metrics {
             switch m.name {
             case Self.rebirthMetric?: rebirth = rebirth || m.value == .boolean(true)
+            case Self.nextServerMetric? where !configuration.allowNextServer: writes.append(m)
             case Self.nextServerMetric?: nextServer = nextServer || m.value == .boolean(true)
             default: writes.append(m)
             }
@@ -307,12 +365,31 @@ public struct EdgeNodeSession: Sendable {
         if nextServer && phase != .disconnected {
             return actions + shutdown(now: now) + [.nextServer]
         }
-        // Rebirth: a fresh NBIRTH (seq 0) and all DBIRTHs with the same bdSeq; no data in between because the
-        // caller performs these actions before any later update.
-        if rebirth && phase == .online {
-            actions += birth(now: now)
-        }
+        // Rebirth: not at once but coalesced (`requestRebirth`), so a burst of requests gives one set of births.
+        if rebirth { requestRebirth(now: now) }
         return actions
+    }
+
+    /// How long a rebirth request waits for others to join it (ms).
+    public static let rebirthSettle: UInt64 = 200
+    /// Rebirths are at least this far apart (ms).
+    public static let rebirthInterval: UInt64 = 1000
+
+    /// A rebirth request (NCMD Node Control/Rebirth, or the operator's): served by `serveDueRebirth` once
+    /// `rebirthSettle` has passed and at least `rebirthInterval` after the last NBIRTH; requests meanwhile join the
+    /// pending one, so every request is answered by a birth published after it, and a burst by one set of births.
+    public mutating func requestRebirth(now: UInt64) {
+        guard phase == .online, rebirthDueAt == nil else { return }
+        let settled = now + Self.rebirthSettle
+        rebirthDueAt = max(settled, lastBirthAt.map { $0 + Self.rebirthInterval } ?? settled)
+    }
+
+    /// The pending rebirth's NBIRTH and DBIRTHs (same bdSeq, seq 0) once it is due; nothing otherwise.
+    public mutating func serveDueRebirth(now: UInt64) -> [EdgeNodeAction] {
+        guard let due = rebirthDueAt, now >= due else { return [] }
+        rebirthDueAt = nil
+        guard phase == .online else { return [] }
+        return birth(now: now)
     }
 
     // MARK: Births and deaths
@@ -333,6 +410,9 @@ public struct EdgeNodeSession: Sendable {
     private mutating func birth(now: UInt64) -> [EdgeNodeAction] {
         phase = .online
         seq = 0
+        lastBirthAt = now
+        // These births answer any rebirth request still waiting.
+        rebirthDueAt = nil
         var metrics: [SparkplugMetric] = [
             SparkplugMetric(name: Self.bdSeqMetric, timestamp: now, value: .int64(Int64(bdSeq ?? 0))),
             // Never aliased: hosts send Rebirth by name, and it must work even when alias state is lost.
@@ -441,6 +521,15 @@ public struct EdgeNodeSession: Sendable {
             if !m.isHistorical {
                 table.metrics[i].value = m.value
                 table.metrics[i].timestamp = m.timestamp
+                // The sample's properties (its Quality) replace the declared ones of the same key, so the next
+                // birth carries the quality of the value it carries, not the one declared before the first poll.
+                for p in m.properties {
+                    if let k = table.metrics[i].properties.firstIndex(where: { $0.key == p.key }) {
+                        table.metrics[i].properties[k] = p
+                    } else {
+                        table.metrics[i].properties.append(p)
+                    }
+                }
             }
             if let alias = declared.alias {
                 m.alias = alias

@@ -3,9 +3,12 @@ import Sparkplug
 import Tags
 
 /// Replay of the store-and-forward queue after the births (see docs/decisions/0011-store-and-forward.md): oldest
-/// first, as historical DDATA at QoS 1 with the original timestamps and a Quality property, at most
+/// first, as historical DDATA at QoS 0 (Sparkplug allows no other QoS for data) with the original timestamps and a
+/// Quality property, at most
 /// `replay.metrics_per_message` metrics of one device per message and `replay.messages_per_second` messages, with
-/// at most `replayWindow` unacknowledged; rows leave the queue only on the PUBACK of the message that carried them.
+/// at most `replayWindow` unconfirmed. Each message is followed by a receipt request (an UNSUBSCRIBE the broker
+/// answers only after reading everything sent before it); rows leave the queue only on the answer to the request
+/// that followed the message carrying them, so nothing is deleted that the broker did not get.
 ///
 /// Publisher thread only.
 final class BacklogReplayer {
@@ -42,7 +45,7 @@ final class BacklogReplayer {
     }
 
     /// Publishes the next slice of the backlog if the session is online, the window has room and the rate allows.
-    /// `publish` sends one historical DDATA at QoS 1 and returns its acknowledgement tag, nil when the client
+    /// `publish` sends one historical DDATA and its receipt request and returns the request's tag, nil when the client
     /// refused it.
     func step(
         directory: TagDirectory, deviceOnline: [String: Bool], isOnline: () -> Bool,
@@ -114,7 +117,7 @@ final class BacklogReplayer {
         counters.withLock { $0.replayInFlight = inflight.count }
     }
 
-    /// The broker acknowledged a replay message: its rows leave the queue. False when `tag` is not one in flight.
+    /// The broker answered the receipt request that followed a replay message: its rows leave the queue. False when `tag` is not one in flight.
     @discardableResult
     func acknowledge(_ tag: UInt64) -> Bool {
         guard let range = inflight.removeValue(forKey: tag) else { return false }

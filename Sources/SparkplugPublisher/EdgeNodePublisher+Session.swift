@@ -13,7 +13,8 @@ extension EdgeNodePublisher {
         let now = Self.nowMs()
         var s = try EdgeNodeSession(
             configuration: EdgeNodeConfiguration(
-                groupID: settings.groupID, edgeNodeID: settings.edgeNodeID, primaryHostID: settings.primaryHostID),
+                groupID: settings.groupID, edgeNodeID: settings.edgeNodeID, primaryHostID: settings.primaryHostID,
+                allowNextServer: settings.commands != .off),
             nodeMetrics: nodeMetrics(now: now), lastBdSeq: bdSeqStore.load())
         deviceOnline = [:]
         for d in view.devices {
@@ -99,16 +100,21 @@ extension EdgeNodePublisher {
         return c
     }
 
-    /// On the client's supervisor thread, before each CONNECT: the NDEATH Will with the next bdSeq, persisted
-    /// first so a crash right after cannot reuse it.
+    /// On the client's supervisor thread, before each CONNECT: the NDEATH Will with the session's bdSeq (the next
+    /// one unless the last CONNECT certainly was not accepted), persisted first so a crash right after cannot reuse
+    /// a bdSeq a broker may hold.
     private func prepareWill() -> MQTTMessage? {
         sessionLock.withLock {
             guard session != nil else { return nil }
             let will = session!.prepareConnect(now: Self.nowMs())
-            do {
-                try bdSeqStore.save(session!.bdSeq!)
-            } catch {
-                logger.error("cannot persist bdSeq to \(bdSeqStore.path): \(error)")
+            let bdSeq = session!.bdSeq!
+            if bdSeq != savedBdSeq {
+                do {
+                    try bdSeqStore.save(bdSeq)
+                    savedBdSeq = bdSeq
+                } catch {
+                    logger.error("cannot persist bdSeq to \(bdSeqStore.path): \(error)")
+                }
             }
             return Self.message(will)
         }
@@ -122,6 +128,9 @@ extension EdgeNodePublisher {
             if let error { logger.warning("MQTT connection to \(b) lost: \(error)") }
             post(.disconnected)
         case .connectionFailed(let error, let retry):
+            // On the supervisor thread before its next attempt: the next Will reuses the bdSeq when no broker can
+            // hold this one.
+            if !error.connectMayHaveBeenAccepted { sessionLock.withLock { session?.connectNotAccepted() } }
             counters.withLock { $0.lastError = "\(error)" }
             logger.warning("MQTT connect failed, retrying in \(retry): \(error)")
         case .message(let m): post(.message(m))
@@ -139,8 +148,14 @@ extension EdgeNodePublisher {
             $0.lastError = nil
         }
         logger.notice("MQTT connected to \(broker)")
+        commandSource = Self.commandSource(settings, broker: broker)
+        counters.withLock {
+            $0.primaryHostOnline = nil
+            $0.primaryHostStateTimestamp = nil
+        }
         replayer.restart()
         receipts.forgetRequests()
+        refreshBirthValues()
         step { $0.connected(now: Self.nowMs()) }
     }
 
@@ -154,24 +169,63 @@ extension EdgeNodePublisher {
 
     /// NCMD, DCMD or the Primary Host's STATE.
     func received(_ m: MQTTMessage) {
-        if let host = settings.primaryHostID, m.topic == SparkplugTopic.state(hostID: host),
-            let json = try? JSONSerialization.jsonObject(with: Data(m.payload)) as? [String: Any],
-            let online = json["online"] as? Bool
-        {
-            counters.withLock { $0.primaryHostOnline = online }
+        guard m.payload.count <= settings.commandLimits.maxPayloadBytes else {
+            // Refused before decoding: a huge payload costs neither decoding nor a huge audit row.
+            commands.refuseOversize(topic: m.topic, bytes: m.payload.count, source: commandSource)
+            return
         }
-        step { try $0.handleMessage(topic: m.topic, payload: m.payload, now: Self.nowMs()) }
+        guard let host = settings.primaryHostID, m.topic == SparkplugTopic.state(hostID: host) else {
+            step { try $0.handleMessage(topic: m.topic, payload: m.payload, now: Self.nowMs()) }
+            return
+        }
+        // STATE online may bring the births.
+        refreshBirthValues()
+        step { s in
+            do {
+                return try s.handleMessage(topic: m.topic, payload: m.payload, now: Self.nowMs())
+            } catch {
+                counters.withLock { $0.statesRejected += 1 }
+                logger.warning("STATE of \(host) ignored: \(error)", metadata: ["broker": "\(commandSource)"])
+                return []
+            }
+        }
+        // What the session now believes, not what the message said.
+        let (online, timestamp) = sessionLock.withLock { (session?.primaryHostOnline, session?.lastStateTimestamp) }
+        counters.withLock {
+            $0.primaryHostOnline = online
+            $0.primaryHostStateTimestamp = timestamp
+        }
     }
 
-    /// A fresh NBIRTH and DBIRTHs with the same bdSeq, by way of the session's own NCMD Rebirth handling.
+    /// Asks for a fresh NBIRTH and DBIRTHs with the same bdSeq, coalesced with other requests like an NCMD Rebirth.
     func rebirthNow() {
-        let payload = SparkplugPayload(
-            timestamp: Self.nowMs(),
-            metrics: [
-                SparkplugMetric(name: EdgeNodeSession.rebirthMetric, timestamp: Self.nowMs(), value: .boolean(true))
-            ])
-        guard let bytes = try? payload.serialized() else { return }
-        step { s in try s.handleMessage(topic: s.topic(.ncmd), payload: bytes, now: Self.nowMs()) }
+        sessionLock.withLock { session?.requestRebirth(now: Self.nowMs()) }
+    }
+
+    /// The pending rebirth, once due (see `EdgeNodeSession.requestRebirth`).
+    func serveDueRebirth() {
+        let due = sessionLock.withLock { session?.rebirthDueAt.map { $0 <= Self.nowMs() } ?? false }
+        guard due else { return }
+        refreshBirthValues()
+        step { $0.serveDueRebirth(now: Self.nowMs()) }
+    }
+
+    /// Gives the session every device's current values and qualities, read from the tag tables, so the births
+    /// that may follow carry what the devices hold now rather than what was declared before the first poll.
+    func refreshBirthValues() {
+        let now = Self.nowMs()
+        sessionLock.withLock {
+            guard session != nil else { return }
+            for d in view.devices {
+                let metrics = d.table.definitions.indices.map { i in
+                    let sample = d.table.read(i)
+                    return SparkplugMapping.metric(
+                        d.table.definitions[i], value: d.table.value(of: i, sample), quality: sample.quality,
+                        timestampMicros: sample.timestamp > 0 ? sample.timestamp : Int64(now) * 1000)
+                }
+                try? session!.refreshDevice(d.name, metrics)
+            }
+        }
     }
 
     func reload(_ next: View) {
@@ -196,6 +250,7 @@ extension EdgeNodePublisher {
             deviceOnline[d.name] = online
             let now = Self.nowMs()
             if online {
+                refreshBirthValues()
                 step { s in try s.deviceOnline(d.name, now: now) }
                 replayer.deviceCameOnline()
             } else {
@@ -216,10 +271,11 @@ extension EdgeNodePublisher {
     }
 
     /// Runs a session transition and performs its actions under the session lock, so wire order is seq order.
-    /// With `qos1Tag` every publish goes at QoS 1 and its PUBACK comes back as `.acknowledged(qos1Tag)`.
+    /// With `receiptTag`, a receipt request follows the publishes on the same connection; its answer, which
+    /// covers them, comes back as `.acknowledged(receiptTag)` (`ok` is false when it could not be sent).
     @discardableResult
     func step(
-        qos1Tag: UInt64? = nil, _ transition: (inout EdgeNodeSession) throws -> [EdgeNodeAction]
+        receiptTag: UInt64? = nil, _ transition: (inout EdgeNodeSession) throws -> [EdgeNodeAction]
     ) -> StepResult {
         var commandsToRun: [(String, [SparkplugMetric])] = []
         var result = StepResult()
@@ -236,10 +292,9 @@ extension EdgeNodePublisher {
             }
             for action in actions {
                 switch action {
-                case .publish(var p):
-                    if qos1Tag != nil { p.qos = 1 }
+                case .publish(let p):
                     do {
-                        try client.publish(Self.message(p), tag: qos1Tag ?? 0)
+                        try client.publish(Self.message(p))
                         result.published += 1
                         counters.withLock {
                             $0.messagesPublished += 1
@@ -262,14 +317,21 @@ extension EdgeNodePublisher {
                     logger.notice("moving to the next MQTT server")
                     client.moveToNextBroker()
                 case .nodeCommand(let metrics):
-                    commands.refuseNodeWrites(metrics)
+                    commands.refuseNodeWrites(metrics, source: commandSource)
                 case .deviceCommand(let device, let metrics):
                     commandsToRun.append((device, metrics))
                 }
             }
+            if let receiptTag, result.ok, result.published > 0 {
+                do {
+                    try client.requestReceipt(tag: receiptTag, filter: receipts.receiptFilter)
+                } catch {
+                    result.ok = false
+                }
+            }
         }
         for (device, metrics) in commandsToRun {
-            commands.run(device: device, metrics, view: view) { [self] device, tag in
+            commands.run(device: device, metrics, source: commandSource, view: view) { [self] device, tag in
                 post(.republish(device: device, tag: tag))
             }
         }

@@ -23,6 +23,9 @@ extension EdgeNodePublisher {
             messagesPublished: c.messagesPublished, births: c.births, connects: c.connects,
             commandsWritten: c.commandsWritten, commandsRefused: c.commandsRefused,
             commandsFailed: c.commandsFailed, commandsRejected: c.commandsRejected,
+            commandPolicy: settings.commands.rawValue, commandsExpired: c.commandsExpired,
+            commandsDropped: c.commandsDropped, commandQueue: commands.queued,
+            primaryHostStateTimestamp: c.primaryHostStateTimestamp, statesRejected: c.statesRejected,
             feedDropped: feed.dropped(consumer: consumer), unconfirmed: c.unconfirmed,
             receiptRequests: c.receiptRequests, liveConfirmed: c.liveConfirmed, liveRequeued: c.liveRequeued,
             lastError: c.lastError)
@@ -81,7 +84,10 @@ extension EdgeNodePublisher {
             m("Polling/Polls", .uint64(polls)),
             m("Polling/Errors", .uint64(errors)),
             m("Commands/Written", .uint64(c.commandsWritten)),
-            m("Commands/Refused", .uint64(c.commandsRefused + c.commandsFailed + c.commandsRejected)),
+            m(
+                "Commands/Refused",
+                .uint64(
+                    c.commandsRefused + c.commandsFailed + c.commandsRejected + c.commandsExpired + c.commandsDropped)),
         ]
     }
 }

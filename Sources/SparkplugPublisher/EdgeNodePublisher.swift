@@ -16,9 +16,9 @@ import Tags
 /// separate serial queue because a Modbus write may wait for its device for seconds.
 ///
 /// While the broker or the Primary Host is unavailable every change goes to the SQLite queue; after the births
-/// the backlog is replayed oldest first as historical DDATA at QoS 1, throttled, beside live data, and rows leave
-/// the queue only when the broker acknowledged the message that carried them. Live data is QoS 0 as Sparkplug
-/// requires; with `confirm_live` its samples stay in `UnconfirmedSamples` until a receipt from the broker confirms
+/// the backlog is replayed oldest first as historical DDATA, throttled, beside live data, and rows leave the queue
+/// only when a receipt from the broker covers the message that carried them. NDATA and DDATA, live and replayed,
+/// are QoS 0 as Sparkplug requires; with `confirm_live` live samples stay in `UnconfirmedSamples` until a receipt from the broker confirms
 /// them, and join the queue if the connection ends first.
 ///
 /// The publisher is the coordinator: this file holds its state, lifecycle, event mailbox and thread loop; session
@@ -94,6 +94,10 @@ package final class EdgeNodePublisher: @unchecked Sendable {
     var lastNodeMetrics = ContinuousClock.now
     var lastStatsRefresh = ContinuousClock.now
     var sentNodeValues: [String: SparkplugValue] = [:]
+    /// The bdSeq last written to the store (supervisor thread, under `sessionLock`).
+    var savedBdSeq: UInt8?
+    /// The audit source of commands: the connection that delivers them (`commandSource(_:broker:)`).
+    var commandSource: String
 
     /// Each password_file's first line.
     var passwords: [String: String] = [:]
@@ -118,8 +122,9 @@ package final class EdgeNodePublisher: @unchecked Sendable {
         liveData = LiveDataSender(feed: feed, consumer: consumer, receipts: receipts)
         replayer = BacklogReplayer(settings: settings.replay, queue: queue, counters: counters)
         commands = CommandHandler(
-            auditSource: "sparkplug:" + (settings.primaryHostID ?? "\(settings.groupID)/\(settings.edgeNodeID)"),
+            policy: settings.commands, allowList: settings.commandAllowList, limits: settings.commandLimits,
             counters: counters, audit: audit)
+        commandSource = Self.commandSource(settings, broker: nil)
         for file in settings.brokers.compactMap(\.passwordFile) where passwords[file] == nil {
             do {
                 let text = try String(contentsOfFile: file, encoding: .utf8)
@@ -190,6 +195,7 @@ package final class EdgeNodePublisher: @unchecked Sendable {
                 return (e, stopRequested)
             }
             for e in pending { process(e) }
+            serveDueRebirth()
             checkDevices()
             drainFeed()
             requestReceipt()
@@ -208,7 +214,7 @@ package final class EdgeNodePublisher: @unchecked Sendable {
         case .disconnected: connectionLost()
         case .message(let m): received(m)
         case .acknowledged(let tag):
-            // A receipt for live data, else a replay message's PUBACK.
+            // A receipt for live data, else one for a replay message.
             if receipts.acknowledge(tag) { return }
             replayer.acknowledge(tag)
         case .republish(let device, let tag):
@@ -237,14 +243,15 @@ package final class EdgeNodePublisher: @unchecked Sendable {
         receipts.requestReceipt(force: force, client: { sessionLock.withLock { client } }, tags: tags)
     }
 
-    /// Replay: the next slice of the backlog, as historical DDATA at QoS 1 with its own acknowledgement tag.
+    /// Replay: the next slice of the backlog, as historical DDATA at QoS 0 followed by a receipt request whose
+    /// answer confirms it.
     private func replayStep() {
         replayer.step(
             directory: view.directory, deviceOnline: deviceOnline,
             isOnline: { sessionLock.withLock { session?.isOnline ?? false } },
             publish: { device, metrics in
                 let tag = tags.next()
-                let r = step(qos1Tag: tag) { s in try s.updateDevice(device, metrics, now: Self.nowMs()) }
+                let r = step(receiptTag: tag) { s in try s.updateDevice(device, metrics, now: Self.nowMs()) }
                 return r.ok && r.published > 0 ? tag : nil
             })
     }
@@ -252,6 +259,19 @@ package final class EdgeNodePublisher: @unchecked Sendable {
     // MARK: - Helpers
 
     static func nowMs() -> UInt64 { UInt64(Date().timeIntervalSince1970 * 1000) }
+
+    /// What audit rows of commands name as their source: MQTT does not tell who published a command, so the row
+    /// says which broker connection delivered it and how that connection is authenticated
+    /// (`sparkplug:host=<primary host or none>,broker=<url>,auth=<none | user:NAME | cert | user:NAME+cert>`).
+    static func commandSource(_ settings: SparkplugSettings, broker: MQTTBroker?) -> String {
+        let b = broker.flatMap { broker in settings.brokers.first { $0.host == broker.host && $0.port == broker.port } }
+        var auth: [String] = []
+        if let user = b?.username { auth.append("user:\(user)") }
+        if b?.tls?.certificateFile != nil { auth.append("cert") }
+        let url = b.map { "\($0.tls == nil ? "mqtt" : "mqtts")://\($0.host):\($0.port)" } ?? "none"
+        return "sparkplug:host=\(settings.primaryHostID ?? "none"),broker=\(url),"
+            + "auth=\(auth.isEmpty ? "none" : auth.joined(separator: "+"))"
+    }
 
     static func message(_ p: SparkplugPublication) -> MQTTMessage {
         MQTTMessage(

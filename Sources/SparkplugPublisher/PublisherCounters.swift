@@ -16,6 +16,13 @@ final class PublisherCounters: Sendable {
         var commandsRefused: UInt64 = 0
         var commandsFailed: UInt64 = 0
         var commandsRejected: UInt64 = 0
+        /// Writes not carried out because they waited longer than max_age.
+        var commandsExpired: UInt64 = 0
+        /// Writes (or whole payloads) refused by a queue, payload or metric-count limit.
+        var commandsDropped: UInt64 = 0
+        /// STATE messages refused (timestamp too far ahead, malformed).
+        var statesRejected: UInt64 = 0
+        var primaryHostStateTimestamp: UInt64?
         var lastError: String?
         var backlog = ForwardQueueStats(rows: 0, bytes: 0, dropped: 0)
         var replayInFlight = 0

@@ -20,8 +20,8 @@ final class ReceiptTracker {
     private var receipts: [(tag: UInt64, mark: UInt64)] = []
     private var markedUpTo: UInt64 = 0
     private var lastReceiptRequest = ContinuousClock.now
-    /// Never subscribed: receipts are UNSUBSCRIBEs of it (see `MQTTClient.requestReceipt`).
-    private let receiptFilter: String
+    /// Never subscribed: receipts are UNSUBSCRIBEs of it (see `MQTTClient.requestReceipt`); replay uses it too.
+    let receiptFilter: String
 
     /// `capacity` is the ring's size in samples, nil when live data is not confirmed (`confirm_live: false`).
     init(capacity: Int?, receiptFilter: String, queue: StoreAndForwardQueue, counters: PublisherCounters) {

@@ -31,6 +31,16 @@ public struct MQTTStatusReport: Codable, Sendable, Equatable {
     public var commandsFailed: UInt64
     /// Malformed or unsupported NCMD/DCMD messages.
     public var commandsRejected: UInt64
+    /// `sparkplug.commands`: off, read_only_metrics or allow_list.
+    public var commandPolicy: String?
+    /// Writes expired in the queue (older than max_age), refused by a queue/payload/metric-count limit, and DCMDs
+    /// waiting now.
+    public var commandsExpired: UInt64?
+    public var commandsDropped: UInt64?
+    public var commandQueue: Int?
+    /// The timestamp of the Primary Host STATE the session accepted on this connection, and STATE messages refused.
+    public var primaryHostStateTimestamp: UInt64?
+    public var statesRejected: UInt64?
     /// Changes the publisher's feed queue lost because it fell behind.
     public var feedDropped: UInt64
     /// Live samples published but not yet confirmed by a broker receipt (`confirm_live`).

@@ -72,6 +72,40 @@ public struct ReplaySettings: Sendable, Hashable {
     }
 }
 
+/// Which commands from the broker the node carries out (`sparkplug.commands`, docs/SECURITY.md). NCMD Node
+/// Control/Rebirth is honoured under every policy: it only makes the node publish what it already publishes, and it
+/// is rate-limited.
+public enum SparkplugCommandPolicy: String, Sendable, Hashable, CaseIterable {
+    /// No remote writes: every DCMD and NCMD write, and Node Control/Next Server, is refused and audited.
+    case off
+    /// Node Control (Rebirth, Next Server) is honoured; every metric write is refused.
+    case readOnlyMetrics = "read_only_metrics"
+    /// As `readOnlyMetrics`, plus DCMD writes to the metrics of `SparkplugSettings.commandAllowList`, which then
+    /// pass the device's own checks (writable, limits, type) like any write.
+    case allowList = "allow_list"
+}
+
+/// Bounds on the DCMD queue (`sparkplug.command_limits`): every command dropped by one is counted and audited.
+public struct SparkplugCommandLimits: Sendable, Hashable {
+    /// DCMD messages waiting for the device; beyond it new ones are refused.
+    public var maxQueue: Int
+    /// A write taken off the queue later than this after its DCMD arrived is not carried out (expired).
+    public var maxAgeMilliseconds: Int
+    /// A DCMD/NCMD payload larger than this is refused before it is decoded.
+    public var maxPayloadBytes: Int
+    /// A DCMD with more metrics than this is refused whole.
+    public var maxMetrics: Int
+
+    public init(
+        maxQueue: Int = 1000, maxAgeMilliseconds: Int = 5000, maxPayloadBytes: Int = 65_536, maxMetrics: Int = 500
+    ) {
+        self.maxQueue = maxQueue
+        self.maxAgeMilliseconds = maxAgeMilliseconds
+        self.maxPayloadBytes = maxPayloadBytes
+        self.maxMetrics = maxMetrics
+    }
+}
+
 /// The `sparkplug:` section: EdgePilot as a Sparkplug B 3.0 edge node.
 public struct SparkplugSettings: Sendable, Hashable {
     public var groupID: String
@@ -87,6 +121,11 @@ public struct SparkplugSettings: Sendable, Hashable {
     /// Backoff between connection attempts: starts here, doubles up to the maximum (with jitter).
     public var reconnectMinMilliseconds: Int = 1000
     public var reconnectMaxMilliseconds: Int = 30_000
+    /// Which commands from the broker are carried out; off by default (docs/decisions/0017).
+    public var commands: SparkplugCommandPolicy = .off
+    /// With `commands: allow_list`: the metrics DCMD may write, as `<metric>` (any device) or `<device>/<metric>`.
+    public var commandAllowList: [String] = []
+    public var commandLimits = SparkplugCommandLimits()
 
     public init(
         groupID: String, edgeNodeID: String, primaryHostID: String? = nil, brokers: [SparkplugBrokerSettings],

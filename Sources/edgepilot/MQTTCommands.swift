@@ -53,8 +53,10 @@ func mqttStatusText(_ s: MQTTStatusReport) -> String {
             + "messages \(s.messagesPublished)",
     ]
     if let host = s.primaryHostID {
-        let state = s.primaryHostOnline.map { $0 ? "online" : "offline" } ?? "not seen"
-        lines.append("primary host \(host): \(state)")
+        let state = s.primaryHostOnline.map { $0 ? "online" : "offline" } ?? "not seen on this connection"
+        let at = s.primaryHostStateTimestamp.map { " (STATE timestamp \($0))" } ?? ""
+        let refused = (s.statesRejected ?? 0) > 0 ? ", \(s.statesRejected!) STATE refused" : ""
+        lines.append("primary host \(host): \(state)\(at)\(refused)")
     }
     lines.append(
         "store-and-forward: backlog \(s.backlog) samples (\(formatBytes(s.backlogBytes))), dropped \(s.dropped), "
@@ -63,8 +65,9 @@ func mqttStatusText(_ s: MQTTStatusReport) -> String {
         "live confirmation: unconfirmed \(s.unconfirmed), receipts \(s.receiptRequests), confirmed \(s.liveConfirmed), "
             + "queued unconfirmed \(s.liveRequeued)")
     lines.append(
-        "commands: written \(s.commandsWritten), refused \(s.commandsRefused), failed \(s.commandsFailed), "
-            + "rejected \(s.commandsRejected)")
+        "commands (\(s.commandPolicy ?? "-")): written \(s.commandsWritten), refused \(s.commandsRefused), "
+            + "failed \(s.commandsFailed), rejected \(s.commandsRejected), expired \(s.commandsExpired ?? 0), "
+            + "dropped by limits \(s.commandsDropped ?? 0), queued \(s.commandQueue ?? 0)")
     if s.feedDropped > 0 { lines.append("changes lost by a full publisher queue: \(s.feedDropped)") }
     if let e = s.lastError { lines.append("last error: \(e)") }
     return lines.joined(separator: "\n")

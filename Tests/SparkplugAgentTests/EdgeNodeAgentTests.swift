@@ -50,7 +50,7 @@ import Testing
         #expect(voltage.property("engHigh") as? Double == 10)
         #expect(dbirth.metric("tank1/raw")?["datatype_name"] as? String == "Int16")
 
-        // Changes read before the first CONNACK were stored and come as historical QoS 1 DDATA; live data is QoS 0.
+        // Changes read before the first CONNACK were stored and come as historical DDATA; all data is QoS 0.
         let ddata = messages.filter { $0.kind == "DDATA" && !$0.isHistorical }
         for m in ddata.prefix(10) {
             #expect(m.qos == 0)

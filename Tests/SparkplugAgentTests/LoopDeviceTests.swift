@@ -57,6 +57,8 @@ import Testing
           keepalive: 5s
           reconnect_min: 100ms
           reconnect_max: 500ms
+          commands: allow_list
+          command_allow_list: [loop/tanks/mode, loop/tanks/cv/tank1/level/setpoint, loop-tanks/loop/tanks/reason]
 
         """
     }
@@ -146,7 +148,7 @@ import Testing
 
         let audit = try agent.cli(["audit", "--json"])
         let rows = try JSONSerialization.jsonObject(with: Data(audit.stdout.utf8)) as? [[String: Any]] ?? []
-        let ours = rows.filter { $0["source"] as? String == "sparkplug:Plant1/edge1" }
+        let ours = rows.filter { ($0["source"] as? String ?? "").hasPrefix("sparkplug:host=none,broker=mqtt://") }
         func results(_ tag: String) -> [String] {
             ours.filter { $0["tag"] as? String == tag }.compactMap { $0["result"] as? String }.sorted()
         }

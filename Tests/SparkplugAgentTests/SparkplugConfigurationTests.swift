@@ -144,6 +144,56 @@ import Testing
         }
     }
 
+    /// Commands are off unless configured; enabling them on a broker connection that does not protect them warns.
+    @Test func commandPolicyAndLimits() throws {
+        func parse(_ section: String) throws(ConfigurationError) -> LoadedConfiguration {
+            try ConfigurationLoader.parse(
+                yaml: Self.base + """
+                    sparkplug:
+                      group_id: Plant1
+                      edge_node_id: edge1
+                      brokers:
+                        - url: mqtt://10.0.0.5
+
+                    """ + section, file: "a.yaml")
+        }
+        let plain = try parse("")
+        let defaults = try #require(plain.configuration.sparkplug)
+        #expect(defaults.commands == .off && defaults.commandAllowList.isEmpty)
+        #expect(defaults.commandLimits == SparkplugCommandLimits())
+        #expect(defaults.commandLimits.maxAgeMilliseconds == 5000 && defaults.commandLimits.maxQueue == 1000)
+        #expect(!plain.warnings.contains { $0.message.contains("commands") }, "\(plain.warnings)")
+
+        let enabled = try parse(
+            """
+              commands: allow_list
+              command_allow_list: [pump1/voltage, loop-tanks/loop/tanks/mode]
+              command_limits: {max_queue: 10, max_age: 2s, max_payload: 32KiB, max_metrics: 20}
+            """)
+        let s = try #require(enabled.configuration.sparkplug)
+        #expect(s.commands == .allowList)
+        #expect(s.commandAllowList == ["pump1/voltage", "loop-tanks/loop/tanks/mode"])
+        #expect(
+            s.commandLimits
+                == SparkplugCommandLimits(
+                    maxQueue: 10, maxAgeMilliseconds: 2000, maxPayloadBytes: 32768, maxMetrics: 20))
+        let warnings = enabled.warnings.map(\.message)
+        #expect(warnings.contains { $0.contains("mqtt://10.0.0.5:1883 is not TLS") }, "\(warnings)")
+        #expect(warnings.contains { $0.contains("without credentials") }, "\(warnings)")
+
+        #expect(try parse("  commands: allow_list\n").warnings.contains { $0.message.contains("is empty") })
+        #expect(
+            try parse("  command_allow_list: [x]\n").warnings.contains { $0.message.contains("has no effect") })
+        do {
+            _ = try parse("  commands: yes\n  command_limits: {max_age: 1h}\n")
+            Issue.record("accepted a bad command policy")
+        } catch {
+            let messages = error.errors.map(\.message)
+            #expect(messages.contains { $0.contains("must be off, read_only_metrics or allow_list") }, "\(messages)")
+            #expect(messages.contains { $0.contains("max_age must be between") }, "\(messages)")
+        }
+    }
+
     @Test func brokersAndDeviceIDsAreRequiredAndChecked() throws {
         let yaml =
             Self.base.replacingOccurrences(of: "name: plant,", with: "name: plant+1,")

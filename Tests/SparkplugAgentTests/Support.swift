@@ -5,7 +5,7 @@ enum SparkplugAgentConfig {
     /// The quadruple-tank plant's four levels, a writable pump voltage and a raw int16 level.
     static func text(
         modbusPort: Int, brokerPort: Int, primaryHost: String? = nil, metricsPerMessage: Int = 500,
-        messagesPerSecond: Double = 20, confirmLive: Bool = true
+        messagesPerSecond: Double = 20, confirmLive: Bool = true, sparkplugExtra: String = ""
     ) -> String {
         """
         agent:
@@ -52,7 +52,7 @@ enum SparkplugAgentConfig {
           replay:
             metrics_per_message: \(metricsPerMessage)
             messages_per_second: \(messagesPerSecond)
-
+        \(sparkplugExtra)
         """
     }
 }

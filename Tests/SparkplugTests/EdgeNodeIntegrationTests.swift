@@ -171,6 +171,8 @@ private func bdSeqOf(_ message: [String: Any]) -> Int64? {
         {
             guard Date() < deadline else { throw TestFailure("no rebirth; host saw:\n\(log.entries)") }
             if first.isOnline {
+                // Rebirth requests are coalesced by the session; the driver serves them when due.
+                first.step { $0.serveDueRebirth(now: nowMs()) }
                 counter += 1
                 first.step {
                     try $0.updateNode(

@@ -162,15 +162,16 @@ private func ncmd(_ metrics: [SparkplugMetric]) throws -> [UInt8] {
         // Offline while waiting: NDEATH, disconnect, next server.
         _ = s.prepareConnect(now: 4)
         _ = s.connected(now: 5)
-        // Stale retained STATE (older than the last seen) is ignored.
-        #expect(
-            try s.handleMessage(topic: state, payload: Array(#"{"online":true,"timestamp":400}"#.utf8), now: 6).isEmpty)
-        #expect(s.phase == .waitingForPrimaryHost)
-        let online = try s.handleMessage(topic: state, payload: Array(#"{"online":true,"timestamp":600}"#.utf8), now: 7)
+        // STATE timestamps count per connection (docs/decisions/0017): this connection's STATE is taken although
+        // the previous connection saw a newer one (it may have been forged or from a wrong clock).
+        let online = try s.handleMessage(topic: state, payload: Array(#"{"online":true,"timestamp":400}"#.utf8), now: 6)
         let births = try online.decoded()
         #expect(births.first?.0 == "spBv1.0/Plant1/NBIRTH/edgepilot-1")
         #expect(births.first?.1.metrics.first { $0.name == "Uptime" }?.value == .int64(77))
         #expect(s.phase == .online)
+        #expect(s.primaryHostOnline == true && s.lastStateTimestamp == 400)
+        #expect(
+            try s.handleMessage(topic: state, payload: Array(#"{"online":true,"timestamp":600}"#.utf8), now: 7).isEmpty)
         // A repeated online STATE does not birth again.
         #expect(
             try s.handleMessage(topic: state, payload: Array(#"{"online":true,"timestamp":600}"#.utf8), now: 8).isEmpty)
@@ -193,6 +194,45 @@ private func ncmd(_ metrics: [SparkplugMetric]) throws -> [UInt8] {
         }
     }
 
+    /// The forged STATE of issue 15 (online false, timestamp 2^64-1): refused, nothing changes; a STATE within the
+    /// allowed skew still counts.
+    @Test func stateFromTheFutureIsRefused() throws {
+        var s = try session(primaryHost: "Ignition")
+        let now: UInt64 = 1_700_000_000_000
+        _ = s.prepareConnect(now: now)
+        _ = s.connected(now: now)
+        let state = "spBv1.0/STATE/Ignition"
+        let online = try s.handleMessage(
+            topic: state, payload: Array(#"{"online":true,"timestamp":1699999999000}"#.utf8), now: now)
+        #expect(!online.isEmpty && s.phase == .online)
+        #expect(throws: SparkplugError.self) {
+            try s.handleMessage(
+                topic: state, payload: Array(#"{"online":false,"timestamp":18446744073709551615}"#.utf8), now: now + 1)
+        }
+        #expect(s.phase == .online && s.primaryHostOnline == true && s.lastStateTimestamp == 1_699_999_999_000)
+        let ahead = now + EdgeNodeSession.maxStateSkew
+        let offline = try s.handleMessage(
+            topic: state, payload: Array(#"{"online":false,"timestamp":\#(ahead)}"#.utf8), now: now + 2)
+        #expect(offline.last == .nextServer && s.primaryHostOnline == false)
+    }
+
+    /// With Next Server not allowed (commands: off), the command reaches the caller as a refused node write.
+    @Test func nextServerCanBeRefusedByPolicy() throws {
+        var s = try EdgeNodeSession(
+            configuration: EdgeNodeConfiguration(groupID: group, edgeNodeID: nodeID, allowNextServer: false),
+            nodeMetrics: [], lastBdSeq: nil)
+        _ = s.prepareConnect(now: 0)
+        _ = s.connected(now: 1)
+        let cmd = try ncmd([SparkplugMetric(name: "Node Control/Next Server", timestamp: 5, value: .boolean(true))])
+        let actions = try s.handleMessage(topic: "spBv1.0/Plant1/NCMD/edgepilot-1", payload: cmd, now: 6)
+        guard case .nodeCommand(let metrics)? = actions.first, actions.count == 1 else {
+            Issue.record("\(actions)")
+            return
+        }
+        #expect(metrics.map(\.name) == ["Node Control/Next Server"])
+        #expect(s.phase == .online)
+    }
+
     @Test func rebirthCommandRepeatsBirthsWithSameBdSeq() throws {
         var s = try session(lastBdSeq: 10)
         _ = try s.addDevice("Pump1", metrics: pumpMetrics, now: 0)
@@ -201,7 +241,10 @@ private func ncmd(_ metrics: [SparkplugMetric]) throws -> [UInt8] {
         _ = try s.updateNode([SparkplugMetric(name: "Uptime", timestamp: 2, value: .int64(5))], now: 2)
         #expect(s.seq == 2)
         let cmd = try ncmd([SparkplugMetric(name: "Node Control/Rebirth", timestamp: 5, value: .boolean(true))])
-        let actions = try s.handleMessage(topic: "spBv1.0/Plant1/NCMD/edgepilot-1", payload: cmd, now: 6)
+        let requested = try s.handleMessage(topic: "spBv1.0/Plant1/NCMD/edgepilot-1", payload: cmd, now: 6)
+        #expect(requested.isEmpty, "coalesced: served when due")
+        let due = try #require(s.rebirthDueAt)
+        let actions = s.serveDueRebirth(now: due)
         let msgs = try actions.decoded()
         #expect(msgs.map(\.0) == ["spBv1.0/Plant1/NBIRTH/edgepilot-1", "spBv1.0/Plant1/DBIRTH/edgepilot-1/Pump1"])
         #expect(msgs.map { $0.1.seq } == [0, 1])

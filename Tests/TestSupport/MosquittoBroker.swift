@@ -33,11 +33,17 @@ public final class MosquittoBroker: @unchecked Sendable {
     public var logPath: String { directory.appendingPathComponent("mosquitto.log").path }
     public var isRunning: Bool { process != nil && process?.exitStatus() == nil }
 
-    public func start() throws {
-        guard FileManager.default.isExecutableFile(atPath: Self.executable) else {
-            throw TestFailure("mosquitto is not installed at \(Self.executable) (apt-get install mosquitto)")
-        }
-        let conf = directory.appendingPathComponent("mosquitto.conf")
+    private var configPath: URL { directory.appendingPathComponent("mosquitto.conf") }
+
+    /// Rewrites the configuration (with the current `listenerConfig`) and makes the running broker read it again
+    /// (SIGHUP): password files and ACLs change without dropping its clients, as an administrator's change would.
+    /// Listener settings such as the port do not change on a reload.
+    public func reload() throws {
+        try writeConfiguration()
+        process?.signal(SIGHUP)
+    }
+
+    private func writeConfiguration() throws {
         // "user root": when the tests run as root, mosquitto would otherwise switch to the mosquitto user and could
         // not write its log or read the key files in this private directory.
         let text = """
@@ -50,9 +56,16 @@ public final class MosquittoBroker: @unchecked Sendable {
             \(listenerConfig)
 
             """
-        try text.write(to: conf, atomically: true, encoding: .utf8)
+        try text.write(to: configPath, atomically: true, encoding: .utf8)
+    }
+
+    public func start() throws {
+        guard FileManager.default.isExecutableFile(atPath: Self.executable) else {
+            throw TestFailure("mosquitto is not installed at \(Self.executable) (apt-get install mosquitto)")
+        }
+        try writeConfiguration()
         let p = try SpawnedProcess(
-            Self.executable, ["-c", conf.path], output: directory.appendingPathComponent("stdout.log").path)
+            Self.executable, ["-c", configPath.path], output: directory.appendingPathComponent("stdout.log").path)
         process = p
         // Ready when the port accepts TCP connections.
         let deadline = Date().addingTimeInterval(10)

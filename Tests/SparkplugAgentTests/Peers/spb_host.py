@@ -8,7 +8,7 @@ STATE {"online": true, "timestamp": now}, so the edge node's births (and replay)
 Every message becomes one JSON line in --out: topic, qos, retain, receive time (ms) and the decoded payload.
 Commands are JSON lines appended by the test to --commands (polled every 20 ms):
   {"cmd": "rebirth"}                                       NCMD Node Control/Rebirth = true
-  {"cmd": "dcmd", "device": d, "metric": m, "datatype": "Float", "value": v}
+  {"cmd": "dcmd", "device": d, "metric": m, "datatype": "Float", "value": v}   ("values": [...]: one metric each)
   {"cmd": "raw", "topic": t, "hex": "..."}                 arbitrary bytes (malformed commands)
   {"cmd": "state", "online": bool}                         publish STATE now
 Prints {"event": "listening"} once the first subscription is acknowledged; stops on SIGTERM. --cafile connects
@@ -104,9 +104,8 @@ def main():
         elif kind == "dcmd":
             p = pb.Payload()
             p.timestamp = now_ms()
-            p.metrics.append(
-                metric(cmd["metric"], getattr(DT, cmd["datatype"]), cmd["value"], timestamp=p.timestamp)
-            )
+            for value in cmd["values"] if "values" in cmd else [cmd["value"]]:
+                p.metrics.append(metric(cmd["metric"], getattr(DT, cmd["datatype"]), value, timestamp=p.timestamp))
             client.publish(
                 "spBv1.0/%s/DCMD/%s/%s" % (args.group, args.node, cmd["device"]), p.SerializeToString(), qos=0
             )
