@@ -48,15 +48,28 @@ public struct PIDSettings: Sendable, Equatable {
         self.period = period
     }
 
+    /// Largest accepted gain, in output units per measurement unit.
+    public static let maximumGain = 1e6
+    /// Largest accepted derivative time, in the unit of `period`.
+    public static let maximumDerivativeTime = 1e6
+
     func validate() throws(ControlError) {
-        guard gain.isFinite && gain > 0 else {
-            throw ControlError(.invalidParameter, "PID: gain is \(gain); expected finite > 0 (use action for the sign)")
+        // The bounds are far outside any plant's tuning; they keep the arithmetic finite (a gain of 1e300 with an
+        // integral time of 1e-300 once made the output NaN).
+        guard gain.isFinite && gain > 0 && gain <= Self.maximumGain else {
+            throw ControlError(
+                .invalidParameter,
+                "PID: gain is \(gain); expected > 0 and ≤ \(Self.maximumGain) (use action for the sign)")
         }
-        guard integralTime > 0 && !integralTime.isNaN else {
-            throw ControlError(.invalidParameter, "PID: integral time is \(integralTime); expected > 0 (∞ = off)")
+        guard !integralTime.isNaN && (integralTime == .infinity || integralTime >= period / 10) else {
+            throw ControlError(
+                .invalidParameter,
+                "PID: integral time is \(integralTime); expected ≥ a tenth of the period (\(period / 10)), ∞ = off")
         }
-        guard derivativeTime.isFinite && derivativeTime >= 0 else {
-            throw ControlError(.invalidParameter, "PID: derivative time is \(derivativeTime); expected finite ≥ 0")
+        guard derivativeTime.isFinite && derivativeTime >= 0 && derivativeTime <= Self.maximumDerivativeTime else {
+            throw ControlError(
+                .invalidParameter,
+                "PID: derivative time is \(derivativeTime); expected 0 … \(Self.maximumDerivativeTime)")
         }
         guard filterRatio.isFinite && filterRatio > 0 else {
             throw ControlError(.invalidParameter, "PID: filter ratio is \(filterRatio); expected finite > 0")
@@ -155,7 +168,9 @@ public struct PIDController: Sendable {
         let error = sign * (setpoint - measurement)
         let h = settings.period
         let unlimited = p + integral + derivative
-        var limited = Swift.min(Swift.max(unlimited, settings.outputLow), settings.outputHigh)
+        // min/max let NaN through: a sum that is not a number holds the last output instead.
+        var limited =
+            unlimited.isNaN ? output : Swift.min(Swift.max(unlimited, settings.outputLow), settings.outputHigh)
         limited = Swift.min(Swift.max(limited, output - settings.maxDecrease), output + settings.maxIncrease)
         if settings.integralTime.isFinite {
             let ti = settings.integralTime
@@ -165,6 +180,12 @@ public struct PIDController: Sendable {
             // Back-calculation: the integral is pulled toward what the limits let through, so it
             // cannot wind up while the output is saturated or rate limited.
             integral += settings.gain * h / ti * error + h / tt * (limited - unlimited)
+        }
+        if !derivative.isFinite { derivative = 0 }
+        if !integral.isFinite {
+            // Re-based on what went out, as a switch to automatic would, so the next cycle starts from it.
+            integral = p.isFinite ? limited - p - derivative : limited
+            if !integral.isFinite { integral = limited }
         }
         output = limited
         return limited

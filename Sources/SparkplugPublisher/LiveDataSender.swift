@@ -36,7 +36,10 @@ final class LiveDataSender {
             for change in changeBuffer.prefix(n) {
                 guard let (table, index) = directory.locate(id: change.tag) else { continue }
                 let d = table.definitions[index]
-                let value = table.value(of: index, change.sample)
+                // A text change carries its own text: the table's slot may already hold a later one.
+                let text = feed.text(of: change) ?? table.text(of: index)
+                let value: TagValue? =
+                    if case .text = change.sample.value { .string(text) } else { table.value(of: index, change.sample) }
                 if byDevice[d.device] == nil { order.append(d.device) }
                 byDevice[d.device, default: []].append(
                     SparkplugMapping.metric(
@@ -44,7 +47,7 @@ final class LiveDataSender {
                 rows[d.device, default: []].append(
                     HistoryRow(
                         tag: d.name, timestamp: change.sample.timestamp,
-                        value: HistoryValue(change.sample.value, text: table.text(of: index)),
+                        value: HistoryValue(change.sample.value, text: text),
                         quality: change.sample.quality))
             }
             var toStore: [HistoryRow] = []

@@ -79,6 +79,38 @@ import Testing
         #expect(abs(y - 3) < 1e-3)
     }
 
+    /// Tuning far outside any plant's range is refused with what was expected (a gain of 1e300 and an integral
+    /// time of 1e-300 once made the output NaN and left the loop in PID with a dead MV).
+    @Test func rejectsAbsurdTuning() {
+        for settings in [
+            PIDSettings(gain: 1e300, integralTime: 10, period: 1),
+            PIDSettings(gain: 1, integralTime: 1e-300, period: 1),
+            PIDSettings(gain: 1, integralTime: 10, derivativeTime: 1e300, period: 1),
+        ] {
+            #expect(throws: ControlError.self) { _ = try PIDController(settings: settings, initialOutput: 0) }
+        }
+    }
+
+    /// Whatever the accepted tuning and inputs, the output is a number within the limits: a NaN or infinite sum
+    /// holds the last output instead of passing through the clamp.
+    @Test func theOutputStaysFiniteAndWithinLimitsAtTheEdgesOfTheAcceptedTuning() throws {
+        var c = try pid(
+            PIDSettings(
+                gain: 1e6, integralTime: 0.1, derivativeTime: 1e5, outputLow: 0.5, outputHigh: 8, period: 1),
+            output: 3)
+        c.setAutomatic(setpoint: 12, measurement: 12)
+        for k in 0..<200 {
+            let y = k.isMultiple(of: 2) ? -1e302 : 1e302
+            let u = c.update(setpoint: 12, measurement: y)
+            #expect(u.isFinite && u >= 0.5 && u <= 8, "cycle \(k): \(u)")
+            if !u.isFinite { return }
+        }
+        // It still controls afterwards: back near the setpoint, the output moves off its limit.
+        var last = c.output
+        for _ in 0..<50 { last = c.update(setpoint: 12, measurement: 12.001) }
+        #expect(last.isFinite && last >= 0.5 && last <= 8)
+    }
+
     @Test func rejectsBadTuning() {
         #expect(throws: ControlError.self) {
             _ = try PIDController(settings: PIDSettings(gain: -1, integralTime: 1, period: 1), initialOutput: 0)

@@ -116,6 +116,12 @@ extension LoopEndToEndTests {
         #expect(jump <= rateStep + 1e-6, "retune: MV moved \(jump) V")
         let badTune = try agent.cli(["loop", "tanks", "tune", "--pid-gain", "pump1/voltage=-1"])
         #expect(badTune.status != 0 && badTune.stderr.contains("not allowed"))
+        // Absurd tuning is refused with what was expected, and the loop keeps its tuning and its mode.
+        let absurd = try agent.cli([
+            "loop", "tanks", "tune", "--pid-gain", "pump1/voltage=1e300", "--pid-ti", "pump1/voltage=1e-300",
+        ])
+        #expect(absurd.status != 0 && absurd.stderr.contains("expected"), "\(absurd.stderr)")
+        #expect(agent.mode() == "pid")
 
         // Manual MV: refused outside MANUAL, then approached at the rate limit.
         let refused = try agent.cli(["loop", "tanks", "mv", "pump1/voltage", "3.5"])
