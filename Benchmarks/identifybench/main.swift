@@ -4,7 +4,7 @@
 // moves, noise on the CVs, one manual hour), then times reading it (LoopHistory.read) and identifying
 // (LoopIdentification.run) in process, and, with --edgepilot PATH, the CLI end to end. Prints figures; asserts none.
 //
-//   swift build -c release --product identifybench --product edgepilot
+//   swift build -c release --product identifybench && swift build -c release --product edgepilot
 //   .build/release/identifybench --edgepilot .build/release/edgepilot [--structure fopdt|ss] [--seconds N] [--keep]
 import Configuration
 import Foundation
