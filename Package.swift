@@ -80,6 +80,9 @@ let package = Package(
             dependencies: [
                 "Devices", "History", "MQTT", "Sparkplug", "Tags", .product(name: "Logging", package: "swift-log"),
             ]),
+        // A loop's model from its history: the loop's tags read from the history file → Identification's data,
+        // stretches left out (bad, saturated, mode) in the engineer's terms, the report and the YAML model block.
+        .target(name: "LoopIdentification", dependencies: ["History", "Identification", "Tags"]),
         // The technician's door: control-socket protocol, server and client.
         .target(name: "LocalControl", dependencies: ["LoopRuntime", "SparkplugPublisher"]),
 
@@ -101,7 +104,8 @@ let package = Package(
             name: "edgepilot",
             dependencies: [
                 "Agent", "LocalControl", "LoopRuntime", "SparkplugPublisher", "Configuration", "Modbus", "Tags",
-                "OPCUA", "OPCUADriver", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                "OPCUA", "OPCUADriver", "History", "LoopIdentification",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
 
@@ -141,6 +145,9 @@ let package = Package(
         .testTarget(name: "ControlTests", dependencies: ["Control", "CAllocCounter"], exclude: ["Fixtures"]),
         .testTarget(name: "AgentTests", dependencies: ["Agent", "History", "TestSupport"]),
         .testTarget(
+            name: "LoopIdentificationTests",
+            dependencies: ["LoopIdentification", "Identification", "History", "Configuration", "Tags", "TestSupport"]),
+        .testTarget(
             name: "OPCUAAgentTests",
             dependencies: ["OPCUADriver", "Configuration", "OPCUA", "Tags", "TestSupport", "CAllocCounter"]),
         .testTarget(
@@ -161,5 +168,8 @@ let package = Package(
         .executableTarget(
             name: "identbench", dependencies: ["Identification", "Control"], path: "Benchmarks/identbench"),
         .executableTarget(name: "qpbench", dependencies: ["Control"], path: "Benchmarks/qpbench"),
+        .executableTarget(
+            name: "identifybench", dependencies: ["LoopIdentification", "History", "Configuration", "Tags"],
+            path: "Benchmarks/identifybench"),
     ]
 )

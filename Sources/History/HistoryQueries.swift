@@ -29,6 +29,25 @@ enum HistoryQueries {
         return rows
     }
 
+    /// The last sample of `tag` stamped before `before`: the value still held at that time, since history stores
+    /// changes by exception. One index probe, walked backwards.
+    static func lastSample(_ db: SQLiteConnection, tag: String, before: Int64) throws -> HistoryRow? {
+        let s = try db.statement(
+            """
+            SELECT ts, value, quality, quality_detail FROM samples
+            WHERE tag_id = (SELECT id FROM tags WHERE name = ?1) AND ts < ?2
+            ORDER BY ts DESC, id DESC LIMIT 1
+            """)
+        defer { s.reset() }
+        s.bind(1, tag)
+        s.bind(2, before)
+        guard try s.step() else { return nil }
+        let code = Quality.Code(rawValue: UInt8(truncatingIfNeeded: s.int64(2))) ?? .decodeError
+        return HistoryRow(
+            tag: tag, timestamp: s.int64(0), value: s.value(1),
+            quality: Quality(code, detail: UInt32(truncatingIfNeeded: s.int64(3))))
+    }
+
     static func audit(_ db: SQLiteConnection, since: Int64, limit: Int) throws -> [AuditRecord] {
         let s = try db.statement(
             """

@@ -42,6 +42,11 @@ public final class HistoryReader {
         try HistoryQueries.samples(db, tag: tag, since: since, until: until, limit: limit)
     }
 
+    /// The last sample of `tag` before `before` (the value held at that time), or nil when there is none.
+    public func lastSample(tag: String, before: Int64) throws -> HistoryRow? {
+        try HistoryQueries.lastSample(db, tag: tag, before: before)
+    }
+
     /// Audit records with timestamp ≥ `since`, oldest first.
     public func audit(since: Int64, limit: Int = 10_000) throws -> [AuditRecord] {
         try HistoryQueries.audit(db, since: since, limit: limit)

@@ -14,8 +14,8 @@ struct EdgePilot: ParsableCommand {
         abstract: "EdgePilot edge agent: polls PLCs, keeps history, and answers technicians.",
         discussion: """
             'edgepilot run' is what systemd starts. The other commands talk to the running agent over its
-            control socket (default \(AgentConfiguration.defaultControlSocketPath)), except 'config check' and
-            'modbus probe', which work without it.
+            control socket (default \(AgentConfiguration.defaultControlSocketPath)), except 'config check',
+            'modbus probe' and 'identify' (which reads the history file), which work without it.
             """,
         version: AgentVersion.current,
         subcommands: [
@@ -24,7 +24,7 @@ struct EdgePilot: ParsableCommand {
             AuditCommand.self, ConfigCommand.self,
             LoopsCommand.self, LoopCommand.self,
             ModbusCommand.self, OPCUACommand.self,
-            MQTTCommand.self,
+            MQTTCommand.self, IdentifyCommand.self,
         ]
     )
 }
@@ -138,6 +138,9 @@ func parseSince(_ text: String, now: Date = Date()) throws -> Int64 {
     }
     let iso = ISO8601DateFormatter()
     if let date = iso.date(from: text) { return Int64(date.timeIntervalSince1970 * 1_000_000) }
+    // With milliseconds, as the CLI itself prints times (identify's report), so they can be pasted back.
+    iso.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+    if let date = iso.date(from: text) { return Int64((date.timeIntervalSince1970 * 1_000_000).rounded()) }
     throw ValidationError(
         "cannot read '\(text)' as a time: use a duration back from now (90s, 10m, 2h, 1d) or an ISO-8601 time")
 }

@@ -1,0 +1,169 @@
+import ArgumentParser
+import Configuration
+import Foundation
+import History
+import LoopIdentification
+import Tags
+
+struct IdentifyCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "identify",
+        abstract: "Identify a loop's model from its history and write it as a YAML model block.",
+        discussion: """
+            Reads the loop's CV, MV and DV history from the history file named in the configuration (read-only;
+            the agent need not be running), leaves out bad-quality, saturated (MV at its low or high) and
+            wrong-mode stretches and says which, resamples to the loop period, removes offsets and fits:
+            first order plus dead time per MV→CV path (--structure fopdt) or one state-space model (ss).
+            Fit % is on the last third of the usable data, which the fit did not see.
+            The candidate model goes to --output (or stdout) as the loop's 'model:' block, with its
+            provenance (window, data hash, fit) as comments. Progress goes to stderr.
+            """)
+
+    @Option(name: .long, help: "The loop's name.") var loop: String
+    @Option(name: .long, help: "Start: a duration back from now (90m, 2h, 1d) or an ISO-8601 time.")
+    var since: String
+    @Option(name: .long, help: "End: a duration back from now or an ISO-8601 time (default: now).")
+    var until: String?
+    @Option(name: .long, help: "fopdt (first order plus dead time per path) or ss (state space).")
+    var structure: String = "fopdt"
+    @Option(name: .long, help: "State-space order (with --structure ss); default: chosen from the data.")
+    var order: Int?
+    @Option(
+        name: .long,
+        help: "Loop modes whose data is used, comma-separated (mpc, pid, manual), or 'any' to ignore the mode.")
+    var modes: String = "mpc,pid"
+    @Option(name: .long, help: "Write the model block to this file instead of stdout.") var output: String?
+    @Option(name: .long, help: "The configuration file.") var config: String = "/etc/edgepilot/edgepilot.yaml"
+    @Option(name: .long, help: "The history file (default: the configuration's history.path).") var history: String?
+    @OptionGroup var format: OutputOptions
+
+    func validate() throws {
+        guard ["fopdt", "ss"].contains(structure.lowercased()) else {
+            throw ValidationError("--structure must be fopdt or ss, found '\(structure)'")
+        }
+        if order != nil && structure.lowercased() != "ss" { throw ValidationError("--order needs --structure ss") }
+        if let order, order < 1 { throw ValidationError("--order must be at least 1") }
+    }
+
+    func run() throws {
+        let configuration: AgentConfiguration
+        do {
+            configuration = try ConfigurationLoader.load(contentsOf: config).configuration
+        } catch {
+            throw CLIError("cannot read the configuration \(config):\n\(error)")
+        }
+        guard let definition = configuration.loops.first(where: { $0.name == loop }) else {
+            let names = configuration.loops.map(\.name)
+            throw CLIError(
+                "no loop '\(loop)' in \(config); "
+                    + (names.isEmpty ? "it defines no loops" : "loops defined: \(names.joined(separator: ", "))"))
+        }
+        let start = try parseSince(since)
+        let end = try until.map { try parseSince($0) } ?? Int64(Date().timeIntervalSince1970 * 1_000_000)
+        guard end > start else {
+            throw CLIError("--until (\(formatTimestamp(end))) must be after --since (\(formatTimestamp(start)))")
+        }
+        var settings = LoopIdentificationSettings(
+            structure: structure.lowercased() == "ss" ? .stateSpace(order: order) : .fopdt)
+        settings.usableModes = try Self.modes(modes)
+        let path = history ?? configuration.history.path
+        let report: LoopIdentificationReport
+        do {
+            let reader = try HistoryReader(path: path)
+            let rows = try LoopHistory.read(reader, loop: definition, since: start, until: end, progress: progress)
+            reader.close()
+            report = try LoopIdentification.run(loop: definition, history: rows, settings: settings, progress: progress)
+        } catch let error as LoopIdentificationError {
+            throw CLIError(error.description)
+        } catch let error as HistoryError {
+            throw CLIError("cannot read the history: \(error)")
+        }
+        if let output {
+            do {
+                try report.model.write(toFile: output, atomically: true, encoding: .utf8)
+            } catch {
+                throw CLIError("cannot write \(output): \(error.localizedDescription)")
+            }
+        }
+        if format.json {
+            try printJSON(report)
+        } else {
+            print(Self.render(report))
+            if let output {
+                print("\nmodel block written to \(output)")
+            } else {
+                print("\n" + report.model, terminator: "")
+            }
+        }
+    }
+
+    func progress(_ message: String) {
+        FileHandle.standardError.write(Data("identify: \(message)\n".utf8))
+    }
+
+    static func modes(_ text: String) throws -> Set<String>? {
+        let items = text.lowercased().split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+        if items == ["any"] { return nil }
+        let known = Set(LoopModeSetting.allCases.map(\.rawValue))
+        for item in items where !known.contains(item) {
+            throw ValidationError("--modes: unknown mode '\(item)'; use mpc, pid, manual (comma-separated) or any")
+        }
+        guard !items.isEmpty else { throw ValidationError("--modes needs at least one mode, or any") }
+        return Set(items)
+    }
+
+    static func render(_ r: LoopIdentificationReport) -> String {
+        func n(_ v: Double?, _ digits: Int = 4) -> String { v.map { String(format: "%.\(digits)g", $0) } ?? "-" }
+        func pm(_ v: Double?, _ sd: Double?, _ unit: String = "") -> String {
+            guard let v else { return "-" }
+            return n(v) + unit + (sd.map { " ± " + n($0, 2) + unit } ?? "")
+        }
+        var out = [
+            "loop \(r.loop): \(r.structure) at \(n(r.periodSeconds)) s from \(r.historyFile)",
+            "window \(r.since) … \(r.until): used \(n(r.usableSeconds, 6)) s "
+                + "(\(r.estimationSamples) samples to fit, \(r.validationSamples) to validate), data hash \(r.dataHash)"
+                + (r.usableModes.map { ", modes \($0.joined(separator: ", "))" } ?? ", any mode"),
+        ]
+        if r.leftOut.isEmpty {
+            out.append("left out: nothing")
+        } else {
+            out.append("left out:")
+            out.append(
+                table(
+                    ["  FROM (UTC)", "TO", "SECONDS", "REASON", "WHY"],
+                    r.leftOut.map { ["  " + $0.start, $0.end, n($0.seconds, 6), $0.reason, $0.detail] }))
+        }
+        if !r.droppedDisturbances.isEmpty {
+            out.append("DVs that did not move, left out of the model: \(r.droppedDisturbances.joined(separator: ", "))")
+        }
+        out.append("")
+        if r.stateSpace == nil {
+            out.append(
+                table(
+                    ["CV", "INPUT", "GAIN", "TIME CONSTANT", "DEAD TIME"],
+                    r.paths.map {
+                        [
+                            $0.cv, $0.input, pm($0.gain, $0.gainSD), pm($0.timeConstant, $0.timeConstantSD, " s"),
+                            pm($0.deadTime, $0.deadTimeSD, " s"),
+                        ]
+                    }))
+        } else if let ss = r.stateSpace {
+            out.append(table(["CV", "INPUT", "STEADY-STATE GAIN"], r.paths.map { [$0.cv, $0.input, n($0.gain)] }))
+            let taus = ss.timeConstants.map { n($0) + " s" }.joined(separator: ", ")
+            out.append("order \(ss.order); time constants of its real poles: \(taus.isEmpty ? "none" : taus)")
+        }
+        out.append("")
+        out.append(
+            table(
+                ["CV", "FIT % (VALIDATION)", "FIT % (ESTIMATION)", "RESIDUALS WHITE", "UNCORRELATED WITH INPUTS"],
+                r.outputs.map {
+                    [
+                        $0.cv, n($0.validationFitPercent, 3), n($0.estimationFitPercent, 3),
+                        ($0.residualsWhite ? "yes" : "no")
+                            + " (\($0.autocorrelationLagsOutside) lags outside, \($0.autocorrelationLagsAllowed) allowed)",
+                        $0.residualsUncorrelatedWithInputs ? "yes" : "no",
+                    ]
+                }))
+        return out.joined(separator: "\n")
+    }
+}
