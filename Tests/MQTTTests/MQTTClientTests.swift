@@ -257,6 +257,9 @@ import Testing
         let client = try MQTTClient(
             configuration: testConfiguration(port: broker.port, clientID: "receipts"), onEvent: log.handler)
         try client.subscribe("mine", qos: .atLeastOnce)
+        // The client hears its own publishes too: on its one connection, the broker's answer to the receipt request
+        // must come after every message the broker routed before it.
+        try client.subscribe("r/#", qos: .atMostOnce)
         #expect(throws: MQTTClientError.self) { try client.requestReceipt(tag: 1, filter: "never/subscribed") }
         client.start()
         defer { client.stop() }
@@ -267,8 +270,15 @@ import Testing
         for i in 0..<200 { try client.publish(MQTTMessage(topic: "r/\(i)", payload: [UInt8(i % 256)])) }
         try client.requestReceipt(tag: 77, filter: "never/subscribed")
         #expect(log.wait { ev in receipts(ev) == [77] })
-        // The broker routed all 200 before it answered (it handles a connection's packets in order).
+        // The broker routed all 200 before it answered (it handles a connection's packets in order): the receipt
+        // comes after the 200th of our own messages on our connection, and the other subscriber has them all.
         #expect(subLog.wait { ev in ev.messages.filter { $0.topic.hasPrefix("r/") }.count == 201 })
+        #expect(log.wait { ev in ev.messages.filter { $0.topic.hasPrefix("r/") }.count == 200 })
+        let events = log.all
+        let receiptAt = events.firstIndex { if case .receipt(77) = $0 { true } else { false } }
+        let lastRoutedAt = events.lastIndex { if case .message(let m) = $0 { m.topic == "r/199" } else { false } }
+        #expect(
+            receiptAt != nil && lastRoutedAt != nil && lastRoutedAt! < receiptAt!, "receipt before the broker routed")
         // A subscribed filter is refused: the request would end the subscription.
         do {
             try client.requestReceipt(tag: 1, filter: "mine")

@@ -43,10 +43,12 @@ final class ThreadAllocations: Sendable {
 
     /// Waits until both threads passed their loop tops after `passes` (so their counters include all work so far).
     func settle(after s: Snapshot, readerToo: Bool) -> Snapshot {
-        _ = eventually(timeout: 5) {
+        let settled = eventually(timeout: 5) {
             let now = snapshot
             return now.clientPasses > s.clientPasses + 1 && (!readerToo || now.readerPasses > s.readerPasses)
         }
+        // Counts taken before the threads passed their probes would be partial, and could read as zero.
+        #expect(settled, "the client\(readerToo ? " and reader threads" : " thread") did not pass the probe in 5 s")
         return snapshot
     }
 }
