@@ -150,6 +150,16 @@ import Testing
             if let t = report.transition {
                 transitions.append(t)
                 for l in 0..<2 { maxJumpAtSwitch = max(maxJumpAtSwitch, abs(u[l] - previous[l])) }
+                // The slope check alone cannot tell a bump: the PIDs have the same rate limit, so a PID that starts
+                // from the wrong output walks away at full rate and passes it. A PID (or the operator) takes over
+                // from exactly where the MVs were; the MPC starts from them and moves at most one step.
+                if t.to == .pid || t.to == .manual {
+                    for l in 0..<2 {
+                        #expect(
+                            abs(u[l] - previous[l]) <= 1e-9,
+                            "sample \(k): \(t.from)→\(t.to) moved MV \(l) by \(u[l] - previous[l]) at the switch")
+                    }
+                }
             }
             previous = u
             plant.advance(levels: &h, voltages: (u[0], u[1]), duration: 10)
