@@ -1,5 +1,6 @@
 import CAllocCounter
 import Configuration
+import Control
 import Foundation
 import LoopRuntime
 import Modbus
@@ -71,5 +72,59 @@ final class CycleAllocations: @unchecked Sendable {
         #expect(snapshot.mode == "mpc")
         #expect(snapshot.mvs.allSatisfy { $0.writes > 50 && $0.writeErrors == 0 })
         #expect(snapshot.solver.status == "optimal")
+    }
+
+    /// Every mode counts, and so do the cycles that switch between them (PID takes over, the operator drives the
+    /// MVs by hand, MPC comes back): not only steady MPC cycles.
+    @Test func pidManualAndModeChangeCyclesAllocateNothing() throws {
+        let plant = try TankScenario.plant()
+        defer { plant.stop() }
+        let yaml = TankScenario.config(port: plant.port, periodMilliseconds: 50)
+            .replacingOccurrences(of: "@DIR@", with: "/tmp")
+        let configuration = try ConfigurationLoader.parse(yaml: yaml, file: "test.yaml").configuration
+        let table = TagTable(definitions: configuration.tags)
+        let poller = try ModbusPoller(
+            device: configuration.devices[0], pollGroups: configuration.pollGroups, table: table)
+        poller.start()
+        defer { poller.stop() }
+        let counter = CycleAllocations()
+        let runner = try LoopRunner(
+            definition: configuration.loops[0],
+            bind: { name in table.index(of: name).map { LoopTagBinding(table: table, index: $0, driver: poller) } },
+            cycleObserver: { counter.observe($0) })
+        runner.start()
+        defer { runner.stop() }
+        #expect(eventually(timeout: 10) { runner.snapshot().mode == "mpc" })
+        // One round through every mode first: lazily made state (first PID cycle, first manual ramp) appears once.
+        for mode in [LoopMode.pid, .manual, .mpc] {
+            runner.requestMode(mode)
+            #expect(eventually(timeout: 5) { runner.snapshot().mode == mode.rawValue })
+        }
+        Thread.sleep(forTimeInterval: 0.5)
+        var counts: [String: (cycles: Int, allocations: UInt64)] = [:]
+        func count(_ name: String, seconds: Double, _ act: () throws -> Void) rethrows {
+            let (c0, a0) = (counter.counted, counter.allocations)
+            counter.counting.store(true, ordering: .relaxed)
+            try act()
+            Thread.sleep(forTimeInterval: seconds)
+            counter.counting.store(false, ordering: .relaxed)
+            Thread.sleep(forTimeInterval: 0.1)
+            counts[name] = (counter.counted - c0, counter.allocations - a0)
+        }
+        try count("mpc → pid and PID cycles", seconds: 1.5) { runner.requestMode(.pid) }
+        try count("pid → manual and manual ramp", seconds: 1.5) {
+            runner.requestMode(.manual)
+            #expect(eventually(timeout: 5) { runner.snapshot().mode == "manual" })
+            try runner.setManual(mv: "pump1/voltage", 3.5)
+        }
+        try count("manual → mpc and MPC cycles", seconds: 1.5) { runner.requestMode(.mpc) }
+        print(
+            "loop allocations per phase: \(counts.map { "\($0.key): \($0.value.allocations) in \($0.value.cycles) cycles" })"
+        )
+        #expect(runner.snapshot().mode == "mpc")
+        for (name, c) in counts {
+            #expect(c.cycles >= 15, "\(name): only \(c.cycles) cycles counted")
+            #expect(c.allocations == 0, "\(name): \(c.allocations) allocations in \(c.cycles) cycles")
+        }
     }
 }
