@@ -73,6 +73,13 @@ public final class AgentProcess: @unchecked Sendable {
     /// `edgepilot mqtt status --json`.
     public func mqttStatus() throws -> [String: Any] { try object(["mqtt", "status"]) }
 
+    /// Writes a new configuration (with `@DIR@` replaced) and sends SIGHUP, as `systemctl reload` does.
+    public func reload(config: String) throws {
+        try config.replacingOccurrences(of: "@DIR@", with: dir.path).write(
+            toFile: configPath, atomically: true, encoding: .utf8)
+        process?.signal(SIGHUP)
+    }
+
     /// kill -9: what a crash or a power cut does to the process.
     public func kill9() {
         process?.signal(SIGKILL)
