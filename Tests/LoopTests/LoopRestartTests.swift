@@ -76,3 +76,37 @@ import Testing
         expectNoBump(try received(plant), from: beforeReload, "reload")
     }
 }
+
+/// The PLC refuses MV writes (local mode, a write-protected register) while every read stays good: the loop must
+/// notice from the write results alone, leave automatic control with the reason, and come back once writes work.
+@Suite(.serialized) struct LoopRefusedWriteTests {
+    @Test func refusedMVWritesShedTheLoopWhileReadsStayGood() throws {
+        let plant = try TankScenario.plant()
+        defer { plant.stop() }
+        let agent = try AgentProcess(config: TankScenario.config(port: plant.port))
+        defer {
+            agent.stop()
+            agent.dir.remove()
+        }
+        #expect(eventually(timeout: 10) { agent.mode() == "mpc" }, "\(agent.log)")
+        // Exception 4 (server device failure) for writes (FC 6 and 16) to pump 1's voltage only; reads answer.
+        try plant.control(["cmd": "exception", "code": 4, "addresses": [0], "functions": [6, 16]])
+        #expect(
+            eventually(timeout: 10) { agent.mode() != "mpc" },
+            "the loop kept MPC with refused writes: \((try? agent.loop()) ?? [:])")
+        let loop = try agent.loop()
+        let reason = loop["reason"] as? String ?? ""
+        #expect(reason.contains("pump1/voltage"), "reason: \(reason)")
+        let mvs = loop["mvs"] as? [[String: Any]] ?? []
+        #expect((mvs.first?["writeErrors"] as? Int ?? 0) > 0, "\(mvs)")
+        // The CVs stayed good all along: it was the writes, not the reads.
+        let cvs = loop["cvs"] as? [[String: Any]] ?? []
+        #expect(cvs.allSatisfy { ($0["good"] as? Bool) == true }, "\(cvs)")
+        #expect(agent.log.contains("MV write failed"), "the journal hears of it")
+
+        try plant.control(["cmd": "exception", "code": 0])
+        #expect(
+            eventually(timeout: 20) { agent.mode() == "mpc" },
+            "back to MPC once writes work: \((try? agent.loop()) ?? [:])")
+    }
+}
