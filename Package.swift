@@ -62,7 +62,9 @@ let package = Package(
             name: "ModbusDriver",
             dependencies: ["Devices", "Modbus", "Tags", .product(name: "Logging", package: "swift-log")]),
         // OPC UA devices: subscriptions and polled reads into the tag table, checked writes, reconnect, trust.
-        .target(name: "OPCUADriver", dependencies: ["Devices", "OPCUA", "Tags"]),
+        .target(
+            name: "OPCUADriver",
+            dependencies: ["Devices", "OPCUA", "Tags", .product(name: "Logging", package: "swift-log")]),
 
         // ── Consumers of the tag tables ───────────────────────────────────────────────────────────────────────
         // SQLite history: schema, writer thread, read-only queries, audit, store-and-forward queue.

@@ -47,7 +47,9 @@ extension OPCUADeviceDriver {
             try c.connect(endpointURL: settings.endpointURL, security: try security(), identity: try userIdentity())
         } catch {
             markAll(Quality(.disconnected))
-            recordError(describeConnectError(error), connectFailure: true)
+            let failure = explain(error)
+            recordError(failure.text, connectFailure: true)
+            journalFailure(failure)
             return false
         }
         do {
@@ -55,7 +57,10 @@ extension OPCUADeviceDriver {
         } catch {
             c.disconnect()
             markAll(Quality(.disconnected))
-            recordError("setting up \(settings.endpointURL) failed: \(error)", connectFailure: true)
+            let failure = OPCUAFailureExplanation(
+                text: "setting up \(settings.endpointURL) failed: \(error)", needsOperator: false)
+            recordError(failure.text, connectFailure: true)
+            journalFailure(failure)
             return false
         }
         backoffSeconds = 0
@@ -67,16 +72,8 @@ extension OPCUADeviceDriver {
             $0.state = "connected"
             $0.connects &+= 1
         }
+        journalBack()
         return true
-    }
-
-    private func describeConnectError(_ error: Error) -> String {
-        if case .certificateUntrusted(let thumbprint, let path)? = error as? OPCUAError, let path {
-            return
-                "server certificate \(thumbprint) of \(settings.endpointURL) is not trusted; it was saved to \(path). "
-                + "Check it, then run: edgepilot opcua trust \(thumbprint) --pki-dir \(settings.pkiDirectory)"
-        }
-        return "connect to \(settings.endpointURL) failed: \(error)"
     }
 
     private func setUp(_ c: OPCUAClient) throws {
@@ -171,6 +168,13 @@ extension OPCUADeviceDriver {
                 lock.withLock { wasConnected = false }
                 let reason = c?.lastConnectionError.map { "\($0)" } ?? "connection lost"
                 recordError("lost \(settings.endpointURL): \(reason); reconnecting")
+                journalLost(reason)
+            } else if let error = c?.lastConnectionError {
+                // Each attempt's own reason, with the same hints as the first connect: a server that came back
+                // with a new certificate must say "trust it", not repeat the loss.
+                let failure = explain(error, verb: "reconnect to")
+                recordError(failure.text)
+                journalFailure(failure)
             }
             statistics.withLock { $0.state = "reconnecting" }
         case .connected:
@@ -181,6 +185,7 @@ extension OPCUADeviceDriver {
                 $0.connects &+= 1
                 $0.reconnects &+= 1
             }
+            journalBack()
             // Polled groups are read at once rather than at their next period.
             signal()
         case .disconnected, .connecting:

@@ -28,6 +28,7 @@ extension OPCUADeviceDriver {
         }
         let (c, node, known) = lock.withLock { (client, resolved[index], serverTypes[index]) }
         guard let c, c.state == .connected else {
+            journalWriteFailure(index, "not connected")
             throw .failed("device \(device.name) is not connected")
         }
         guard let node else { throw .failed("tag \(d.name) has no node on the server (see edgepilot status)") }
@@ -38,6 +39,7 @@ extension OPCUADeviceDriver {
                 let dv = try c.read([node])[0]
                 if let t = dv.value.builtinType { serverType = (t, dv.value.isArray) }
             } catch {
+                journalWriteFailure(index, "cannot read it to learn its type: \(error)")
                 throw .failed("cannot read \(d.name) to learn its type: \(error)")
             }
         }
@@ -49,13 +51,16 @@ extension OPCUADeviceDriver {
             status = try c.write([(node, variant)])[0]
         } catch {
             recordError("write \(d.name): \(error)")
+            journalWriteFailure(index, "\(error)")
             throw .failed("\(error)")
         }
         guard status.isGood else {
             recordError("write \(d.name): \(status)")
+            journalWriteFailure(index, "the server answered \(status)")
             throw .failed("the server answered \(status)")
         }
         statistics.withLock { $0.writes &+= 1 }
+        journalWriteSucceeded(index)
         var readBack: TagValue?
         if let dv = try? c.read([node])[0] {
             let now = unixMicros()

@@ -1,5 +1,6 @@
 import Devices
 import Foundation
+import Logging
 import OPCUA
 import Synchronization
 import Tags
@@ -55,6 +56,12 @@ public final class OPCUADeviceDriver: DeviceDriver, @unchecked Sendable {
     let serverTimestamps: UnsafeMutablePointer<Atomic<Int64>>
 
     let statistics = Mutex(DeviceDriverStatus())
+    /// Connection losses, failures and returns, and failed writes, go here (the journal, in the agent).
+    let logger: Logger
+    /// The outage the journal has been told of, if any; touched by the driver's and the client's threads.
+    let journal = Mutex<OPCUAOutageJournal?>(nil)
+    /// Per tag: a failed write was journaled and no write to the tag has succeeded since.
+    let writeFailureLogged: Mutex<[Bool]>
     private let wake = NSCondition()
     private var wakeSignalled = false
     private let stopping = Atomic<Bool>(false)
@@ -65,13 +72,19 @@ public final class OPCUADeviceDriver: DeviceDriver, @unchecked Sendable {
     var configureClient: (@Sendable (inout ClientConfiguration) -> Void)?
 
     /// Builds the driver for `device`'s OPC UA tags in `table`; throws if the device is not an OPC UA device.
-    public init(device: DeviceDefinition, pollGroups: [PollGroup], table: TagTable) throws {
+    /// Connection losses, connect failures (with the hint that fixes them), returns and failed writes go to `logger`.
+    public init(
+        device: DeviceDefinition, pollGroups: [PollGroup], table: TagTable,
+        logger: Logger = Logger(label: "edgepilot.opcua")
+    ) throws {
         guard case .opcua(let settings) = device.transport else {
             throw DeviceStartError("device \(device.name) is not an OPC UA device")
         }
         self.device = device
         self.table = table
         self.settings = settings
+        self.logger = logger
+        writeFailureLogged = Mutex([Bool](repeating: false, count: table.count))
         var addresses: [Address] = []
         var groupIndex: [String: Int] = [:]
         var groups: [PollGroup] = []

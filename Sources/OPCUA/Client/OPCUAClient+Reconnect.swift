@@ -52,6 +52,11 @@ extension OPCUAClient {
             setState(.connected)
             pumpPublish()
         } catch {
+            // Kept for every attempt, not only the loss: a server that comes back with a new certificate or refuses
+            // the user must be reported as that, not as the loss that started the outage.
+            lock.lock()
+            lastLossError = error as? OPCUAError ?? .transport("\(error)")
+            lock.unlock()
             reconnectAttempt += 1
             let base = min(
                 configuration.reconnectMaxDelay,

@@ -67,7 +67,8 @@ public final class OPCUAClient: @unchecked Sendable {
     let reconnectCounter = Counter()
     var lastLossError: OPCUAError?
 
-    /// Why the connection was last lost (for logs); nil if it never was.
+    /// Why the connection was lost or, while reconnecting, why the latest attempt failed (an untrusted certificate, a
+    /// refused user, a refused connection); read it in `onStateChange` for `.reconnecting`. Nil if it never was.
     public var lastConnectionError: OPCUAError? {
         lock.lock()
         defer { lock.unlock() }
