@@ -98,6 +98,22 @@ extension LoopEndToEndTests {
         #expect(eventually(timeout: 10) { agent.mode() == "mpc" }, "\(agent.log)")
         #expect(settled(plant, TankScenario.h0, within: 0.05))
         let rateStep = 0.2 * TankScenario.speed * 0.1  // V per 100 ms cycle
+        // Away from the nominal 3 V first: at the operating point the PIDs' nominal start and the MVs coincide, and
+        // a switch that lost the MVs' values would not show.
+        let high = (TankScenario.h0.0 + 3, TankScenario.h0.1)
+        _ = try agent.cli(["loop", "tanks", "setpoint", "tank1/level", String(high.0)])
+        #expect(settled(plant, high, within: 0.1))
+        // Settled, not passing through: the MVs hold still for a second (a switch during the transient would see
+        // the PIDs' own, legitimate moves).
+        #expect(
+            eventually(timeout: 30) {
+                let v0 = plant.voltages
+                usleep(1_000_000)
+                let v1 = plant.voltages
+                return v0.count == 2 && v1.count == 2 && abs(v0[0] - v1[0]) < 0.01 && abs(v0[1] - v1[1]) < 0.01
+            }, "the MVs did not settle")
+        let away = plant.voltages
+        #expect(away.count == 2 && away.contains { abs($0 - 3) > 1.5 * rateStep }, "MVs at \(away)")
         for mode in ["pid", "mpc", "manual", "pid"] {
             let before = plant.voltages
             let r = try agent.cli(["loop", "tanks", "mode", mode])
