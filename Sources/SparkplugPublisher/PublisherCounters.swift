@@ -27,6 +27,8 @@ final class PublisherCounters: Sendable {
         var backlog = ForwardQueueStats(rows: 0, bytes: 0, dropped: 0)
         var replayInFlight = 0
         var primaryHostOnline: Bool?
+        /// Unix µs since when the session has not been online (nil while online), refreshed once a second.
+        var notOnlineSince: Int64?
         var unconfirmed = 0
         var receiptRequests: UInt64 = 0
         var liveConfirmed: UInt64 = 0
