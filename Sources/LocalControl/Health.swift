@@ -279,7 +279,10 @@ public struct HealthEvaluator: Sendable {
         var check = HealthCheck(component: "loop", name: name, status: .ok, reason: "in \(mode) as requested")
         if mode != requestedMode {
             check.status = .warn
-            check.reason = "shed from \(requestedMode) to \(mode): \(reason ?? "no reason recorded")"
+            // No transition yet: the loop has not started (it waits for healthy inputs), nothing was shed.
+            check.reason =
+                reason.map { "shed from \(requestedMode) to \(mode): \($0)" }
+                ?? "in \(mode), \(requestedMode) requested: not started yet"
         }
         return check
     }

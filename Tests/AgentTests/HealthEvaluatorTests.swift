@@ -112,6 +112,8 @@ import Testing
         #expect(evaluator.loop(name: "tanks", mode: "manual", requestedMode: "manual", reason: nil).status == .ok)
         let shed = evaluator.loop(name: "tanks", mode: "pid", requestedMode: "mpc", reason: "CV tank1/level stale")
         #expect(shed.status == .warn && shed.reason == "shed from mpc to pid: CV tank1/level stale")
+        let starting = evaluator.loop(name: "tanks", mode: "manual", requestedMode: "mpc", reason: nil)
+        #expect(starting.status == .warn && starting.reason == "in manual, mpc requested: not started yet")
     }
 
     @Test func clockBeforeTheBuildDateIsCriticalAndAJumpAWarning() {
