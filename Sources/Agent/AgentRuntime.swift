@@ -57,6 +57,8 @@ public final class AgentRuntime: @unchecked Sendable {
 
     public let configPath: String
     public let startedAt = Date()
+    /// CLOCK_BOOTTIME when `startedAt` was taken: `health` compares the two clocks' progress to see a clock step.
+    let startedAtBootTime = bootTimeMicroseconds()
     let logger = Logger(label: "edgepilot")
     let feed: ChangeFeed
     static let historyConsumer = 0

@@ -26,6 +26,10 @@ extension AgentRuntime {
         case .write: return write(request)
         case .loops, .loopMode, .loopSetpoint, .loopManual, .loopTune: return handleLoop(request)
         case .mqttStatus, .mqttRebirth: return handleMQTT(request)
+        case .health:
+            var response = ControlResponse()
+            response.health = health()
+            return response
         case .history: return historyQuery(request)
         case .audit:
             do {

@@ -64,6 +64,10 @@ public final class HistoryWriter: @unchecked Sendable {
         public var retentionDeletedSamples: UInt64 = 0
         public var retentionPasses: UInt64 = 0
         public var lastError: String?
+        /// Unix microseconds of the last successful commit and of the last failed one (`edgepilot health`: writing
+        /// is failing while the failure is the newer of the two).
+        public var lastCommitTime: Int64?
+        public var lastCommitErrorTime: Int64?
     }
 
     private struct PendingRow {
@@ -242,6 +246,7 @@ public final class HistoryWriter: @unchecked Sendable {
                     $0.rowsWritten += rows
                     $0.auditWritten += audits
                     $0.commits += 1
+                    $0.lastCommitTime = HistoryClock.now()
                 }
                 pending.removeAll(keepingCapacity: true)
                 pendingAudit.removeAll(keepingCapacity: true)
@@ -253,6 +258,7 @@ public final class HistoryWriter: @unchecked Sendable {
                 stats.withLock {
                     $0.errors += 1
                     $0.lastError = message
+                    $0.lastCommitErrorTime = HistoryClock.now()
                 }
                 return false
             }

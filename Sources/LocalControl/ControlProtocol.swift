@@ -7,6 +7,7 @@ public struct ControlRequest: Codable, Sendable {
         case status, tags, read, write, history, audit
         case loops, loopMode, loopSetpoint, loopManual, loopTune
         case mqttStatus, mqttRebirth
+        case health
     }
 
     public var command: Command
@@ -53,6 +54,8 @@ public struct ControlResponse: Codable, Sendable {
     public var kpis: [LoopKPIReport]?
     /// `mqtt status` / `mqtt rebirth`: the Sparkplug edge node's state.
     public var mqtt: MQTTStatusReport? = nil
+    /// `health`: each component's verdict.
+    public var health: HealthReport? = nil
 
     public init(
         ok: Bool = true, error: String? = nil, status: StatusReport? = nil, tags: [TagReport]? = nil,

@@ -28,7 +28,7 @@ extension EdgeNodePublisher {
             primaryHostStateTimestamp: c.primaryHostStateTimestamp, statesRejected: c.statesRejected,
             feedDropped: feed.dropped(consumer: consumer), unconfirmed: c.unconfirmed,
             receiptRequests: c.receiptRequests, liveConfirmed: c.liveConfirmed, liveRequeued: c.liveRequeued,
-            lastError: c.lastError)
+            lastError: c.lastError, notOnlineSince: c.notOnlineSince)
     }
 
     /// Publisher thread, every loop: the report's in-flight figures and skipped replay rows once a second, the
@@ -39,9 +39,16 @@ extension EdgeNodePublisher {
             lastStatsRefresh = now
             let replayInFlight = replayer.inFlight
             let unconfirmed = receipts.unconfirmed
+            let online = sessionLock.withLock { session?.phase == .online }
+            let wall = Int64(Self.nowMs()) * 1000
             counters.withLock {
                 $0.replayInFlight = replayInFlight
                 $0.unconfirmed = unconfirmed
+                if online {
+                    $0.notOnlineSince = nil
+                } else if $0.notOnlineSince == nil {
+                    $0.notOnlineSince = wall
+                }
             }
             replayer.revisitSkipped(deviceOnline: deviceOnline)
         }

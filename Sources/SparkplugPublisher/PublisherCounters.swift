@@ -27,6 +27,9 @@ final class PublisherCounters: Sendable {
         var backlog = ForwardQueueStats(rows: 0, bytes: 0, dropped: 0)
         var replayInFlight = 0
         var primaryHostOnline: Bool?
+        /// Unix µs since when the session has not been online (nil while online), refreshed once a second; a new
+        /// publisher is not online yet.
+        var notOnlineSince: Int64? = HistoryClock.now()
         var unconfirmed = 0
         var receiptRequests: UInt64 = 0
         var liveConfirmed: UInt64 = 0

@@ -51,4 +51,6 @@ public struct MQTTStatusReport: Codable, Sendable, Equatable {
     public var liveConfirmed: UInt64
     public var liveRequeued: UInt64
     public var lastError: String?
+    /// Unix µs since when the session has not been online (broker lost or Primary Host offline); nil while online.
+    public var notOnlineSince: Int64? = nil
 }

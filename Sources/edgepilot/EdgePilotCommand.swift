@@ -19,7 +19,8 @@ struct EdgePilot: ParsableCommand {
             """,
         version: AgentVersion.current,
         subcommands: [
-            RunCommand.self, StatusCommand.self, TagsCommand.self, ReadCommand.self, WriteCommand.self,
+            RunCommand.self, StatusCommand.self, HealthCommand.self, TagsCommand.self, ReadCommand.self,
+            WriteCommand.self,
             HistoryCommand.self,
             AuditCommand.self, ConfigCommand.self,
             LoopsCommand.self, LoopCommand.self,

@@ -92,6 +92,18 @@ import Testing
         // The broker saw a TLS client that logged in as edge.
         #expect(broker.log().contains("as edgepilot-Plant1-edge1"), "\(broker.log().suffix(2000))")
         #expect(broker.log().contains("u'edge'"), "\(broker.log().suffix(2000))")
+
+        // health: the CA the agent trusts expires in 2 days (TestPKI's validity), so WARN with the days left.
+        let health = try agent.cli(["health", "--json"])
+        let report = try JSONSerialization.jsonObject(with: Data(health.stdout.utf8)) as? [String: Any]
+        let checks = report?["checks"] as? [[String: Any]] ?? []
+        let ca = try #require(checks.first { $0["component"] as? String == "certificate" }, "\(health.stdout)")
+        #expect(ca["name"] as? String == "MQTT 127.0.0.1:\(broker.port) CA")
+        #expect(ca["status"] as? String == "WARN")
+        #expect((ca["reason"] as? String ?? "").contains("CN=EdgePilot test ca expires in "), "\(ca)")
+        let days = (ca["daysLeft"] as? NSNumber)?.doubleValue ?? -1
+        #expect(days > 1 && days < 2, "\(ca)")
+        #expect(health.status == 1, "\(health.stdout)")
     }
 
     @Test func aWrongPasswordIsReportedAndRetriedWithBackoff() throws {
