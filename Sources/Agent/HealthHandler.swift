@@ -75,25 +75,20 @@ extension AgentRuntime {
         return HealthReport(checks: checks)
     }
 
-    /// The fastest period of the device's polled tags; nil for OPC UA, whose table timestamps are the server's
-    /// source timestamps (an unchanged value keeps an old one), so only its connection is judged.
+    /// The fastest period of the device's tags. For OPC UA the age is judged from when the driver last vouched for
+    /// a value (a poll reply, a data change or a subscription keep-alive), not from the server's source timestamps.
     func pollPeriod(of device: DeviceDefinition, in configuration: AgentConfiguration) -> Double? {
-        switch device.transport {
-        case .modbusTCP, .modbusRTU: break
-        default: return nil
-        }
         let periods = configuration.tags.filter { $0.device == device.name }
             .compactMap { configuration.pollGroup(named: $0.pollGroup)?.periodMilliseconds }
         return periods.min().map { Double($0) / 1000 }
     }
 
-    /// Every poll stores its sample (with the poll's time) whether or not it changed, so the newest good one is the
-    /// last successful poll.
+    /// The last time the driver vouched for a good value of the device: a Modbus poll stores every sample with the
+    /// poll's time; an OPC UA reply or keep-alive confirms values whose source timestamps stay old.
     func newestGoodSample(_ table: TagTable) -> Int64? {
         var newest: Int64?
-        for i in 0..<table.count {
-            let sample = table.read(i)
-            if sample.quality.isGood { newest = max(newest ?? .min, sample.timestamp) }
+        for i in 0..<table.count where table.read(i).quality.isGood {
+            newest = max(newest ?? .min, table.confirmedAt(i))
         }
         return newest
     }
