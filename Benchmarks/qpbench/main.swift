@@ -106,12 +106,14 @@ func parseProblem(_ line: Substring, number: Int) throws -> Problem {
 
 // MARK: - solve
 
-func solveFile(input: String, output: String?, coldStart: Bool) throws {
+func solveFile(input: String, output: String?, coldStart: Bool, statsPath: String?) throws {
     let text = try String(contentsOfFile: input, encoding: .utf8)
     var out = ""
     var solver: DenseQPSolver?
     var current: (h: [Double], a: [Double])?
     var lineNumber = 0
+    var iterations: [Int] = []
+    var nonOptimal = 0
     for line in text.split(separator: "\n", omittingEmptySubsequences: true) {
         lineNumber += 1
         let p = try parseProblem(line, number: lineNumber)
@@ -138,6 +140,8 @@ func solveFile(input: String, output: String?, coldStart: Bool) throws {
         let t0 = nowNanoseconds()
         let result = s.solve()
         let elapsed = Double(nowNanoseconds() - t0) / 1000
+        iterations.append(result.iterations)
+        if result.status != .optimal { nonOptimal += 1 }
         out +=
             "{\"x\":\(jsonArray(s.solution)),\"status\":\"\(result.status.rawValue)\",\"iterations\":\(result.iterations)"
         out += ",\"solve_us\":\(elapsed),\"setup_us\":\(setupMicroseconds)}\n"
@@ -146,6 +150,18 @@ func solveFile(input: String, output: String?, coldStart: Bool) throws {
         try out.write(toFile: output, atomically: true, encoding: .utf8)
     } else {
         print(out, terminator: "")
+    }
+    // The worst case seen is what a loop's `supervisor.max_iterations` is set from (Config/README.md).
+    let worst = iterations.max() ?? 0
+    let stats =
+        "{\"solves\":\(iterations.count),\"iterations_max\":\(worst),"
+        + "\"iterations_max_line\":\((iterations.firstIndex(of: worst) ?? -1) + 1),"
+        + "\"iterations_median\":\(percentile(iterations.sorted().map(Double.init), 0.5)),"
+        + "\"non_optimal\":\(nonOptimal)}"
+    if let statsPath {
+        try (stats + "\n").write(toFile: statsPath, atomically: true, encoding: .utf8)
+    } else {
+        FileHandle.standardError.write(Data((stats + "\n").utf8))
     }
 }
 
@@ -291,7 +307,7 @@ func generate(scenario name: String, steps: Int, output: String, statsPath: Stri
 // MARK: - main
 
 let usage = """
-    usage: qpbench solve INPUT.jsonl [--out OUTPUT.jsonl] [--cold]
+    usage: qpbench solve INPUT.jsonl [--out OUTPUT.jsonl] [--cold] [--stats STATS.json]
            qpbench generate SCENARIO --out FILE.jsonl [--steps N] [--stats STATS.json]
     scenarios: quadtank-30-10, quadtank-60-20, quadtank-100-40, woodberry-40-10
     """
@@ -315,8 +331,9 @@ do {
     case "solve":
         let out = option("--out")
         let cold = flag("--cold")
+        let stats = option("--stats")
         guard arguments.count == 1 else { fail(usage) }
-        try solveFile(input: arguments[0], output: out, coldStart: cold)
+        try solveFile(input: arguments[0], output: out, coldStart: cold, statsPath: stats)
     case "generate":
         guard let out = option("--out") else { fail("generate needs --out\n\(usage)") }
         let stepsText = option("--steps") ?? "300"

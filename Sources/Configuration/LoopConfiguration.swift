@@ -75,6 +75,7 @@ extension Builder {
                         hint: "e.g. 500us, 5ms")
                 }
             }
+            supervisor.maxIterations = sr.int("max_iterations", range: 1...100_000, sink: &sink)
             supervisor.maxNonOptimalCycles =
                 sr.int("max_non_optimal_cycles", range: 1...1000, sink: &sink) ?? supervisor.maxNonOptimalCycles
             if sr.has("healthy_period") {

@@ -221,8 +221,6 @@ public final class DenseQPSolver {
         let tolerance = settings.primalTolerance
         var iterations = 0
 
-        // Unconstrained minimum x₀ = −J·Jᵀ·f (J·Jᵀ = H⁻¹ holds for every rotated J).
-        unconstrainedMinimum()
         // Hot start: the previous working set keeps its factorization; drop entries whose bound
         // disappeared, then drop negative multipliers until the point is dual feasible.
         var k = 0
@@ -234,7 +232,10 @@ public final class DenseQPSolver {
                 k += 1
             }
         }
-        if q > 0 {
+        if q == 0 {
+            unconstrainedMinimum()
+        } else {
+            // solveWorkingSet forms x₀ itself, so it is not formed before.
             while true {
                 solveWorkingSet()
                 var worst = -1
@@ -390,13 +391,16 @@ public final class DenseQPSolver {
         id < n ? v[id] : dot(rows + (id - n) * n, v, n)
     }
 
+    /// x₀ = −H⁻¹f = −J₀·J₀ᵀ·f. J₀ = L⁻ᵀ is upper triangular (column i is zero below row i), so this costs
+    /// 2n² flops where the rotated J (J·Jᵀ = H⁻¹ too, but dense) costs 4n².
     private func unconstrainedMinimum() {
-        for i in 0..<n { d[i] = dot(j + i * n, linearCost.baseAddress!, n) }
+        let f = linearCost.baseAddress!
+        for i in 0..<n { d[i] = dot(jInitial + i * n, f, i + 1) }
         for k in 0..<n { x[k] = 0 }
         for i in 0..<n {
             let c = -d[i]
-            let column = j + i * n
-            for k in 0..<n { x[k] += c * column[k] }
+            let column = jInitial + i * n
+            for k in 0...i { x[k] += c * column[k] }
         }
     }
 

@@ -94,7 +94,10 @@ public enum LoopFactory {
                     maxDecrease: steps[l].down, target: mv.target, targetWeight: mv.targetWeight)
             },
             estimator: EstimatorTuning(
-                stateNoise: d.stateNoise, disturbanceNoise: d.disturbanceNoise, measurementNoise: d.measurementNoise))
+                stateNoise: d.stateNoise, disturbanceNoise: d.disturbanceNoise, measurementNoise: d.measurementNoise),
+            // The worst-case iteration count bounds the solve's time: a solve reaching it is non-optimal (shed
+            // after max_non_optimal_cycles), like one over the time budget.
+            solver: QPSettings(maxIterations: d.supervisor.maxIterations ?? 0))
         let mpc = try ModelPredictiveController(model: model(d), configuration: configuration)
         mpc.clock = { UInt64(max(0, loopMonotonicNanoseconds())) }
         var pids: [PIDController] = []

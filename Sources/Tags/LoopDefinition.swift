@@ -114,6 +114,9 @@ public struct LoopSupervisorDefinition: Sendable, Hashable {
     public var maxInputAgeMilliseconds: Int
     /// One MPC solve longer than this sheds MPC (microseconds).
     public var solveBudgetMicroseconds: Int
+    /// Iteration limit of one MPC solve (the worst case `qpbench` measured for this loop's QPs, with a margin);
+    /// a solve that reaches it returns `iterationLimit`, which counts as non-optimal. nil = the solver's default.
+    public var maxIterations: Int?
     public var maxNonOptimalCycles: Int
     /// Healthy this long before returning to the operator's mode after a fault (milliseconds); nil = only on request.
     public var healthyPeriodMilliseconds: Int?
@@ -121,11 +124,12 @@ public struct LoopSupervisorDefinition: Sendable, Hashable {
     public var fallback: LoopModeSetting
 
     public init(
-        maxInputAgeMilliseconds: Int = 5000, solveBudgetMicroseconds: Int = 20_000, maxNonOptimalCycles: Int = 3,
-        healthyPeriodMilliseconds: Int? = 10_000, fallback: LoopModeSetting = .pid
+        maxInputAgeMilliseconds: Int = 5000, solveBudgetMicroseconds: Int = 20_000, maxIterations: Int? = nil,
+        maxNonOptimalCycles: Int = 3, healthyPeriodMilliseconds: Int? = 10_000, fallback: LoopModeSetting = .pid
     ) {
         self.maxInputAgeMilliseconds = maxInputAgeMilliseconds
         self.solveBudgetMicroseconds = solveBudgetMicroseconds
+        self.maxIterations = maxIterations
         self.maxNonOptimalCycles = maxNonOptimalCycles
         self.healthyPeriodMilliseconds = healthyPeriodMilliseconds
         self.fallback = fallback

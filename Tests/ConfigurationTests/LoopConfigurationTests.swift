@@ -61,6 +61,24 @@ import Testing
         #expect(loaded.configuration.loops.map(\.name) == ["tank"])
     }
 
+    @Test func maxIterationsIsAWholeNumberOfAtLeastOne() throws {
+        let loop = """
+              - name: tank
+                period: 100ms
+                cvs:
+                  - {tag: level, setpoint: 12}
+                mvs:
+                  - {tag: pump, low: 0, high: 8, rate: 1, pid: {cv: level, gain: 1, integral_time: 10s}}
+                supervisor: {max_iterations: @N@}
+            """
+        let loaded = try ConfigurationLoader.parse(
+            yaml: Self.plant + "\nloops:\n" + loop.replacingOccurrences(of: "@N@", with: "60") + Self.model,
+            file: "plant.yaml")
+        #expect(loaded.configuration.loops[0].supervisor.maxIterations == 60)
+        let e = errors(loop.replacingOccurrences(of: "@N@", with: "0") + Self.model)
+        #expect(e.contains { $0.message.contains("max_iterations") }, "\(e)")
+    }
+
     @Test func mvMustBeWritableAndInsideItsTagLimits() {
         let loop = """
               - name: tank
