@@ -146,9 +146,17 @@ import Testing
         let cvs = ((loops as? [[String: Any]])?.first?["cvs"] as? [[String: Any]]) ?? []
         #expect(cvs.first?["setpoint"] as? Double == 13.5, "the refused setpoint changed nothing")
 
-        let audit = try agent.cli(["audit", "--json"])
-        let rows = try JSONSerialization.jsonObject(with: Data(audit.stdout.utf8)) as? [[String: Any]] ?? []
-        let ours = rows.filter { ($0["source"] as? String ?? "").hasPrefix("sparkplug:host=none,broker=mqtt://") }
+        // The audit trail is read from history, which commits every 100 ms: wait until the refusals are in it.
+        func auditRows() -> [[String: Any]] {
+            let audit = (try? agent.cli(["audit", "--json"]))?.stdout ?? "[]"
+            let rows = (try? JSONSerialization.jsonObject(with: Data(audit.utf8))) as? [[String: Any]] ?? []
+            return rows.filter { ($0["source"] as? String ?? "").hasPrefix("sparkplug:host=none,broker=mqtt://") }
+        }
+        var ours = auditRows()
+        _ = eventually(timeout: 10) {
+            ours = auditRows()
+            return ours.filter { $0["result"] as? String == "refused" }.count >= 4
+        }
         func results(_ tag: String) -> [String] {
             ours.filter { $0["tag"] as? String == tag }.compactMap { $0["result"] as? String }.sorted()
         }
