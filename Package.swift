@@ -145,7 +145,7 @@ let package = Package(
         .testTarget(
             name: "IdentificationTests", dependencies: ["Identification", "Control", "TestSupport"], exclude: ["Peers"]),
         .testTarget(name: "ControlTests", dependencies: ["Control", "CAllocCounter"], exclude: ["Fixtures"]),
-        .testTarget(name: "AgentTests", dependencies: ["Agent", "History", "TestSupport"]),
+        .testTarget(name: "AgentTests", dependencies: ["Agent", "Configuration", "Tags", "History", "TestSupport"]),
         .testTarget(
             name: "LoopIdentificationTests",
             dependencies: ["LoopIdentification", "Identification", "History", "Configuration", "Tags", "TestSupport"]),

@@ -89,7 +89,7 @@ public final class AgentRuntime: @unchecked Sendable {
         history = HistoryWriter(
             store: store, feed: feed, consumer: Self.historyConsumer, directory: TagDirectory(tables: []),
             configuration: HistoryWriter.Configuration(configuration.history))
-        generation = try build(configuration, keeping: nil).generation
+        generation = try build(configuration, keeping: nil)
         sparkplug = try makeSparkplugPublisher(configuration)
     }
 
@@ -126,20 +126,17 @@ public final class AgentRuntime: @unchecked Sendable {
     }
 
     /// Applies a new, already validated configuration; unaffected devices keep polling without a gap.
+    /// Settings a reload cannot apply (history, control socket, log level, Sparkplug) stay as they run; the summary
+    /// says so.
     public func reload(_ configuration: AgentConfiguration) throws -> ReloadSummary {
         let old = lock.withLock { generation }
-        var ignored: [String] = []
-        if configuration.history != old.configuration.history {
-            ignored.append("history settings")
-        }
-        if configuration.controlSocketPath != old.configuration.controlSocketPath {
-            ignored.append("control_socket")
-        }
         var effective = configuration
         effective.history = old.configuration.history
         effective.controlSocketPath = old.configuration.controlSocketPath
-        var (next, summary) = try build(effective, keeping: old)
-        summary.ignored = ignored
+        effective.logLevel = old.configuration.logLevel
+        effective.sparkplug = old.configuration.sparkplug
+        let plan = ReloadPlan(from: old.configuration, to: configuration)
+        let next = try build(effective, keeping: old, plan: plan)
         for (name, loop) in old.loops where next.loops[name] !== loop { loop.stop() }
         for (name, driver) in old.drivers where next.drivers[name] !== driver { driver.stop() }
         // History must still resolve changes queued by the tables being replaced, so it sees both for now.
@@ -152,28 +149,29 @@ public final class AgentRuntime: @unchecked Sendable {
         }
         for (name, driver) in next.drivers where old.drivers[name] !== driver { driver.start() }
         for (name, loop) in next.loops where old.loops[name] !== loop { loop.start() }
-        return summary
+        return plan.summary
+    }
+
+    /// What a reload of `configuration` would do, without doing it.
+    func plan(_ configuration: AgentConfiguration) -> ReloadPlan {
+        ReloadPlan(from: current.configuration, to: configuration)
     }
 
     private func build(
-        _ configuration: AgentConfiguration, keeping old: Generation?
-    ) throws -> (generation: Generation, summary: ReloadSummary) {
-        var summary = ReloadSummary()
+        _ configuration: AgentConfiguration, keeping old: Generation?, plan: ReloadPlan? = nil
+    ) throws -> Generation {
         var tables: [String: TagTable] = [:]
         var pollers: [String: ModbusPoller] = [:]
         var drivers: [String: any DeviceDriver] = [:]
         for device in configuration.devices {
             let tags = configuration.tags.filter { $0.device == device.name }
             let groups = configuration.pollGroups.filter { g in tags.contains { $0.pollGroup == g.name } }
-            if let old, let oldDevice = old.configuration.device(named: device.name), oldDevice == device,
-                let table = old.tables[device.name], table.definitions == tags,
-                old.configuration.pollGroups.filter({ g in tags.contains { $0.pollGroup == g.name } }) == groups,
+            if let old, plan?.keepsDevice(device.name) == true, let table = old.tables[device.name],
                 let driver = old.drivers[device.name]
             {
                 tables[device.name] = table
                 pollers[device.name] = old.pollers[device.name]
                 drivers[device.name] = driver
-                summary.kept.append(device.name)
                 continue
             }
             let table = TagTable(definitions: tags, changes: feed, idBase: nextIDBase)
@@ -190,20 +188,12 @@ public final class AgentRuntime: @unchecked Sendable {
                 throw AgentStartError("device \(device.name): \(error)")
             }
             tables[device.name] = table
-            if old?.tables[device.name] != nil {
-                summary.restarted.append(device.name)
-            } else {
-                summary.added.append(device.name)
-            }
-        }
-        if let old {
-            for name in old.tables.keys where tables[name] == nil { summary.removed.append(name) }
         }
         var generation = Generation(
             configuration: configuration, directory: TagDirectory(tables: Array(tables.values)), tables: tables,
             pollers: pollers)
         generation.drivers = drivers
-        generation.loops = try buildLoops(generation, keeping: old, summary: &summary)
+        generation.loops = try buildLoops(generation, keeping: old, plan: plan)
         for (name, runner) in generation.loops {
             let device: LoopStateDevice
             if let kept = old?.loopDevices[name], kept.runner === runner {
@@ -219,25 +209,17 @@ public final class AgentRuntime: @unchecked Sendable {
             generation.drivers[device.device.name] = device
         }
         generation.directory = TagDirectory(tables: Array(generation.tables.values))
-        return (generation, summary)
+        return generation
     }
 
     /// Keeps a loop whose definition is unchanged and whose devices kept their drivers; builds the others.
     private func buildLoops(
-        _ g: Generation, keeping old: Generation?, summary: inout ReloadSummary
+        _ g: Generation, keeping old: Generation?, plan: ReloadPlan?
     ) throws -> [String: LoopRunner] {
         var loops: [String: LoopRunner] = [:]
         for d in g.configuration.loops {
-            let tags = d.cvs.map(\.tag) + d.mvs.map(\.tag) + d.dvs + (d.heartbeatTag.map { [$0] } ?? [])
-            let devices = Set(
-                tags.compactMap { name in
-                    g.directory.locate(name: name).map { $0.table.definitions[$0.index].device }
-                })
-            if let old, let runner = old.loops[d.name], runner.definition == d,
-                devices.allSatisfy({ old.drivers[$0] != nil && old.drivers[$0] === g.drivers[$0] })
-            {
+            if let old, plan?.keepsLoop(d.name) == true, let runner = old.loops[d.name] {
                 loops[d.name] = runner
-                summary.kept.append("loop \(d.name)")
                 continue
             }
             do {
@@ -252,14 +234,6 @@ public final class AgentRuntime: @unchecked Sendable {
             } catch {
                 throw AgentStartError("\(error)")
             }
-            if old?.loops[d.name] != nil {
-                summary.restarted.append("loop \(d.name)")
-            } else if old != nil {
-                summary.added.append("loop \(d.name)")
-            }
-        }
-        if let old {
-            for name in old.loops.keys where loops[name] == nil { summary.removed.append("loop \(name)") }
         }
         return loops
     }

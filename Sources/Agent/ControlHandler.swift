@@ -31,6 +31,7 @@ extension AgentRuntime {
             response.health = health()
             return response
         case .history: return historyQuery(request)
+        case .configDiff: return reloadPreview(request)
         case .audit:
             do {
                 let rows = try withHistoryReader {

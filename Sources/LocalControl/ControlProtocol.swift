@@ -8,6 +8,7 @@ public struct ControlRequest: Codable, Sendable {
         case loops, loopMode, loopSetpoint, loopManual, loopTune
         case mqttStatus, mqttRebirth
         case health
+        case configDiff
     }
 
     public var command: Command
@@ -24,6 +25,8 @@ public struct ControlRequest: Codable, Sendable {
     /// Loop commands: the loop's name (nil = every loop for `loops`), and the tuning to apply.
     public var loop: String?
     public var tune: LoopTuneRequest?
+    /// `configDiff`: the configuration file to compare (nil = the file the agent runs from).
+    public var path: String? = nil
 
     public init(
         command: Command, tag: String? = nil, value: String? = nil, source: String? = nil, since: Int64? = nil,
@@ -56,6 +59,8 @@ public struct ControlResponse: Codable, Sendable {
     public var mqtt: MQTTStatusReport? = nil
     /// `health`: each component's verdict.
     public var health: HealthReport? = nil
+    /// `config diff`: what a reload of the file would do.
+    public var reloadPreview: ReloadPreview? = nil
 
     public init(
         ok: Bool = true, error: String? = nil, status: StatusReport? = nil, tags: [TagReport]? = nil,

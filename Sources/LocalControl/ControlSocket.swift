@@ -7,6 +7,9 @@ public enum ControlSocketError: Error, CustomStringConvertible {
     case staleSocket(path: String)
     case alreadyRunning(path: String)
     case io(String)
+    /// The agent answered and refused the request (unknown tag, bad value, unreadable file…): not a connection
+    /// problem, so the CLI exits with its refusal code, not "unreachable".
+    case refused(String)
 
     public var description: String {
         switch self {
@@ -23,7 +26,7 @@ public enum ControlSocketError: Error, CustomStringConvertible {
                 + "Restart it with 'sudo systemctl restart edgepilot'."
         case .alreadyRunning(let path):
             return "another agent is already listening on \(path); stop it first or configure another control_socket"
-        case .io(let message):
+        case .io(let message), .refused(let message):
             return message
         }
     }
@@ -256,7 +259,7 @@ public final class ControlClient {
             throw ControlSocketError.io("the agent did not answer (it may be stopping)")
         }
         let response = try JSONDecoder().decode(ControlResponse.self, from: Data(line))
-        if !response.ok { throw ControlSocketError.io(response.error ?? "the agent refused the request") }
+        if !response.ok { throw ControlSocketError.refused(response.error ?? "the agent refused the request") }
         return response
     }
 }

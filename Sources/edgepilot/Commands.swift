@@ -236,7 +236,8 @@ struct AuditCommand: ParsableCommand {
 
 struct ConfigCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "config", abstract: "Work with configuration files.", subcommands: [Check.self])
+        commandName: "config", abstract: "Work with configuration files.",
+        subcommands: [Check.self, ConfigDiffCommand.self])
 
     struct Check: ParsableCommand {
         static let configuration = CommandConfiguration(
