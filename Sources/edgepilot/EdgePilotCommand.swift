@@ -22,7 +22,7 @@ struct EdgePilot: ParsableCommand {
             RunCommand.self, StatusCommand.self, HealthCommand.self, TagsCommand.self, ReadCommand.self,
             WriteCommand.self,
             HistoryCommand.self,
-            AuditCommand.self, ConfigCommand.self, ReloadCommand.self,
+            AuditCommand.self, ConfigCommand.self, ReloadCommand.self, DiagCommand.self,
             LoopsCommand.self, LoopCommand.self,
             ModbusCommand.self, OPCUACommand.self,
             MQTTCommand.self, IdentifyCommand.self,
