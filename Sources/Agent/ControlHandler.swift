@@ -21,7 +21,7 @@ extension AgentRuntime {
         case .tags: return ControlResponse(tags: tags(matching: request.tag))
         case .read:
             guard let name = request.tag else { return .failure("read needs a tag name") }
-            guard let report = tagReport(name) else { return .failure(unknownTag(name)) }
+            guard let report = tagReport(name) else { return .notFound(unknownTag(name)) }
             return ControlResponse(tags: [report])
         case .write: return write(request)
         case .loops, .loopMode, .loopSetpoint, .loopManual, .loopTune: return handleLoop(request)
@@ -93,7 +93,8 @@ extension AgentRuntime {
         let sample = table.read(index)
         return TagReport(
             name: d.name, device: d.device, type: d.type.description,
-            value: table.value(of: index, sample).map(JSONValue.init), units: d.units, quality: sample.quality.name,
+            value: table.value(of: index, sample).map { JSONValue($0, for: d) }, units: d.units,
+            quality: sample.quality.name,
             qualityText: OPCUAValues.describe(sample.quality, of: d), timestamp: sample.timestamp, writable: d.writable)
     }
 
@@ -118,7 +119,7 @@ extension AgentRuntime {
             let driver = g.drivers[table.definitions[index].device]
         else {
             audit("refused", "unknown tag")
-            return .failure(unknownTag(name))
+            return .notFound(unknownTag(name))
         }
         let definition = table.definitions[index]
         guard let value = TagValueParser.parse(text, for: definition) else {
@@ -132,8 +133,8 @@ extension AgentRuntime {
             logger.notice("write", metadata: ["tag": "\(name)", "value": "\(value)", "source": "\(source)"])
             return ControlResponse(
                 write: WriteReport(
-                    tag: name, value: JSONValue(value), result: "written", readBack: result.readBack.map(JSONValue.init)
-                ))
+                    tag: name, value: JSONValue(value, for: definition), result: "written",
+                    readBack: result.readBack.map { JSONValue($0, for: definition) }))
         } catch {
             let refused = error.isRefusal
             audit(refused ? "refused" : "failed", "\(error)")
@@ -152,11 +153,13 @@ extension AgentRuntime {
                     tag: name, since: request.since ?? 0, until: request.until ?? .max, limit: request.limit ?? 10_000)
             }
             if rows.isEmpty && current.directory.locate(name: name) == nil {
-                return .failure(unknownTag(name))
+                return .notFound(unknownTag(name))
             }
+            let definition = current.directory.locate(name: name).map { $0.table.definitions[$0.index] }
             return ControlResponse(
                 history: rows.map {
-                    HistoryPoint(timestamp: $0.timestamp, value: JSONValue($0.value), quality: $0.quality.name)
+                    HistoryPoint(
+                        timestamp: $0.timestamp, value: JSONValue($0.value, for: definition), quality: $0.quality.name)
                 })
         } catch {
             return .failure("cannot read history: \(error)")
@@ -192,6 +195,32 @@ extension JSONValue {
         case .real(let d): self = .double(d)
         case .text(let s): self = .string(s)
         }
+    }
+
+    /// A reading as precise as its tag's type: a float32 as its own shortest decimal (2.7517078, not the float64
+    /// expansion 2.7517077922821045 the table stores), a scaled integer to 15 significant digits so the scaling's
+    /// binary noise (12.300000000000001) does not show. Still a JSON number.
+    init(_ value: TagValue, for definition: TagDefinition) {
+        if case .double(let x) = value {
+            self = .double(Self.asPrecise(x, as: definition))
+        } else {
+            self.init(value)
+        }
+    }
+
+    init?(_ value: HistoryValue, for definition: TagDefinition?) {
+        if case .real(let x) = value, let definition {
+            self = .double(Self.asPrecise(x, as: definition))
+        } else {
+            self.init(value)
+        }
+    }
+
+    static func asPrecise(_ x: Double, as d: TagDefinition) -> Double {
+        guard x.isFinite else { return x }
+        if d.type == .float32 { return Double(Float(x).description) ?? x }
+        if d.scaling != nil { return Double(String(format: "%.15g", x)) ?? x }
+        return x
     }
 }
 

@@ -17,7 +17,7 @@ extension AgentRuntime {
         if request.command == .loops {
             let selected = loops.values.filter { request.loop == nil || $0.definition.name == request.loop }
                 .sorted { $0.definition.name < $1.definition.name }
-            if let name = request.loop, selected.isEmpty { return .failure(unknownLoop(name)) }
+            if let name = request.loop, selected.isEmpty { return .notFound(unknownLoop(name)) }
             return ControlResponse(loops: selected.map { $0.snapshot() }, kpis: selected.map { $0.kpis() })
         }
         let source = request.source ?? "cli"
@@ -38,7 +38,7 @@ extension AgentRuntime {
         }
         guard let runner = loops[name] else {
             audit("refused", "unknown loop")
-            return .failure(unknownLoop(name))
+            return .notFound(unknownLoop(name))
         }
         do throws(LoopCommandError) {
             switch request.command {

@@ -11,11 +11,12 @@ extension AgentRuntime {
         let path = request.path ?? configPath
         guard FileManager.default.isReadableFile(atPath: path) else {
             let exists = FileManager.default.fileExists(atPath: path)
-            return .failure(
+            let message =
                 exists
-                    ? "the agent cannot read \(path): a reload would read it as the service's user; "
-                        + "make it readable by that user (e.g. put it in /etc/edgepilot)"
-                    : "no such file: \(path) (the agent reads the path as given; use an absolute path)")
+                ? "the agent cannot read \(path): a reload would read it as the service's user; "
+                    + "make it readable by that user (e.g. put it in /etc/edgepilot)"
+                : "no such file: \(path) (the agent reads the path as given; use an absolute path)"
+            return exists ? .failure(message) : .notFound(message)
         }
         var preview = ReloadPreview(
             file: path, runningFile: configPath, accepted: false, diagnostics: [], items: [], needsRestart: [],

@@ -59,6 +59,8 @@ public struct ControlResponse: Codable, Sendable {
     public var mqtt: MQTTStatusReport? = nil
     /// `health`: each component's verdict.
     public var health: HealthReport? = nil
+    /// Set on a refusal whose cause is a name that does not exist (see `notFound(_:)`).
+    public var notFound: Bool? = nil
     /// `config diff`: what a reload of the file would do.
     public var reloadPreview: ReloadPreview? = nil
 
@@ -79,6 +81,13 @@ public struct ControlResponse: Codable, Sendable {
     }
 
     public static func failure(_ message: String) -> ControlResponse { ControlResponse(ok: false, error: message) }
+
+    /// A refusal because what was named (a tag, a loop, a file) does not exist: the CLI exits 2, not 1.
+    public static func notFound(_ message: String) -> ControlResponse {
+        var response = ControlResponse(ok: false, error: message)
+        response.notFound = true
+        return response
+    }
 }
 
 /// What `edgepilot status` shows.

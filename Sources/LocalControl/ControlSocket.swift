@@ -10,6 +10,8 @@ public enum ControlSocketError: Error, CustomStringConvertible {
     /// The agent answered and refused the request (unknown tag, bad value, unreadable file…): not a connection
     /// problem, so the CLI exits with its refusal code, not "unreachable".
     case refused(String)
+    /// The agent answered that what the request named (a tag, a loop, a file) does not exist.
+    case notFound(String)
 
     public var description: String {
         switch self {
@@ -26,7 +28,7 @@ public enum ControlSocketError: Error, CustomStringConvertible {
                 + "Restart it with 'sudo systemctl restart edgepilot'."
         case .alreadyRunning(let path):
             return "another agent is already listening on \(path); stop it first or configure another control_socket"
-        case .io(let message), .refused(let message):
+        case .io(let message), .refused(let message), .notFound(let message):
             return message
         }
     }
@@ -259,7 +261,10 @@ public final class ControlClient {
             throw ControlSocketError.io("the agent did not answer (it may be stopping)")
         }
         let response = try JSONDecoder().decode(ControlResponse.self, from: Data(line))
-        if !response.ok { throw ControlSocketError.refused(response.error ?? "the agent refused the request") }
+        if !response.ok {
+            let message = response.error ?? "the agent refused the request"
+            throw response.notFound == true ? ControlSocketError.notFound(message) : .refused(message)
+        }
         return response
     }
 }

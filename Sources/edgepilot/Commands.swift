@@ -93,10 +93,7 @@ struct TagsCommand: ParsableCommand {
 
     func run() throws {
         let path = try connection.resolvedPath()
-        let client: ControlClient
-        do { client = try ControlClient(path: path) } catch let e as ControlSocketError {
-            throw CLIError(e.description)
-        }
+        let client = try ControlClient(path: path)
         repeat {
             let tags = try client.send(ControlRequest(command: .tags, tag: pattern)).tags ?? []
             if watch && !output.json { print("\u{1B}[H\u{1B}[2J", terminator: "") }

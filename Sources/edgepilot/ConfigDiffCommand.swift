@@ -49,12 +49,10 @@ private func previewReload(of file: String?, connection: ConnectionOptions, json
     let response: ControlResponse
     do {
         response = try ControlClient(path: connection.resolvedPath()).send(request)
-    } catch ControlSocketError.refused(let message) {
+    } catch ControlSocketError.refused(let message), ControlSocketError.notFound(let message) {
+        // The file cannot be read: like a missing file, nothing to compare (exit 2).
         FileHandle.standardError.write(Data("\(message)\n".utf8))
         throw ExitCode(2)
-    } catch let error as ControlSocketError {
-        FileHandle.standardError.write(Data("\(error.description)\n".utf8))
-        throw ExitCode(3)
     }
     guard let preview = response.reloadPreview else {
         FileHandle.standardError.write(

@@ -13,8 +13,8 @@ struct EdgePilot: ParsableCommand {
         commandName: "edgepilot",
         abstract: "EdgePilot edge agent: polls PLCs, keeps history, and answers technicians.",
         discussion: """
-            'edgepilot run' is what systemd starts. The other commands talk to the running agent over its
-            control socket (default \(AgentConfiguration.defaultControlSocketPath)), except 'config check',
+            'edgepilot run' is what systemd starts. The other commands talk to the running agent over its \
+            control socket (default \(AgentConfiguration.defaultControlSocketPath)), except 'config check', \
             'modbus probe' and 'identify' (which reads the history file), which work without it.
             """,
         version: AgentVersion.current,
@@ -51,19 +51,20 @@ struct ConnectionOptions: ParsableArguments {
         return AgentConfiguration.defaultControlSocketPath
     }
 
+    /// Errors are `ControlSocketError`s: `EdgePilot.main` turns each kind into its exit code.
     func send(_ request: ControlRequest) throws -> ControlResponse {
-        do {
-            return try ControlClient(path: resolvedPath()).send(request)
-        } catch let error as ControlSocketError {
-            throw CLIError(error.description)
-        }
+        try ControlClient(path: resolvedPath()).send(request)
     }
 }
 
-/// An error already worded for the technician; printed without decoration, exit status 1.
+/// An error already worded for the technician; exit status 1, or 2 when what it names does not exist.
 struct CLIError: Error, CustomStringConvertible {
     var description: String
-    init(_ message: String) { description = message }
+    var notFound = false
+    init(_ message: String, notFound: Bool = false) {
+        description = message
+        self.notFound = notFound
+    }
 }
 
 struct OutputOptions: ParsableArguments {

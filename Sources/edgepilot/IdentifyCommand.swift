@@ -10,12 +10,12 @@ struct IdentifyCommand: ParsableCommand {
         commandName: "identify",
         abstract: "Identify a loop's model from its history and write it as a YAML model block.",
         discussion: """
-            Reads the loop's CV, MV and DV history from the history file named in the configuration (read-only;
-            the agent need not be running), leaves out bad-quality, saturated (MV at its low or high) and
-            wrong-mode stretches and says which, resamples to the loop period, removes offsets and fits:
-            first order plus dead time per MV→CV path (--structure fopdt) or one state-space model (ss).
-            Fit % is on the last third of the usable data, which the fit did not see.
-            The candidate model goes to --output (or stdout) as the loop's 'model:' block, with its
+            Reads the loop's CV, MV and DV history from the history file named in the configuration (read-only; \
+            the agent need not be running), leaves out bad-quality, saturated (MV at its low or high) and \
+            wrong-mode stretches and says which, resamples to the loop period, removes offsets and fits: \
+            first order plus dead time per MV→CV path (--structure fopdt) or one state-space model (ss). \
+            Fit % is on the last third of the usable data, which the fit did not see. \
+            The candidate model goes to --output (or stdout) as the loop's 'model:' block, with its \
             provenance (window, data hash, fit) as comments. Progress goes to stderr.
             """)
 

@@ -111,12 +111,13 @@ struct LoopCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "loop", abstract: "Operate one control loop: mode, setpoint, manual MV, tuning.",
         discussion: """
-            edgepilot loop NAME mode mpc|pid|manual
-            edgepilot loop NAME setpoint CV VALUE
-            edgepilot loop NAME mv MV VALUE            (in manual; approached at the MV's rate limit)
-            edgepilot loop NAME tune [--cv-weight CV=W] [--move-weight MV=W] [--pid-gain MV=K]
-                                     [--pid-ti MV=SECONDS] [--pid-td MV=SECONDS]
-            Changes take effect at the loop's next cycle, bumplessly, and are audited with who made them.
+            Changes take effect at the loop's next cycle, bumplessly, and are audited with who made them:
+
+              edgepilot loop NAME mode mpc|pid|manual
+              edgepilot loop NAME setpoint CV VALUE
+              edgepilot loop NAME mv MV VALUE      (in manual; approached at the MV's rate limit)
+              edgepilot loop NAME tune [--cv-weight CV=W] [--move-weight MV=W] [--pid-gain MV=K]
+                                       [--pid-ti MV=SECONDS] [--pid-td MV=SECONDS]
             """)
 
     @Argument(help: "The loop's name.") var name: String

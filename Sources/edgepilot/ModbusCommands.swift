@@ -12,9 +12,11 @@ struct ModbusCommand: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Read registers or bits from a device, for commissioning.",
             discussion: """
-                Addresses are zero-based protocol addresses (holding register 40001 in PLC notation is address 0).
-                Example: edgepilot modbus probe --host 10.0.0.5 --unit 1 --area holding --address 0 --count 4 \\
-                         --type float32 --order CDAB
+                Addresses are zero-based protocol addresses (holding register 40001 in PLC notation is address 0). \
+                For example:
+
+                  edgepilot modbus probe --host 10.0.0.5 --unit 1 --area holding --address 0 --count 4 \\
+                      --type float32 --order CDAB
                 """)
 
         @Option(name: .long, help: "Device host name or IP address (Modbus TCP).") var host: String?

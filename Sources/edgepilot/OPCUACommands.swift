@@ -14,9 +14,9 @@ struct OPCUACommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "opcua", abstract: "Talk to OPC UA servers directly, for commissioning (no agent needed).",
         discussion: """
-            Connections use Basic256Sha256 with SignAndEncrypt unless --security none is given. The client
-            certificate and the trust list live in --pki-dir (default \(OPCUADefaults.pkiDirectory), the agent's
-            own): own/ holds the certificate, trusted/ the servers you trust, rejected/ the ones seen but not trusted.
+            Connections use Basic256Sha256 with SignAndEncrypt unless --security none is given. The client \
+            certificate and the trust list live in --pki-dir (default \(OPCUADefaults.pkiDirectory), the agent's \
+            own): own/ holds the certificate, trusted/ the servers you trust, rejected/ the ones seen but not trusted. \
             Nodes are NodeIds (ns=2;s=Tank1.Level, i=2258) or browse paths (Objects/2:Plant/2:Tank1/2:Level).
             """,
         subcommands: [Endpoints.self, Browse.self, Read.self, Write.self, Cert.self, Trust.self])
@@ -339,8 +339,8 @@ struct OPCUACommand: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Write a value to a node, as exactly the given built-in type, and read it back.",
             discussion: """
-                --type is the OPC UA built-in type (Boolean, SByte, Byte, Int16, UInt16, Int32, UInt32, Int64,
-                UInt64, Float, Double, String, DateTime, Guid, ByteString, …); add [] for an array, written as
+                --type is the OPC UA built-in type (Boolean, SByte, Byte, Int16, UInt16, Int32, UInt32, Int64, \
+                UInt64, Float, Double, String, DateTime, Guid, ByteString, …); add [] for an array, written as \
                 [1, 2, 3]. Without --type the node's current type is used.
                 """)
         @Argument(help: "Server URL.") var url: String
