@@ -44,7 +44,7 @@ fi
 # A binary that links libswiftCore.so dynamically (a debug build) depends on the toolchain, which no package
 # provides; dpkg-shlibdeps is told to leave those libraries out, and the package is good for tests only.
 dynamic_swift=false
-if readelf -d "$binary" | grep -q 'NEEDED.*libswiftCore\.so'; then
+if readelf -d "$binary" | grep -c 'NEEDED.*libswiftCore\.so' >/dev/null; then
   dynamic_swift=true
   echo "warning: $binary links the Swift runtime dynamically (a debug build?); its package runs only where the" \
     "toolchain's runtime is, so use it for tests only" >&2
@@ -68,7 +68,7 @@ strip --remove-section=.comment --remove-section=.note -o "$root/usr/bin/edgepil
 chmod 0755 "$root/usr/bin/edgepilot"
 # SwiftPM links with RUNPATH $ORIGIN (and the toolchain's runtime directory in debug builds); the package has no
 # private libraries, so the search path goes (Debian policy, lintian's custom-library-search-path).
-if readelf -d "$root/usr/bin/edgepilot" | grep -q -E '\((RUNPATH|RPATH)\)'; then
+if readelf -d "$root/usr/bin/edgepilot" | grep -c -E '\((RUNPATH|RPATH)\)' >/dev/null; then
   chrpath -d "$root/usr/bin/edgepilot" >/dev/null
 fi
 
@@ -94,7 +94,8 @@ install -m 0644 Config/edgepilot.yaml "$root/etc/edgepilot/edgepilot.yaml"
 ap_checkout="$repo/.build/checkouts/swift-argument-parser"
 [ -d "$ap_checkout" ] || swift package resolve >&2
 tools="$repo/.build/argument-parser-tools"
-swift build --package-path "$ap_checkout" --scratch-path "$tools" --product generate-manual -c release -Xswiftc -suppress-warnings >&2
+swift build --package-path "$ap_checkout" --scratch-path "$tools" --product generate-manual -c release \
+  -Xswiftc -suppress-warnings >&2
 commit_date=$(git log -1 --format=%cs 2>/dev/null || date -u +%F)
 mkdir -p "$work/man"
 "$tools/release/generate-manual" "$binary" --date "$commit_date" --section 1 \
@@ -128,12 +129,15 @@ chmod 0644 "$root/DEBIAN/conffiles"
 printf 'Source: edgepilot\n\nPackage: edgepilot\nArchitecture: any\n' > "$work/src/debian/control"
 shlibdeps_flags=()
 $dynamic_swift && shlibdeps_flags+=(--ignore-missing-info)
-shlibs=$(cd "$work/src" && dpkg-shlibdeps -O "${shlibdeps_flags[@]}" -e "$root/usr/bin/edgepilot" 2>"$work/shlibdeps.err") \
-  || { cat "$work/shlibdeps.err" >&2; exit 1; }
+shlibs=$(cd "$work/src" && dpkg-shlibdeps -O "${shlibdeps_flags[@]}" -edebian/edgepilot/usr/bin/edgepilot \
+  2>"$work/shlibdeps.err") || { cat "$work/shlibdeps.err" >&2; exit 1; }
 $dynamic_swift || [ ! -s "$work/shlibdeps.err" ] || cat "$work/shlibdeps.err" >&2
 depends=${shlibs#shlibs:Depends=}
 for lib in libmodbus5 libsqlite3-0 libmosquitto1; do
-  case ", $depends" in *", $lib "* | *", $lib,"* | *", $lib") ;; *) echo "error: dpkg-shlibdeps did not find $lib: $depends" >&2; exit 1 ;; esac
+  case ", $depends," in
+    *", $lib "* | *", $lib,"*) ;;
+    *) echo "error: dpkg-shlibdeps did not find $lib: $depends" >&2; exit 1 ;;
+  esac
 done
 # systemd: the unit, systemd-sysusers and systemd-tmpfiles; init-system-helpers: deb-systemd-helper/-invoke.
 depends="$depends, systemd, init-system-helpers (>= 1.54~)"

@@ -26,7 +26,9 @@ root="$work/root"
 mounts=()
 cleanup() {
   local i
-  for ((i = ${#mounts[@]} - 1; i >= 0; i--)); do umount "${mounts[$i]}" 2>/dev/null || umount -l "${mounts[$i]}" || true; done
+  for ((i = ${#mounts[@]} - 1; i >= 0; i--)); do
+    umount "${mounts[$i]}" 2>/dev/null || umount -l "${mounts[$i]}" || true
+  done
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -40,21 +42,26 @@ in_root() { chroot "$root" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-
 # Owner, group and mode as the root's own users and groups name them.
 owner_mode() { in_root stat -c '%U:%G %a' "$1" 2>&1; }
 status_of() { dpkg-query --root="$root" -W -f='${Status} ${Version}' edgepilot 2>/dev/null || echo "not known"; }
-dpkg_in_root() { dpkg --root="$root" "$@" </dev/null >"$work/dpkg.log" 2>&1 || { cat "$work/dpkg.log" >&2; return 1; }; }
+# No terminal: a conffile question would fail the step instead of waiting.
+dpkg_in_root() {
+  dpkg --root="$root" "$@" </dev/null >"$work/dpkg.log" 2>&1 || { cat "$work/dpkg.log" >&2; return 1; }
+}
 
 # ── Packages N and N+1 ────────────────────────────────────────────────────────────────────────────────────────────
 upstream=$("$binary" --version)
 v1="${upstream}~pkgtest1"
 v2="${upstream}~pkgtest2"
 echo "==> packaging $binary as $v1 and $v2"
-deb1=$(./scripts/package-deb.sh --binary "$binary" --version "$v1" --output "$work/debs" --xz-level 1 2>"$work/pkg1.log") \
-  || { cat "$work/pkg1.log" >&2; exit 1; }
-deb2=$(./scripts/package-deb.sh --binary "$binary" --version "$v2" --output "$work/debs" --xz-level 1 2>"$work/pkg2.log") \
-  || { cat "$work/pkg2.log" >&2; exit 1; }
+package() {
+  ./scripts/package-deb.sh --binary "$binary" --version "$1" --output "$work/debs" --xz-level 1 2>"$work/pkg.log" \
+    || { cat "$work/pkg.log" >&2; exit 1; }
+}
+deb1=$(package "$v1")
+deb2=$(package "$v2")
 
 echo "==> lintian"
 if lintian --pedantic --fail-on error,warning,info,pedantic "$deb1" >"$work/lintian.log" 2>&1; then
-  pass "lintian --pedantic: nothing but the explained overrides ($(grep -c . packaging/deb/lintian-overrides | tr -d ' ') lines in packaging/deb/lintian-overrides)"
+  pass "lintian --pedantic: clean but for $(grep -c -v -E '^(#|$)' packaging/deb/lintian-overrides) explained override(s)"
 else
   cat "$work/lintian.log" >&2
   fail "lintian found something (above)"
@@ -63,7 +70,8 @@ fi
 # ── The throwaway root ────────────────────────────────────────────────────────────────────────────────────────────
 # Cached per ISO week (security updates arrive weekly at worst) and per dependency list (the package's Depends, so
 # that dpkg checks them against real Debian packages, offline).
-includes=$(dpkg-deb -f "$deb1" Depends | tr ',' '\n' | sed -e 's/|.*//' -e 's/(.*)//' -e 's/ //g' | grep . | sort -u | paste -sd,)
+includes=$(dpkg-deb -f "$deb1" Depends | tr ',' '\n' | sed -e 's/|.*//' -e 's/(.*)//' -e 's/ //g' | grep . | sort -u \
+  | paste -sd,)
 key="bookworm-$(date -u +%G-W%V)-$(echo "$includes" | sha256sum | cut -c1-12)"
 cache="$repo/.build-debroot/$key"
 if [ ! -d "$cache" ]; then
@@ -77,7 +85,8 @@ if [ ! -d "$cache" ]; then
   mv -T "$cache.tmp" "$cache"
 fi
 mkdir -p "$work/upper" "$work/overlay-work" "$root"
-if mount -t overlay overlay -o "lowerdir=$cache,upperdir=$work/upper,workdir=$work/overlay-work" "$root" 2>/dev/null; then
+overlay="lowerdir=$cache,upperdir=$work/upper,workdir=$work/overlay-work"
+if mount -t overlay overlay -o "$overlay" "$root" 2>/dev/null; then
   mounts+=("$root")
 else
   echo "  (no overlayfs here: copying the root)"
@@ -86,7 +95,9 @@ fi
 # A box has /proc: systemd-tmpfiles refuses to work without it, and Swift reads its arguments from /proc/self.
 mount -t proc proc "$root/proc"
 mounts+=("$root/proc")
-list_paths() { (cd "$root" && find . -xdev -not -path './proc/*' -not -path './tmp/*' -not -path './var/tmp/*' | sort); }
+list_paths() {
+  (cd "$root" && find . -xdev -not -path './proc/*' -not -path './tmp/*' -not -path './var/tmp/*' | sort)
+}
 list_paths >"$work/paths.before"
 
 # systemd does not run in the root; a stand-in deb-systemd-invoke records what the maintainer scripts ask of it, and
@@ -95,7 +106,10 @@ mkdir -p "$root/run/systemd/system"
 mv "$root/usr/bin/deb-systemd-invoke" "$root/usr/bin/deb-systemd-invoke.real"
 printf '#!/bin/sh\necho "$*" >> /var/tmp/deb-systemd-invoke.log\n' >"$root/usr/bin/deb-systemd-invoke"
 chmod 0755 "$root/usr/bin/deb-systemd-invoke"
-invoked() { cat "$root/var/tmp/deb-systemd-invoke.log" 2>/dev/null | paste -sd';'; : >"$root/var/tmp/deb-systemd-invoke.log"; }
+invoked() {
+  paste -sd';' "$root/var/tmp/deb-systemd-invoke.log" 2>/dev/null || true
+  : >"$root/var/tmp/deb-systemd-invoke.log"
+}
 
 # A debug binary finds the toolchain's Swift runtime through the RUNPATH the package strips: lend it to the root
 # only while the agent runs there.
@@ -128,11 +142,16 @@ expect "sysusers entry" "root:root 644" "$(owner_mode /usr/lib/sysusers.d/edgepi
 expect "tmpfiles entry" "root:root 644" "$(owner_mode /usr/lib/tmpfiles.d/edgepilot.conf)"
 expect "configuration directory" "root:root 755" "$(owner_mode /etc/edgepilot)"
 expect "default configuration (conffile)" "root:root 644" "$(owner_mode /etc/edgepilot/edgepilot.yaml)"
-expect "conffile registered" "/etc/edgepilot/edgepilot.yaml" "$(dpkg-query --root="$root" -W -f='${Conffiles}' edgepilot | awk 'NF { print $1 }')"
+expect "conffile registered" "/etc/edgepilot/edgepilot.yaml" \
+  "$(dpkg-query --root="$root" -W -f='${Conffiles}' edgepilot | awk 'NF { print $1 }')"
 expect "state directory" "edgepilot:edgepilot 750" "$(owner_mode /var/lib/edgepilot)"
 passwd=$(in_root getent passwd edgepilot || true)
 uid=$(echo "$passwd" | cut -d: -f3)
-if [ -n "$uid" ] && [ "$uid" -lt 1000 ]; then pass "system user edgepilot (uid $uid)"; else fail "system user edgepilot: '$passwd'"; fi
+if [ -n "$uid" ] && [ "$uid" -lt 1000 ]; then
+  pass "system user edgepilot (uid $uid)"
+else
+  fail "system user edgepilot: '$passwd'"
+fi
 expect "user's home and shell" "/var/lib/edgepilot:/usr/sbin/nologin" "$(echo "$passwd" | cut -d: -f6,7)"
 case ",$(in_root getent group dialout | cut -d: -f4)," in
   *,edgepilot,*) pass "edgepilot is in dialout (RTU serial ports)" ;;
@@ -141,7 +160,12 @@ esac
 expect "service not enabled" "disabled" "$(systemctl --root="$root" is-enabled edgepilot.service 2>&1 || true)"
 expect "no enable symlink" "" "$(find "$root/etc/systemd" -name 'edgepilot*' | paste -sd' ')"
 expect "nothing started" "" "$(invoked)"
-if zcat "$root/usr/share/man/man1/edgepilot.1.gz" | grep -q '^\.Dt EDGEPILOT 1'; then pass "man page"; else fail "man page"; fi
+# grep -c reads to the end: with pipefail, grep -q could fail the pipe by closing it early.
+if zcat "$root/usr/share/man/man1/edgepilot.1.gz" | grep -c '^\.Dt EDGEPILOT 1' >/dev/null; then
+  pass "man page"
+else
+  fail "man page"
+fi
 for f in /usr/share/bash-completion/completions/edgepilot /usr/share/zsh/vendor-completions/_edgepilot \
   /usr/share/fish/vendor_completions.d/edgepilot.fish; do
   if grep -q 'edgepilot' "$root$f"; then pass "completion $f"; else fail "completion $f"; fi
@@ -215,7 +239,11 @@ expect "removed, configuration left" "deinstall ok config-files $v2" "$(status_o
 expect "remove stops the agent" "stop edgepilot.service" "$(invoked)"
 expect "binary gone" "" "$(ls "$root/usr/bin/edgepilot" "$root/lib/systemd/system/edgepilot.service" 2>/dev/null)"
 fingerprint >"$work/kept.removed"
-if diff "$work/kept.before" "$work/kept.removed" >&2; then pass "remove leaves data and configuration"; else fail "remove changed data (diff above)"; fi
+if diff "$work/kept.before" "$work/kept.removed" >&2; then
+  pass "remove leaves data and configuration"
+else
+  fail "remove changed data (diff above)"
+fi
 
 echo "==> purge"
 dpkg_in_root -P edgepilot
@@ -230,7 +258,8 @@ mv "$root/usr/bin/deb-systemd-invoke.real" "$root/usr/bin/deb-systemd-invoke"
 rm -rf "$root/run/systemd/system"
 list_paths >"$work/paths.after"
 left=$(comm -13 "$work/paths.before" "$work/paths.after" \
-  | grep -v -E '^\./var/lib/dpkg/|^\./var/log/|^\./var/lib/systemd/deb-systemd-helper-|^\./etc/(passwd|group|shadow|gshadow)-$' \
+  | grep -v -E '^\./var/lib/dpkg/|^\./var/log/|^\./var/lib/systemd/deb-systemd-helper-' \
+  | grep -v -E '^\./etc/(passwd|group|shadow|gshadow)-$' \
   | paste -sd' ' || true)
 expect "nothing else left behind" "" "$left"
 
