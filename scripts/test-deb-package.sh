@@ -61,7 +61,8 @@ deb2=$(package "$v2")
 
 echo "==> lintian"
 if lintian --pedantic --fail-on error,warning,info,pedantic "$deb1" >"$work/lintian.log" 2>&1; then
-  pass "lintian --pedantic: clean but for $(grep -c -v -E '^(#|$)' packaging/deb/lintian-overrides) explained override(s)"
+  overrides=$(grep -c -v -E '^(#|$)' packaging/deb/lintian-overrides)
+  pass "lintian --pedantic: clean but for $overrides explained override(s)"
 else
   cat "$work/lintian.log" >&2
   fail "lintian found something (above)"
@@ -170,6 +171,11 @@ for f in /usr/share/bash-completion/completions/edgepilot /usr/share/zsh/vendor-
   /usr/share/fish/vendor_completions.d/edgepilot.fish; do
   if grep -q 'edgepilot' "$root$f"; then pass "completion $f"; else fail "completion $f"; fi
 done
+if bash -n "$root/usr/share/bash-completion/completions/edgepilot"; then
+  pass "bash completion parses"
+else
+  fail "bash completion does not parse"
+fi
 if run_agent edgepilot --help >"$work/help.txt" 2>&1 && grep -q '^USAGE: edgepilot' "$work/help.txt"; then
   pass "edgepilot --help runs in the root"
 else
