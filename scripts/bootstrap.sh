@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Installs what EdgePilot's build, demo and tests need on Debian 12: the C libraries, mosquitto, systemd's
-# analyzer, and a Python venv (.venv) with the pinned simulators and test peers. Safe to run again.
+# analyzer, the Debian packaging tools (scripts/package-deb.sh and its test: dpkg-dev, chrpath, lintian,
+# debootstrap), and a Python venv (.venv) with the pinned simulators and test peers. Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(libmodbus-dev libsqlite3-dev libmosquitto-dev mosquitto pkg-config systemd openssl python3-venv sqlite3)
+packages=(libmodbus-dev libsqlite3-dev libmosquitto-dev mosquitto pkg-config systemd openssl python3-venv sqlite3
+  dpkg-dev chrpath lintian debootstrap)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -29,3 +29,8 @@ EDGEPILOT_PYTHON="$PWD/.venv/bin/python" swift test --skip-build --filter "$timi
 
 echo "==> simulator tests (pytest)"
 .venv/bin/python -m pytest -q Simulators
+
+echo "==> Debian package: lintian, install, upgrade, remove, purge in a throwaway Debian 12 root"
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+$SUDO ./scripts/test-deb-package.sh
