@@ -102,7 +102,9 @@ mkdir -p "$work/man"
   --authors "EdgePilot maintainers" --output-directory "$work/man" >&2
 # generate-manual escapes a leading ' only at the start of a help paragraph; a continuation line starting with a
 # quoted command ('modbus probe' …) would be read by groff as a control line and vanish.
-sed "s/^'/\\\\\&'/" "$work/man/edgepilot.1" | gzip -9n > "$root/usr/share/man/man1/edgepilot.1.gz"
+# A blank line inside a help text (before an indented example) is a blank input line to groff, which it warns about:
+# it becomes .sp, the paragraph break groff expects.
+sed -e "s/^'/\\\\\&'/" -e 's/^$/.sp/' "$work/man/edgepilot.1" | gzip -9n > "$root/usr/share/man/man1/edgepilot.1.gz"
 
 # Documentation. README.md stays uncompressed: the unit's Documentation= points at it.
 install -m 0644 README.md "$root/usr/share/doc/edgepilot/README.md"
