@@ -251,9 +251,10 @@ private func nowMs() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
 
         let d = try Delivery(historyPath: agent.historyPath, messages: host.messages)
         let missing = d.missing(from: 0, to: endAt - 500)
-        // Lost: what went live into the frozen broker, and into the stopping one in its last moment; nothing else.
-        let frozen = (frozenAt - 1000)...(killedAt + 1000)
-        let stopping = (stoppedAt - 1000)...(stoppedAt + 1000)
+        // Lost: what went live into the frozen broker, and into the stopping one in its last moment, until the agent
+        // noticed (generous: a loaded machine); nothing else.
+        let frozen = (frozenAt - 1000)...(killedAt + 3000)
+        let stopping = (stoppedAt - 1000)...(stoppedAt + 3000)
         let elsewhere = missing.filter { !frozen.contains($0.timestamp) && !stopping.contains($0.timestamp) }
         #expect(elsewhere.isEmpty, "lost outside the freeze: \(d.summary(elsewhere))")
         let recorded: [Point] = Delivery.compared.flatMap { d.history[$0] ?? [] }
