@@ -131,12 +131,25 @@ extension EdgeNodePublisher {
             // On the supervisor thread before its next attempt: the next Will reuses the bdSeq when no broker can
             // hold this one.
             if !error.connectMayHaveBeenAccepted { sessionLock.withLock { session?.connectNotAccepted() } }
-            counters.withLock { $0.lastError = "\(error)" }
-            logger.warning("MQTT connect failed, retrying in \(retry): \(error)")
+            let text = "\(error)" + (Self.hint(for: error).map { "; \($0)" } ?? "")
+            counters.withLock { $0.lastError = text }
+            logger.warning("MQTT connect failed, retrying in \(retry): \(text)")
         case .message(let m): post(.message(m))
         case .published(let tag): if tag != 0 { post(.acknowledged(tag)) }
         case .receipt(let tag): post(.acknowledged(tag))
         }
+    }
+
+    /// What the operator should check after a failed connect, in the configuration's terms; nil when the error
+    /// says it all. OpenSSL reports a certificate issued for another host, an unknown CA and an expired certificate
+    /// alike ("certificate verify failed"), so a TLS failure names all three.
+    static func hint(for error: MQTTClientError) -> String? {
+        guard error.kind == .tls, let host = error.broker?.host else { return nil }
+        // An IPv6 literal has colons, an IPv4 one only digits and dots; anything else is a DNS name.
+        let isAddress = host.contains(":") || host.allSatisfy { $0.isASCII && ($0.isNumber || $0 == ".") }
+        let name = isAddress ? "IP:\(host)" : "DNS:\(host)"
+        return "hint: the broker's certificate must be issued for \(host) (subjectAltName \(name), the host of the "
+            + "broker url), signed by the CA in tls ca_file, and within its validity dates"
     }
 
     // MARK: - Connection events (publisher thread)
@@ -272,10 +285,13 @@ extension EdgeNodePublisher {
 
     /// Runs a session transition and performs its actions under the session lock, so wire order is seq order.
     /// With `receiptTag`, a receipt request follows the publishes on the same connection; its answer, which
-    /// covers them, comes back as `.acknowledged(receiptTag)` (`ok` is false when it could not be sent).
+    /// covers them, comes back as `.acknowledged(receiptTag)` (`ok` is false when it could not be sent). Unless
+    /// `byReceipt`: then the last publish carries the tag and is acknowledged once written to the socket (QoS 0
+    /// goes out in order, so the others were written before it).
     @discardableResult
     func step(
-        receiptTag: UInt64? = nil, _ transition: (inout EdgeNodeSession) throws -> [EdgeNodeAction]
+        receiptTag: UInt64? = nil, byReceipt: Bool = true,
+        _ transition: (inout EdgeNodeSession) throws -> [EdgeNodeAction]
     ) -> StepResult {
         var commandsToRun: [(String, [SparkplugMetric])] = []
         var result = StepResult()
@@ -290,11 +306,13 @@ extension EdgeNodePublisher {
                 logger.warning("Sparkplug message rejected: \(error)")
                 return
             }
-            for action in actions {
+            let lastPublish = actions.lastIndex { if case .publish = $0 { true } else { false } }
+            for (index, action) in actions.enumerated() {
                 switch action {
                 case .publish(let p):
                     do {
-                        try client.publish(Self.message(p))
+                        let tag = !byReceipt && index == lastPublish ? receiptTag ?? 0 : 0
+                        try client.publish(Self.message(p), tag: tag)
                         result.published += 1
                         counters.withLock {
                             $0.messagesPublished += 1
@@ -322,7 +340,7 @@ extension EdgeNodePublisher {
                     commandsToRun.append((device, metrics))
                 }
             }
-            if let receiptTag, result.ok, result.published > 0 {
+            if let receiptTag, byReceipt, result.ok, result.published > 0 {
                 do {
                     try client.requestReceipt(tag: receiptTag, filter: receipts.receiptFilter)
                 } catch {

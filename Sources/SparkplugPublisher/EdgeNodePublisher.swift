@@ -244,14 +244,18 @@ package final class EdgeNodePublisher: @unchecked Sendable {
     }
 
     /// Replay: the next slice of the backlog, as historical DDATA at QoS 0 followed by a receipt request whose
-    /// answer confirms it.
+    /// answer confirms it; with `confirm_live: false` the broker must see no receipt request, and the message counts
+    /// as delivered once written to the socket (docs/decisions/0023-confirm-live-off-means-no-receipts.md).
     private func replayStep() {
+        let byReceipt = settings.storeAndForward.confirmLive
         replayer.step(
             directory: view.directory, deviceOnline: deviceOnline,
             isOnline: { sessionLock.withLock { session?.isOnline ?? false } },
             publish: { device, metrics in
                 let tag = tags.next()
-                let r = step(receiptTag: tag) { s in try s.updateDevice(device, metrics, now: Self.nowMs()) }
+                let r = step(receiptTag: tag, byReceipt: byReceipt) { s in
+                    try s.updateDevice(device, metrics, now: Self.nowMs())
+                }
                 return r.ok && r.published > 0 ? tag : nil
             })
     }

@@ -12,6 +12,9 @@ final class StoreAndForwardQueue {
     private let counters: PublisherCounters
     private let logger = Logger(label: "edgepilot.sparkplug")
     private var store: HistoryStore?
+    /// The drops of the queue's current stretch at its bound: the journal hears of them once when it starts, then at
+    /// most once a minute, and once more when the queue empties; not once per stored batch (ten a second offline).
+    private var dropping: (reportedAt: ContinuousClock.Instant, unreported: Int64, total: Int64)?
 
     init(bounds: StoreAndForwardSettings, counters: PublisherCounters) {
         self.bounds = bounds
@@ -39,9 +42,7 @@ final class StoreAndForwardQueue {
         guard !rows.isEmpty, let store else { return }
         do {
             let dropped = try store.enqueueForward(rows, maxRows: bounds.maxSamples, maxBytes: bounds.maxBytes)
-            if dropped > 0 {
-                logger.warning("store-and-forward queue full: dropped the \(dropped) oldest samples")
-            }
+            if dropped > 0 { noteDropped(dropped) }
         } catch {
             counters.noteError("store-and-forward enqueue failed, \(rows.count) samples lost: \(error)")
         }
@@ -61,6 +62,43 @@ final class StoreAndForwardQueue {
 
     func refreshBacklog() {
         guard let store else { return }
-        if let stats = try? store.forwardStats() { counters.withLock { $0.backlog = stats } }
+        guard let stats = try? store.forwardStats() else { return }
+        counters.withLock { $0.backlog = stats }
+        if stats.rows == 0, let d = dropping {
+            dropping = nil
+            let text =
+                "store-and-forward queue empty again: \(d.total) oldest samples were dropped while it was full "
+                + "(\(stats.dropped) since the history file was created)"
+            logger.notice("\(text)")
+        }
+    }
+
+    /// Journals drops: a warning when the queue reaches its bound, a reminder with the count at most once a minute.
+    private func noteDropped(_ n: Int64) {
+        let now = ContinuousClock.now
+        guard var d = dropping else {
+            dropping = (now, 0, n)
+            let text =
+                "store-and-forward queue full (\(boundsText)): dropping the oldest samples, \(n) so far; "
+                + "`edgepilot mqtt status` counts them"
+            logger.warning("\(text)")
+            return
+        }
+        d.unreported += n
+        d.total += n
+        if now - d.reportedAt >= .seconds(60) {
+            let text =
+                "store-and-forward queue full (\(boundsText)): \(d.unreported) more oldest samples dropped, "
+                + "\(d.total) since it filled"
+            logger.warning("\(text)")
+            d.reportedAt = now
+            d.unreported = 0
+        }
+        dropping = d
+    }
+
+    private var boundsText: String {
+        let mib = bounds.maxBytes % (1 << 20) == 0 ? "\(bounds.maxBytes >> 20)MiB" : "\(bounds.maxBytes) bytes"
+        return "max_samples \(bounds.maxSamples), max_bytes \(mib)"
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import History
+import Tags
 import TestSupport
 
 /// A sample as history stored it or Sparkplug carried it, comparable across both (timestamps in ms).
@@ -16,14 +17,27 @@ struct Delivery {
 
     /// History's samples of the compared tags, per tag in time order.
     let history: [String: [Point]]
+    /// History's quality of every sample of the compared tags (null values included), per tag by timestamp (ms).
+    let recorded: [String: [Int64: Recorded]]
     let messages: [Received]
+
+    /// What history holds besides the value: the quality, and whether there was a value at all.
+    struct Recorded {
+        var quality: Quality
+        var isNull: Bool
+    }
 
     init(historyPath: String, messages: [Received]) throws {
         let reader = try HistoryReader(path: historyPath)
         defer { reader.close() }
         var history: [String: [Point]] = [:]
+        var recorded: [String: [Int64: Recorded]] = [:]
         for tag in Self.compared {
-            history[tag] = try reader.samples(tag: tag, since: 0).compactMap { row in
+            let rows = try reader.samples(tag: tag, since: 0, limit: 1_000_000)
+            recorded[tag] = Dictionary(
+                rows.map { ($0.timestamp / 1000, Recorded(quality: $0.quality, isNull: $0.value == .null)) },
+                uniquingKeysWith: { _, last in last })
+            history[tag] = rows.compactMap { row in
                 let v: Float
                 switch row.value {
                 case .real(let d): v = Float(d)
@@ -34,6 +48,7 @@ struct Delivery {
             }
         }
         self.history = history
+        self.recorded = recorded
         self.messages = messages
     }
 
@@ -67,6 +82,49 @@ struct Delivery {
         return data.flatMap(Self.points).filter { p in
             !recorded.contains(p) && !excused.contains { $0.contains(p.timestamp) }
         }
+    }
+
+    /// The Quality property a Sparkplug host must see for a quality history recorded: 192 good, 500 stale, 0 for
+    /// everything else (docs/decisions/0011; the host has no "uncertain").
+    static func sparkplugQuality(_ q: Quality) -> Int {
+        switch q.code {
+        case .good: return 192
+        case .stale: return 500
+        default: return 0
+        }
+    }
+
+    /// Samples of the compared tags among `messages` whose Quality property or is_null is not what history recorded
+    /// for that tag and timestamp. Samples history does not hold are left to `unknown`.
+    func qualityMismatches(_ messages: [Received]) -> [String] {
+        var out: [String] = []
+        for m in messages {
+            for x in m.metrics {
+                guard let name = x["name"] as? String, Self.compared.contains(name), let ts = x.int("timestamp"),
+                    let r = recorded[name]?[ts]
+                else { continue }
+                let quality = (x.property("Quality") as? NSNumber)?.intValue
+                let isNull = x.bool("is_null") ?? false
+                if quality != Self.sparkplugQuality(r.quality) || isNull != r.isNull {
+                    out.append(
+                        "\(name)@\(ts): Quality \(quality.map(String.init) ?? "none") is_null \(isNull), history "
+                            + "\(r.quality.code) null \(r.isNull)")
+                }
+            }
+        }
+        return out
+    }
+
+    /// The Quality properties among the compared samples of `messages`, with how often each came.
+    static func qualities(_ messages: [Received]) -> [Int: Int] {
+        var out: [Int: Int] = [:]
+        for m in messages {
+            for x in m.metrics {
+                guard let name = x["name"] as? String, compared.contains(name) else { continue }
+                out[(x.property("Quality") as? NSNumber)?.intValue ?? -1, default: 0] += 1
+            }
+        }
+        return out
     }
 
     /// Tags whose samples, among `messages` in the order received, do not come in strictly increasing time order.

@@ -1,4 +1,5 @@
 import Foundation
+import History
 import TestSupport
 import Testing
 
@@ -33,9 +34,22 @@ private func nowMs() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
         #expect(eventually(timeout: 30) { backlog() == 0 }, "the start-up backlog drains")
         #expect(eventually(timeout: 10) { status()["liveConfirmed"] as? Int ?? 0 > 0 }, "receipts confirm live data")
 
-        // Outage 1: a minute.
+        // Outage 1: a minute, with a stretch of bad quality inside it (the PLC answers the raw level's register with
+        // exception 4 until history has recorded it), so the replay carries both qualities.
         broker.stop()
-        usleep(60_000_000)
+        let outage1 = Date()
+        usleep(20_000_000)
+        let faultAt = nowMs()
+        try scenario.plant.control(["cmd": "exception", "code": 4, "addresses": [100]])
+        let badRecorded = eventually(timeout: 20) {
+            guard let reader = try? HistoryReader(path: agent.historyPath) else { return false }
+            defer { reader.close() }
+            let rows = (try? reader.samples(tag: "tank1/raw", since: faultAt * 1000)) ?? []
+            return rows.contains { $0.quality.code == .exception }
+        }
+        try scenario.plant.control(["cmd": "exception", "code": 0])
+        #expect(badRecorded, "history recorded the exception as the raw level's quality")
+        usleep(UInt32(max(0, 60 - Date().timeIntervalSince(outage1)) * 1_000_000))
         let during = status()
         #expect(during["connected"] as? Bool == false)
         let stored = during["backlog"] as? Int ?? 0
@@ -86,6 +100,13 @@ private func nowMs() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
         let replay1 = d.historical.filter { $0.receivedAt > restart1 && $0.receivedAt <= drained1 }
         let replay1Points = replay1.flatMap(Delivery.points)
         #expect(replay1Points.count > 2500)
+        // Each sample arrives with the quality history recorded for it (Quality property, is_null), live or replayed;
+        // the first replay held good and bad samples, so a replay that marks them all alike fails here.
+        let wrongQuality = d.qualityMismatches(d.data)
+        #expect(wrongQuality.isEmpty, "\(wrongQuality.count) samples: \(wrongQuality.prefix(5))")
+        let replay1Qualities = Delivery.qualities(replay1)
+        #expect(
+            replay1Qualities[192] ?? 0 > 0 && replay1Qualities[0] ?? 0 > 0, "replay 1 qualities \(replay1Qualities)")
         #expect(Set(replay1Points).count == replay1Points.count, "the first replay sends each sample once")
         #expect(Delivery.outOfOrder(replay1).isEmpty, "replay 1 out of order: \(Delivery.outOfOrder(replay1))")
         let afterRestart = d.historical.filter { $0.receivedAt > restartedAt }

@@ -5,7 +5,8 @@ enum SparkplugAgentConfig {
     /// The quadruple-tank plant's four levels, a writable pump voltage and a raw int16 level.
     static func text(
         modbusPort: Int, brokerPort: Int, primaryHost: String? = nil, metricsPerMessage: Int = 500,
-        messagesPerSecond: Double = 20, confirmLive: Bool = true, sparkplugExtra: String = ""
+        messagesPerSecond: Double = 20, confirmLive: Bool = true, sparkplugExtra: String = "",
+        pollPeriod: String = "100ms", keepalive: String = "5s", storeAndForwardExtra: [String] = []
     ) -> String {
         """
         agent:
@@ -13,7 +14,7 @@ enum SparkplugAgentConfig {
           log_level: info
         poll_groups:
           - name: fast
-            period: 100ms
+            period: \(pollPeriod)
         history:
           path: @DIR@/history.db
           commit_interval: 100ms
@@ -44,12 +45,12 @@ enum SparkplugAgentConfig {
           edge_node_id: edge1
         \(primaryHost.map { "  primary_host_id: \($0)\n" } ?? "")  brokers:
             - url: mqtt://127.0.0.1:\(brokerPort)
-          keepalive: 5s
+          keepalive: \(keepalive)
           reconnect_min: 100ms
           reconnect_max: 500ms
           store_and_forward:
             confirm_live: \(confirmLive)
-          replay:
+        \(storeAndForwardExtra.map { "    \($0)\n" }.joined())  replay:
             metrics_per_message: \(metricsPerMessage)
             messages_per_second: \(messagesPerSecond)
         \(sparkplugExtra)

@@ -10,22 +10,27 @@ import Testing
 /// test) with a password: births reach the independent Python host, which connects over TLS too; a wrong password
 /// is reported clearly and retried with backoff.
 @Suite(.serialized) struct TLSAgentTests {
-    /// A TLS-only broker that wants a password: `edge`/`edge-pw` for the agent, `host`/`host-pw` for the host.
-    private func tlsBroker() throws -> (MosquittoBroker, TestPKI) {
+    /// A TLS-only broker that wants a password: `edge`/`edge-pw` for the agent, `host`/`host-pw` for the host. Its
+    /// certificate is `server` (issued for 127.0.0.1) unless another of the PKI's is named.
+    private func tlsBroker(certificate: String = "server") throws -> (MosquittoBroker, TestPKI) {
         let broker = try MosquittoBroker()
         let pki = try TestPKI(in: broker.directory)
         let passwords = broker.directory.appendingPathComponent("passwd").path
         try run("/usr/bin/mosquitto_passwd", ["-b", "-c", passwords, "edge", "edge-pw"])
         try run("/usr/bin/mosquitto_passwd", ["-b", passwords, "host", "host-pw"])
-        broker.listenerConfig = """
-            allow_anonymous false
-            password_file \(passwords)
-            cafile \(pki.path("ca.crt"))
-            certfile \(pki.path("server.crt"))
-            keyfile \(pki.path("server.key"))
-            """
+        broker.listenerConfig = listenerConfig(pki, passwords: passwords, certificate: certificate)
         try broker.start()
         return (broker, pki)
+    }
+
+    private func listenerConfig(_ pki: TestPKI, passwords: String, certificate: String) -> String {
+        """
+        allow_anonymous false
+        password_file \(passwords)
+        cafile \(pki.path("ca.crt"))
+        certfile \(pki.path("\(certificate).crt"))
+        keyfile \(pki.path("\(certificate).key"))
+        """
     }
 
     private func config(modbusPort: Int, brokerPort: Int, caFile: String, passwordFile: String) -> String {
@@ -145,5 +150,48 @@ import Testing
         let during = attempts() - before
         print("wrong password: \(during) connection attempts in 4 s")
         #expect(during >= 2 && during <= 8, "\(during) attempts in 4 s; broker log:\n\(broker.log().suffix(1500))")
+    }
+
+    /// A broker whose certificate is signed by the trusted CA but issued for another host name (broker.invalid while
+    /// the agent connects to 127.0.0.1) is refused: the agent never connects, and `mqtt status` and the journal say
+    /// why, with what to check. The same broker with the certificate for 127.0.0.1 is then accepted.
+    @Test func aBrokerCertificateForAnotherHostNameIsRefused() throws {
+        let plant = try noisyPlant()
+        defer { plant.stop() }
+        let (broker, pki) = try tlsBroker(certificate: "other-host")
+        defer { broker.stop() }
+        let dir = try TemporaryDirectory("edgepilot-tls")
+        defer { dir.remove() }
+        let agent = try AgentProcess(
+            config: config(
+                modbusPort: plant.port, brokerPort: broker.port, caFile: pki.path("ca.crt"),
+                passwordFile: try passwordFile(dir.path, "edge-pw")))
+        defer { agent.stop() }
+
+        #expect(
+            eventually(timeout: 20) {
+                ((try? agent.mqttStatus())?["lastError"] as? String)?.contains("certificate verify failed") == true
+            }, "\((try? agent.mqttStatus()) ?? [:])")
+        let status = try agent.mqttStatus()
+        let lastError = status["lastError"] as? String ?? ""
+        #expect(status["connected"] as? Bool == false && status["connects"] as? Int == 0, "\(status)")
+        #expect(lastError.contains("127.0.0.1:\(broker.port)"), "\(lastError)")
+        // The hint names what to check: the host name in the certificate against the url, and the CA.
+        #expect(lastError.contains("issued for 127.0.0.1") && lastError.contains("ca_file"), "\(lastError)")
+        #expect(agent.log.contains("certificate verify failed"), "\(agent.log.suffix(2000))")
+        #expect(agent.log.contains("issued for 127.0.0.1"), "the journal has the hint: \(agent.log.suffix(2000))")
+        // The CONNECT never reached the broker: the handshake failed first.
+        #expect(!broker.log().contains("as edgepilot-Plant1-edge1"), "\(broker.log().suffix(2000))")
+
+        // The right certificate on the same port: accepted, without restarting the agent.
+        broker.stop()
+        broker.listenerConfig = listenerConfig(
+            pki, passwords: broker.directory.appendingPathComponent("passwd").path, certificate: "server")
+        try broker.start()
+        #expect(
+            eventually(timeout: 30) { (try? agent.mqttStatus())?["connected"] as? Bool == true },
+            "\((try? agent.mqttStatus()) ?? [:])")
+        #expect(broker.log().contains("as edgepilot-Plant1-edge1"), "\(broker.log().suffix(2000))")
+        #expect((try agent.mqttStatus())["lastError"] == nil)
     }
 }

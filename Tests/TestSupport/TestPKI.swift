@@ -1,10 +1,12 @@
 import Foundation
 
 /// A throw-away PKI made with the openssl command line: a CA, a server certificate for 127.0.0.1 signed by it,
-/// a client certificate signed by it, and an unrelated CA that must not be trusted.
+/// a client certificate signed by it, an unrelated CA that must not be trusted, and a server certificate signed by
+/// the CA but issued for another host name (broker.invalid), which a client connecting to 127.0.0.1 must refuse.
 public struct TestPKI {
     public let dir: URL
-    /// The path of a file of the PKI: ca.crt, server.crt, server.key, client.crt, client.key, rogue-ca.crt.
+    /// The path of a file of the PKI: ca.crt, server.crt, server.key, client.crt, client.key, rogue-ca.crt,
+    /// other-host.crt, other-host.key.
     public var path: (String) -> String { { dir.appendingPathComponent($0).path } }
 
     public init(in dir: URL) throws {
@@ -23,7 +25,9 @@ public struct TestPKI {
         try "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n"
             .write(toFile: p("server.ext"), atomically: true, encoding: .utf8)
         try "extendedKeyUsage=clientAuth\n".write(toFile: p("client.ext"), atomically: true, encoding: .utf8)
-        for leaf in ["server", "client"] {
+        try "subjectAltName=DNS:broker.invalid\nextendedKeyUsage=serverAuth\n"
+            .write(toFile: p("other-host.ext"), atomically: true, encoding: .utf8)
+        for leaf in ["server", "client", "other-host"] {
             try run(
                 openssl,
                 ["req"] + ec + [
