@@ -4,6 +4,7 @@ import History
 import LocalControl
 import Logging
 import LoopRuntime
+import Metrics
 import Modbus
 import ModbusDriver
 import OPCUADriver
@@ -72,6 +73,9 @@ public final class AgentRuntime: @unchecked Sendable {
     private var reader: HistoryReader?
     /// The Sparkplug B edge node, when configured (see Sparkplug/EdgeNodePublisher.swift).
     private(set) var sparkplug: EdgeNodePublisher?
+    /// The metrics endpoint, when configured, and what its scrapes remember between them.
+    private(set) var metricsServer: MetricsServer?
+    let metricsCollector = MetricsCollector()
 
     public init(configuration: AgentConfiguration, configPath: String) throws {
         self.configPath = configPath
@@ -91,6 +95,7 @@ public final class AgentRuntime: @unchecked Sendable {
             configuration: HistoryWriter.Configuration(configuration.history))
         generation = try build(configuration, keeping: nil).generation
         sparkplug = try makeSparkplugPublisher(configuration)
+        metricsServer = try makeMetricsServer(configuration)
     }
 
     /// Starts history, then every poller.
@@ -100,6 +105,7 @@ public final class AgentRuntime: @unchecked Sendable {
         for driver in generation.drivers.values { driver.start() }
         for loop in generation.loops.values { loop.start() }
         sparkplug?.start()
+        metricsServer?.start()
         logger.info(
             "started",
             metadata: [
@@ -111,6 +117,7 @@ public final class AgentRuntime: @unchecked Sendable {
     /// Stops pollers first, so every last change reaches the feed, then flushes and closes history.
     public func stop() {
         let current = lock.withLock { generation }
+        metricsServer?.stop()
         // Loops first: no write may follow the stop; the MVs keep their last values and the heartbeat stops.
         for loop in current.loops.values { loop.stop() }
         for driver in current.drivers.values { driver.stop() }
@@ -135,9 +142,13 @@ public final class AgentRuntime: @unchecked Sendable {
         if configuration.controlSocketPath != old.configuration.controlSocketPath {
             ignored.append("control_socket")
         }
+        if configuration.metrics != old.configuration.metrics {
+            ignored.append("metrics")
+        }
         var effective = configuration
         effective.history = old.configuration.history
         effective.controlSocketPath = old.configuration.controlSocketPath
+        effective.metrics = old.configuration.metrics
         var (next, summary) = try build(effective, keeping: old)
         summary.ignored = ignored
         for (name, loop) in old.loops where next.loops[name] !== loop { loop.stop() }
