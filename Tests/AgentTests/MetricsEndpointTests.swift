@@ -94,6 +94,55 @@ import Testing
         #expect(try #require(later.value("edgepilot_history_rows_written_total")) > rows0)
         #expect(later.value("edgepilot_metrics_scrapes_total") == 1)
         #expect(try MetricsScrape(url: "http://\(address)/other").status == 404)
+        #expect(try agent.cli(["status"]).stdout.contains("metrics http://\(address)/metrics"))
+    }
+
+    @Test func sparkplugSessionAndCountersAgreeWithMQTTStatus() throws {
+        let plant = try QuadTank()
+        defer { plant.stop() }
+        let broker = try MosquittoBroker()
+        try broker.start()
+        defer { broker.stop() }
+        let sparkplug = """
+            sparkplug:
+              group_id: Plant1
+              edge_node_id: edge1
+              brokers:
+                - url: mqtt://127.0.0.1:\(broker.port)
+              reconnect_min: 100ms
+              reconnect_max: 500ms
+
+            """
+        let agent = try AgentProcess(config: DaemonEndToEndTests.config(port: plant.port) + sparkplug + Self.metrics)
+        defer {
+            agent.stop()
+            agent.dir.remove()
+        }
+        let address = try #require(try agent.object(["status"])["metrics"] as? String)
+        let url = "http://\(address)/metrics"
+        #expect(
+            eventually(timeout: 15) { (try? agent.mqttStatus())?["sessionState"] as? String == "online" },
+            "\(String(describing: try? agent.mqttStatus()))\n\(agent.log)")
+        let before = try agent.mqttStatus()
+        let scrape = try MetricsScrape(url: url)
+        let after = try agent.mqttStatus()
+        #expect(scrape.value("edgepilot_sparkplug_session_state", ["state": "online"]) == 1)
+        #expect(scrape.value("edgepilot_sparkplug_session_state", ["state": "disconnected"]) == 0)
+        #expect(scrape.value("edgepilot_sparkplug_connected") == 1)
+        let published = try #require(scrape.value("edgepilot_sparkplug_messages_published_total"))
+        #expect(Self.number(before["messagesPublished"]) <= published)
+        #expect(published <= Self.number(after["messagesPublished"]))
+        #expect(published > 0)
+        #expect(scrape.value("edgepilot_sparkplug_births_total") == Self.number(after["births"]))
+        #expect(scrape.value("edgepilot_sparkplug_commands_total", ["result": "refused"]) == 0)
+
+        // The broker goes away: the session state follows.
+        broker.stop()
+        #expect(
+            eventually(timeout: 15) {
+                (try? MetricsScrape(url: url))?.value("edgepilot_sparkplug_session_state", ["state": "disconnected"])
+                    == 1
+            })
     }
 
     @Test func slowAndOversizedClientsStallNeitherTheEndpointNorThePolls() throws {
