@@ -88,6 +88,9 @@ let package = Package(
         // The technician's door: control-socket protocol, server and client.
         .target(name: "LocalControl", dependencies: ["LoopRuntime", "SparkplugPublisher"]),
 
+        // The opt-in Prometheus endpoint: the text format and a small HTTP server on a thread of its own.
+        .target(name: "Metrics", dependencies: ["Tags"]),
+
         // ── The service host and the wiring ───────────────────────────────────────────────────────────────────
         // systemd notify and watchdog, journald log lines.
         .target(name: "Systemd", dependencies: ["Tags", .product(name: "Logging", package: "swift-log")]),
@@ -97,7 +100,7 @@ let package = Package(
             name: "Agent",
             dependencies: [
                 "Tags", "Configuration", "Devices", "ModbusDriver", "OPCUADriver", "History", "LoopRuntime",
-                "SparkplugPublisher", "LocalControl", "Systemd", "Control", "Modbus", "OPCUA",
+                "SparkplugPublisher", "LocalControl", "Systemd", "Control", "Modbus", "OPCUA", "Metrics",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -113,7 +116,7 @@ let package = Package(
 
         // Test and benchmark support: counts heap allocations per thread by interposing malloc.
         .target(name: "CAllocCounter"),
-        .target(name: "TestSupport", path: "Tests/TestSupport"),
+        .target(name: "TestSupport", path: "Tests/TestSupport", exclude: ["Peers"]),
 
         .testTarget(name: "ArchitectureTests"),
         .testTarget(name: "TagsTests", dependencies: ["Tags"]),
@@ -146,6 +149,7 @@ let package = Package(
             name: "IdentificationTests", dependencies: ["Identification", "Control", "TestSupport"], exclude: ["Peers"]),
         .testTarget(name: "ControlTests", dependencies: ["Control", "CAllocCounter"], exclude: ["Fixtures"]),
         .testTarget(name: "AgentTests", dependencies: ["Agent", "Configuration", "Tags", "History", "TestSupport"]),
+        .testTarget(name: "MetricsTests", dependencies: ["Metrics", "Tags"]),
         .testTarget(
             name: "LoopIdentificationTests",
             dependencies: ["LoopIdentification", "Identification", "History", "Configuration", "Tags", "TestSupport"]),

@@ -6,6 +6,10 @@ and RSS, and the simulator peer's CPU% measured over the same window. Figures ar
 With --sparkplug, a local mosquitto broker joins and the agent publishes every device (and the loop) as a Sparkplug B
 edge node; a paho subscriber in this script counts what arrives, so the broker really forwards every message.
 
+With --metrics, the agent serves its Prometheus endpoint on a loopback port and this script scrapes it every second
+(urllib, like a Prometheus server would) for the whole measurement; scrapes, their size and time are printed.
+--summary-json FILE writes the figures as JSON (Benchmarks/metrics/run.py compares runs with and without).
+
 With --loop, the quadruple-tank simulator joins as an 11th device and the agent runs the demo's MPC loop on it at
 --loop-period (default 100 ms) during the whole measurement; the loop's wake-up jitter p50/p99/max, missed
 deadlines and solve times are printed from `edgepilot loops --json`.
@@ -22,7 +26,9 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.request
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -150,6 +156,8 @@ def main():
     ap.add_argument("--loop-period", default="100ms")
     ap.add_argument("--realtime-priority", type=int, default=50, help="SCHED_FIFO priority of the loop thread")
     ap.add_argument("--sparkplug", action="store_true", help="also publish to a local mosquitto as a Sparkplug node")
+    ap.add_argument("--metrics", action="store_true", help="serve the metrics endpoint and scrape it every second")
+    ap.add_argument("--summary-json", help="also write the figures to this file as JSON")
     args = ap.parse_args()
 
     if args.binary:
@@ -202,6 +210,9 @@ def main():
         counter = SparkplugCounter(broker_port)
         lines += ["sparkplug:", "  group_id: Bench", "  edge_node_id: edge1", "  brokers:",
                   f"    - url: mqtt://127.0.0.1:{broker_port}"]
+    metrics_port = free_port() if args.metrics else None
+    if metrics_port:
+        lines += ["metrics:", f"  listen: 127.0.0.1:{metrics_port}"]
     config = os.path.join(work, "edgepilot.yaml")
     with open(config, "w") as f:
         f.write("\n".join(lines) + "\n")
@@ -213,6 +224,23 @@ def main():
         while not os.path.exists(f"{work}/control.sock") and time.time() < deadline:
             time.sleep(0.1)
         time.sleep(args.warmup)
+        scrapes = {"count": 0, "failed": 0, "bytes": 0, "seconds": [], "stop": False}
+
+        def scrape_every_second():
+            while not scrapes["stop"]:
+                started = time.monotonic()
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as r:
+                        scrapes["bytes"] = len(r.read())
+                    scrapes["count"] += 1
+                    scrapes["seconds"].append(time.monotonic() - started)
+                except OSError:
+                    scrapes["failed"] += 1
+                time.sleep(max(0.0, 1.0 - (time.monotonic() - started)))
+
+        scraper = threading.Thread(target=scrape_every_second, daemon=True) if metrics_port else None
+        if scraper:
+            scraper.start()
         a0, p0, t0 = cpu_seconds(agent.pid), cpu_seconds(plant.pid), time.monotonic()
         rss_max = 0
         end = t0 + args.seconds
@@ -220,6 +248,9 @@ def main():
             rss_max = max(rss_max, rss_kib(agent.pid))
             time.sleep(0.5)
         a1, p1, t1 = cpu_seconds(agent.pid), cpu_seconds(plant.pid), time.monotonic()
+        scrapes["stop"] = True
+        if scraper:
+            scraper.join(timeout=10)
         mappings = rss_by_mapping(agent.pid)
         status = json.loads(subprocess.run([edgepilot, "status", "--json"], env=env, capture_output=True,
                                            text=True, check=True).stdout)
@@ -271,7 +302,24 @@ def main():
               f"published, backlog {mqtt_status['backlog']}, feed drops {mqtt_status['feedDropped']}; subscriber "
               f"received {sum(counts.values())} messages ({', '.join(f'{k} {v}' for k, v in sorted(counts.items()))}), "
               f"{nbytes / 1e6:.1f} MB")
+    if metrics_port:
+        times = sorted(scrapes["seconds"]) or [0]
+        print(f"  metrics endpoint        {scrapes['count']} scrapes at 1 s ({scrapes['failed']} failed), "
+              f"{scrapes['bytes'] / 1024:.1f} KiB each, scrape time p50 {1000 * times[len(times) // 2]:.1f} ms / "
+              f"max {1000 * times[-1]:.1f} ms")
     print(f"  check: device plc3      {good}/{len(tags)} tags good, {placed}/{len(tags)} values at the right address")
+    if args.summary_json:
+        summary = {"metrics": bool(metrics_port), "seconds": wall, "agent_cpu_percent": agent_cpu,
+                   "plant_cpu_percent": plant_cpu, "rss_max_mib": rss_max / 1024,
+                   "requests_per_cycle": requests, "history_rows": status["history"]["rows"],
+                   "scrapes": scrapes["count"], "scrape_failures": scrapes["failed"],
+                   "scrape_bytes": scrapes["bytes"],
+                   "scrape_p50_ms": 1000 * sorted(scrapes["seconds"] or [0])[len(scrapes["seconds"]) // 2],
+                   "loops": [{"name": l["name"], "cycles": l["timing"]["cycles"],
+                              "jitter_p99_us": l["timing"]["jitterP99Microseconds"],
+                              "missed": l["timing"]["missedDeadlines"]} for l in loops]}
+        with open(args.summary_json, "w") as f:
+            json.dump(summary, f)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ import History
 import LocalControl
 import Logging
 import LoopRuntime
+import Metrics
 import Modbus
 import ModbusDriver
 import OPCUADriver
@@ -72,6 +73,9 @@ public final class AgentRuntime: @unchecked Sendable {
     private var reader: HistoryReader?
     /// The Sparkplug B edge node, when configured (see Sparkplug/EdgeNodePublisher.swift).
     private(set) var sparkplug: EdgeNodePublisher?
+    /// The metrics endpoint, when configured, and what its scrapes remember between them.
+    private(set) var metricsServer: MetricsServer?
+    let metricsCollector = MetricsCollector()
 
     public init(configuration: AgentConfiguration, configPath: String) throws {
         self.configPath = configPath
@@ -91,6 +95,7 @@ public final class AgentRuntime: @unchecked Sendable {
             configuration: HistoryWriter.Configuration(configuration.history))
         generation = try build(configuration, keeping: nil)
         sparkplug = try makeSparkplugPublisher(configuration)
+        metricsServer = try makeMetricsServer(configuration)
     }
 
     /// Starts history, then every poller.
@@ -100,6 +105,7 @@ public final class AgentRuntime: @unchecked Sendable {
         for driver in generation.drivers.values { driver.start() }
         for loop in generation.loops.values { loop.start() }
         sparkplug?.start()
+        metricsServer?.start()
         logger.info(
             "started",
             metadata: [
@@ -111,6 +117,7 @@ public final class AgentRuntime: @unchecked Sendable {
     /// Stops pollers first, so every last change reaches the feed, then flushes and closes history.
     public func stop() {
         let current = lock.withLock { generation }
+        metricsServer?.stop()
         // Loops first: no write may follow the stop; the MVs keep their last values and the heartbeat stops.
         for loop in current.loops.values { loop.stop() }
         for driver in current.drivers.values { driver.stop() }
@@ -126,7 +133,7 @@ public final class AgentRuntime: @unchecked Sendable {
     }
 
     /// Applies a new, already validated configuration; unaffected devices keep polling without a gap.
-    /// Settings a reload cannot apply (history, control socket, log level, Sparkplug) stay as they run; the summary
+    /// Settings a reload cannot apply (history, control socket, log level, Sparkplug, metrics) stay as they run; the summary
     /// says so.
     public func reload(_ configuration: AgentConfiguration) throws -> ReloadSummary {
         let old = lock.withLock { generation }
@@ -135,6 +142,7 @@ public final class AgentRuntime: @unchecked Sendable {
         effective.controlSocketPath = old.configuration.controlSocketPath
         effective.logLevel = old.configuration.logLevel
         effective.sparkplug = old.configuration.sparkplug
+        effective.metrics = old.configuration.metrics
         let plan = ReloadPlan(from: old.configuration, to: configuration)
         let next = try build(effective, keeping: old, plan: plan)
         for (name, loop) in old.loops where next.loops[name] !== loop { loop.stop() }

@@ -74,6 +74,7 @@ extension AgentRuntime {
             uptimeSeconds: Date().timeIntervalSince(startedAt), reloads: reloadCount, devices: devices,
             history: history, tagCount: g.directory.count)
         report.sparkplug = sparkplugStatus()
+        report.metrics = metricsServer?.address
         return report
     }
 

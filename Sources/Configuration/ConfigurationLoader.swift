@@ -56,6 +56,7 @@ public enum ConfigurationLoader {
             controlSocketPath: builder.controlSocket, logLevel: builder.logLevel)
         configuration.loops = builder.loops.map(\.0)
         configuration.sparkplug = builder.sparkplug?.0
+        configuration.metrics = builder.metrics
         var locations: [String: ConfigDiagnostic] = [:]
         for (tag, location) in builder.tags {
             locations[tag.name] = ConfigDiagnostic(
@@ -102,6 +103,7 @@ struct Builder {
     var logLevel = LogLevel.info
     var loops: [(LoopDefinition, Location)] = []
     var sparkplug: (SparkplugSettings, Location)?
+    var metrics: MetricsSettings?
 
     init(sink: DiagnosticSink, baseDirectory: String) {
         self.sink = sink
@@ -133,6 +135,7 @@ struct Builder {
         for node in top.list("tag_files", sink: &sink) ?? [] { readTagFile(node) }
         for node in top.list("loops", sink: &sink) ?? [] { readLoop(node) }
         if let node = top.value("sparkplug") { readSparkplug(node) }
+        if let node = top.value("metrics") { readMetrics(node) }
     }
 
     mutating func readPollGroup(_ node: Node) {
@@ -306,5 +309,43 @@ struct Builder {
             devices: devices, tags: tags, pollGroups: pollGroups, history: history, sink: &sink)
         LoopValidator.validate(loops: loops, tags: tags, pollGroups: pollGroups, devices: devices, sink: &sink)
         validateSparkplug()
+    }
+}
+
+extension Builder {
+    /// `metrics: {listen: HOST:PORT}`: the endpoint is on when the section is present; loopback unless said.
+    mutating func readMetrics(_ node: Node) {
+        guard var r = MappingReader(node, what: "'metrics'", sink: &sink) else { return }
+        var settings = MetricsSettings()
+        if let text = r.string("listen", sink: &sink), let v = r.value("listen") {
+            if let parsed = Self.parseListen(text) {
+                settings = parsed
+                if !parsed.isLoopback {
+                    sink.warning(
+                        v.line, v.column,
+                        "metrics listen address \(text) is not loopback: anyone who can reach it reads the plant's "
+                            + "figures (device names, loop modes)",
+                        hint: "keep 127.0.0.1 and let a local Prometheus or a reverse proxy with TLS expose it")
+                }
+            } else {
+                sink.error(
+                    v.line, v.column, "metrics listen address '\(text)' is not HOST:PORT",
+                    hint: "an IPv4 address and a port, e.g. 127.0.0.1:\(MetricsSettings.defaultPort)")
+            }
+        }
+        r.reportUnknownKeys(sink: &sink)
+        metrics = settings
+    }
+
+    /// `127.0.0.1:9464`, `localhost:9464`, `0.0.0.0:9464`; nil unless an IPv4 address and a port 0–65535.
+    static func parseListen(_ text: String) -> MetricsSettings? {
+        let parts = text.trimmingCharacters(in: .whitespaces).split(separator: ":", omittingEmptySubsequences: false)
+        guard parts.count == 2, let port = Int(parts[1]), (0...65_535).contains(port) else { return nil }
+        let host = parts[0] == "localhost" ? "127.0.0.1" : String(parts[0])
+        let octets = host.split(separator: ".", omittingEmptySubsequences: false)
+        guard octets.count == 4, octets.allSatisfy({ Int($0).map { (0...255).contains($0) } ?? false }) else {
+            return nil
+        }
+        return MetricsSettings(host: host, port: port)
     }
 }

@@ -66,6 +66,8 @@ public struct DeviceDriverStatus: Sendable, Equatable {
     public var lastErrorTime: Int64 = 0
     public var requestsPerCycle: Int = 0
     public var lastCycleNanoseconds: Int64 = 0
+    /// Every poll cycle's duration (polled reads; empty for subscriptions and loop devices).
+    public var cycleDurations = DurationHistogram()
     /// OPC UA: monitored items in subscriptions, and value changes received through them.
     public var monitoredItems: Int?
     public var notifications: UInt64?

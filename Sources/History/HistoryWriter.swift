@@ -68,6 +68,8 @@ public final class HistoryWriter: @unchecked Sendable {
         /// is failing while the failure is the newer of the two).
         public var lastCommitTime: Int64?
         public var lastCommitErrorTime: Int64?
+        /// How long each successful commit (the whole transaction) took.
+        public var commitDurations = DurationHistogram()
     }
 
     private struct PendingRow {
@@ -225,6 +227,7 @@ public final class HistoryWriter: @unchecked Sendable {
 
         func commit() -> Bool {
             guard !pending.isEmpty || !pendingAudit.isEmpty else { return true }
+            let started = clock.now
             do {
                 try store.transaction {
                     let insert = try store.insertStatement()
@@ -242,7 +245,10 @@ public final class HistoryWriter: @unchecked Sendable {
                 }
                 let rows = UInt64(pending.count)
                 let audits = UInt64(pendingAudit.count)
+                let took = started.duration(to: clock.now).components
+                let nanoseconds = took.seconds * 1_000_000_000 + took.attoseconds / 1_000_000_000
                 stats.withLock {
+                    $0.commitDurations.record(nanoseconds: nanoseconds)
                     $0.rowsWritten += rows
                     $0.auditWritten += audits
                     $0.commits += 1

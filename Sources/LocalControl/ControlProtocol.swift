@@ -103,6 +103,8 @@ public struct StatusReport: Codable, Sendable {
     public var tagCount: Int
     /// The Sparkplug edge node, when configured (backlog, drops, session).
     public var sparkplug: MQTTStatusReport? = nil
+    /// The metrics endpoint's address (`HOST:PORT`), when it is on.
+    public var metrics: String? = nil
 
     package init(
         version: String, pid: Int32, configPath: String, startedAt: Int64, uptimeSeconds: Double, reloads: Int,

@@ -49,6 +49,8 @@ final class LoopEventLog: @unchecked Sendable {
     private let head = Atomic<Int>(0)
     private let tail = Atomic<Int>(0)
     private let recent = Mutex<[LoopTransitionReport]>([])
+    /// Mode changes forced by a fault (sheds), counted by the writer thread as it drains them.
+    private let faultTransitions = Atomic<UInt64>(0)
     /// The reason of the newest event pushed; touched by the loop thread only.
     private(set) var lastPushedReason: LoopEventReason?
 
@@ -90,6 +92,7 @@ final class LoopEventLog: @unchecked Sendable {
                 $0.append(report)
                 if $0.count > Self.kept { $0.removeFirst($0.count - Self.kept) }
             }
+            if e.reason.isFault { faultTransitions.add(1, ordering: .relaxed) }
             let level: Logger.Level = e.reason.isFault ? .warning : .notice
             logger.log(
                 level: level, "loop mode \(e.from.rawValue) → \(e.to.rawValue): \(text)",
@@ -101,6 +104,9 @@ final class LoopEventLog: @unchecked Sendable {
                     detail: "from \(e.from.rawValue): \(text)"))
         }
     }
+
+    /// Mode changes forced by a fault since the loop started (those already drained by the writer thread).
+    var sheds: UInt64 { faultTransitions.load(ordering: .relaxed) }
 
     /// The last transitions, oldest first.
     var transitions: [LoopTransitionReport] { recent.withLock { $0 } }

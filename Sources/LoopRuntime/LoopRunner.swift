@@ -487,4 +487,41 @@ public final class LoopRunner: @unchecked Sendable {
 
     /// The loop's performance over its rolling window.
     public func kpis() -> LoopKPIReport { board.kpis() }
+
+    /// The loop's counters and modes, and the wake-up lateness and MPC solve-time samples (ns) recorded since
+    /// `cursor` (at most the newest 8,192 of each, what the rings keep) copied into the caller's buffers, all under
+    /// one hold of the board's lock, so the counts agree: what a metrics scrape reads. No percentiles are sorted
+    /// (unlike `snapshot()`); the loop thread waits at most for the copy.
+    package func newSamples(
+        since cursor: inout LoopSampleCursor, jitter: UnsafeMutableBufferPointer<Int64>,
+        solve: UnsafeMutableBufferPointer<Int64>
+    ) -> (counters: LoopCounters, jitter: Int, solve: Int) {
+        let (s, j, n) = board.newSamples(since: &cursor, jitter: jitter, solve: solve)
+        let counters = LoopCounters(
+            mode: s.mode.rawValue, requestedMode: s.requestedMode.rawValue, cycles: s.cycles,
+            missedDeadlines: s.missed, skippedCycles: s.skipped, writeOverruns: s.writeOverruns,
+            limitedMoves: s.limited, sheds: events.sheds, lastSolveNanoseconds: s.lastSolveNanoseconds)
+        return (counters, j, n)
+    }
+}
+
+/// A scraper's place in a loop's sample rings (`LoopRunner.newSamples`).
+package struct LoopSampleCursor: Sendable {
+    package var jitter: UInt64 = 0
+    package var solve: UInt64 = 0
+    package init() {}
+}
+
+/// A loop's counters and modes, as `LoopRunner.newSamples` copies them.
+package struct LoopCounters: Sendable {
+    package var mode: String
+    package var requestedMode: String
+    package var cycles: UInt64
+    package var missedDeadlines: UInt64
+    package var skippedCycles: UInt64
+    package var writeOverruns: UInt64
+    package var limitedMoves: UInt64
+    /// Mode changes forced by a fault (bad or stale input, solver trouble, lagging writes).
+    package var sheds: UInt64
+    package var lastSolveNanoseconds: UInt64
 }

@@ -249,6 +249,20 @@ final class LoopStateBoard: @unchecked Sendable {
         }
     }
 
+    /// Wake-up lateness and solve-time samples (ns) recorded since `cursor`, copied under the lock (a copy of at
+    /// most the two rings, no sorting), for a metrics scraper that buckets them on its own thread.
+    func newSamples(
+        since cursor: inout LoopSampleCursor, jitter: UnsafeMutableBufferPointer<Int64>,
+        solve: UnsafeMutableBufferPointer<Int64>
+    ) -> (scalars: Scalars, jitter: Int, solve: Int) {
+        withLock {
+            (
+                scalars, self.jitter.copy(since: &cursor.jitter, into: jitter),
+                solveTime.copy(since: &cursor.solve, into: solve)
+            )
+        }
+    }
+
     /// The loop's performance over its rolling window.
     func kpis() -> LoopKPIReport {
         let d = definition

@@ -23,6 +23,8 @@ struct SampleRing {
     var count = 0
     var next = 0
     var maximum: Int64 = 0
+    /// Samples ever recorded: a reader that remembers it can take only the samples recorded since.
+    var total: UInt64 = 0
 
     init(capacity: Int) {
         self.capacity = capacity
@@ -37,6 +39,16 @@ struct SampleRing {
         next = (next + 1) % capacity
         count = min(count + 1, capacity)
         if v > maximum { maximum = v }
+        total &+= 1
+    }
+
+    /// Copies the samples recorded after the reader's `cursor` (the newest ones if more than fit, or than the ring
+    /// kept) into `buffer` and moves the cursor to `total`; returns how many it copied.
+    func copy(since cursor: inout UInt64, into buffer: UnsafeMutableBufferPointer<Int64>) -> Int {
+        let n = Int(min(total &- min(cursor, total), UInt64(count), UInt64(buffer.count)))
+        cursor = total
+        for k in 0..<n { buffer[k] = values[(next - n + k + capacity) % capacity] }
+        return n
     }
 
     /// p50, p99 of the retained samples and the all-time maximum.

@@ -28,6 +28,7 @@ extension ModbusPoller: DeviceDriver {
         d.lastErrorTime = s.lastErrorTime
         d.requestsPerCycle = s.lastRequestsPerCycle
         d.lastCycleNanoseconds = s.lastCycleNanoseconds
+        d.cycleDurations = s.cycleDurations
         return d
     }
 }

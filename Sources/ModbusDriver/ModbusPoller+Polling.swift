@@ -49,6 +49,7 @@ extension ModbusPoller {
             $0.polls &+= 1
             $0.requests &+= UInt64(sent)
             $0.lastCycleNanoseconds = duration
+            $0.cycleDurations.record(nanoseconds: duration)
             $0.lastRequestsPerCycle = sent
         }
         cycleObserver?(false)

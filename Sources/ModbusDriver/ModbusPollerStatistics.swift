@@ -1,3 +1,5 @@
+import Tags
+
 /// What a poller is doing about its connection.
 public enum ModbusConnectionState: String, Sendable {
     case idle
@@ -32,6 +34,8 @@ public struct ModbusPollerStatistics: Sendable, Equatable {
     /// Unix microseconds of `lastError`.
     public var lastErrorTime: Int64 = 0
     public var lastCycleNanoseconds: Int64 = 0
+    /// Every poll cycle's duration, for the metrics endpoint's latency histogram.
+    public var cycleDurations = DurationHistogram()
     /// Requests the last poll cycle sent (including retries).
     public var lastRequestsPerCycle: Int = 0
     /// The backoff the poller is currently waiting out, in milliseconds (0 when connected).

@@ -125,6 +125,7 @@ extension OPCUADeviceDriver {
             $0.requests &+= UInt64(requests)
             $0.requestsPerCycle = requests
             $0.lastCycleNanoseconds = elapsed
+            $0.cycleDurations.record(nanoseconds: elapsed)
         }
     }
 }

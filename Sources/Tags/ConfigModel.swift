@@ -236,6 +236,8 @@ public struct AgentConfiguration: Sendable, Hashable {
     public var loops: [LoopDefinition] = []
     /// The Sparkplug B edge node (MQTT publisher); nil when the agent does not publish.
     public var sparkplug: SparkplugSettings? = nil
+    /// The Prometheus/OpenMetrics endpoint; nil (the default) when the agent serves no metrics.
+    public var metrics: MetricsSettings? = nil
 
     public static let defaultControlSocketPath = "/run/edgepilot/control.sock"
 
@@ -253,4 +255,21 @@ public struct AgentConfiguration: Sendable, Hashable {
 
     public func device(named name: String) -> DeviceDefinition? { devices.first { $0.name == name } }
     public func pollGroup(named name: String) -> PollGroup? { pollGroups.first { $0.name == name } }
+}
+
+/// Where the agent serves its metrics (`metrics: {listen: 127.0.0.1:9464}`): an IPv4 address and a TCP port.
+public struct MetricsSettings: Sendable, Hashable {
+    public static let defaultPort = 9464
+    /// A dotted IPv4 address (`localhost` is read as 127.0.0.1).
+    public var host: String
+    /// 0 lets the system pick a free port (`edgepilot status` shows which).
+    public var port: Int
+
+    public init(host: String = "127.0.0.1", port: Int = MetricsSettings.defaultPort) {
+        self.host = host
+        self.port = port
+    }
+
+    /// Whether only this machine can reach the endpoint (127.0.0.0/8).
+    public var isLoopback: Bool { host.hasPrefix("127.") }
 }

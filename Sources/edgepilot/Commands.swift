@@ -60,6 +60,7 @@ struct StatusCommand: ParsableCommand {
                 "sparkplug \(spb.groupID)/\(spb.edgeNodeID): \(spb.sessionState), backlog \(spb.backlog) samples "
                     + "(\(formatBytes(spb.backlogBytes))), dropped \(spb.dropped)")
         }
+        if let metrics = s.metrics { print("metrics http://\(metrics)/metrics") }
     }
 }
 

@@ -34,7 +34,16 @@ final class CycleAllocations: @unchecked Sendable {
 }
 
 @Suite struct LoopAllocationTests {
-    @Test func loopCycleAllocatesNothingOnceRunning() throws {
+    @Test func loopCycleAllocatesNothingOnceRunning() throws { try loopCycleAllocatesNothing(scraped: false) }
+
+    /// The metrics endpoint on and scraped: another thread reads the loop's counters and copies its jitter and
+    /// solve-time samples out of the board (what each scrape and the endpoint's idle drain do) all through the
+    /// counted cycles.
+    @Test func loopCycleAllocatesNothingWhileMetricsAreScraped() throws {
+        try loopCycleAllocatesNothing(scraped: true)
+    }
+
+    func loopCycleAllocatesNothing(scraped: Bool) throws {
         let plant = try TankScenario.plant()
         defer { plant.stop() }
         let yaml = TankScenario.config(port: plant.port, periodMilliseconds: 50)
@@ -58,10 +67,30 @@ final class CycleAllocations: @unchecked Sendable {
         Thread.sleep(forTimeInterval: 0.5)
         try runner.setSetpoint(cv: "tank1/level", TankScenario.h0.0 + 1)
         Thread.sleep(forTimeInterval: 0.3)
+        let scraping = Atomic<Bool>(scraped)
+        let drained = Atomic<Int>(0)
+        let scraper = Thread {
+            let jitter = UnsafeMutableBufferPointer<Int64>.allocate(capacity: 8192)
+            let solve = UnsafeMutableBufferPointer<Int64>.allocate(capacity: 8192)
+            defer {
+                jitter.deallocate()
+                solve.deallocate()
+            }
+            var cursor = LoopSampleCursor()
+            while scraping.load(ordering: .relaxed) {
+                let (_, j, _) = runner.newSamples(since: &cursor, jitter: jitter, solve: solve)
+                drained.add(j, ordering: .relaxed)
+                usleep(20_000)
+            }
+        }
+        if scraped { scraper.start() }
         counter.counting.store(true, ordering: .relaxed)
         Thread.sleep(forTimeInterval: 4)
+        scraping.store(false, ordering: .relaxed)
         runner.stop()
         let snapshot = runner.snapshot()
+        // The scraper did take the samples the counted cycles recorded.
+        #expect(!scraped || drained.load(ordering: .relaxed) >= 60)
         print(
             "loop cycles counted: \(counter.counted), heap allocations on the loop thread: \(counter.allocations) "
                 + "(\(Double(counter.allocations) / Double(max(1, counter.counted))) per cycle); "

@@ -1,4 +1,6 @@
 import CAllocCounter
+import Foundation
+import Synchronization
 import Tags
 import TestSupport
 import Testing
@@ -8,7 +10,13 @@ import Testing
 
 /// The poll → decode → tag table path must not touch the heap once running (issue: "target 0").
 @Suite(.serialized) struct AllocationTests {
-    @Test func steadyStatePollCyclesAllocateNothing() throws {
+    @Test func steadyStatePollCyclesAllocateNothing() throws { try pollCyclesAllocateNothing(scraped: false) }
+
+    /// The metrics endpoint on and scraped: another thread copies the poller's counters and its poll-duration
+    /// histogram (what each scrape reads) all through the counted cycles, which record into that histogram.
+    @Test func pollCyclesAllocateNothingWhileMetricsAreScraped() throws { try pollCyclesAllocateNothing(scraped: true) }
+
+    func pollCyclesAllocateNothing(scraped: Bool) throws {
         let sim = try QuadTank()
         defer { sim.stop() }
         // Two consumers so report-by-exception publishing is on the measured path too.
@@ -20,6 +28,17 @@ import Testing
         let cycles = 300
         var failures = 0
         var perCycle = [UInt64](repeating: 0, count: cycles)
+        let scraping = Atomic<Bool>(scraped)
+        let scrapes = Atomic<Int>(0)
+        let scraper = Thread {
+            while scraping.load(ordering: .relaxed) {
+                let status = poller.driverStatus
+                if status.cycleDurations.count > 0 { scrapes.add(1, ordering: .relaxed) }
+                usleep(500)
+            }
+        }
+        if scraped { scraper.start() }
+        defer { scraping.store(false, ordering: .relaxed) }
         let before = ep_alloc_count_thread()
         for c in 0..<cycles {
             let b = ep_alloc_count_thread()
@@ -33,6 +52,8 @@ import Testing
         // The cycles did real work: values arrived and changes were reported.
         #expect((0..<table.count).allSatisfy { table.read($0).quality.isGood })
         #expect(poller.stats.polls == UInt64(20 + cycles))
+        #expect(poller.stats.cycleDurations.count == UInt64(20 + cycles))
+        #expect(!scraped || scrapes.load(ordering: .relaxed) > 10)
         #expect(table.changes.pending(consumer: 0) > 0)
     }
 
