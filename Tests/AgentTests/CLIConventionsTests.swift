@@ -15,6 +15,16 @@ import Testing
         #expect(eventually { (try? agent.cli(["read", "tank1/level", "--json"]))?.stdout.contains("good") == true })
 
         #expect(try agent.cli(["read", "tank1/level"]).status == 0)
+        // --format yaml prints the same data as --json, as YAML (a number stays an unquoted YAML float); asking for
+        // both forms is a usage error.
+        let yaml = try agent.cli(["read", "tank1/level", "--format", "yaml"])
+        #expect(yaml.status == 0)
+        #expect(
+            yaml.stdout.contains("name: tank1/level\n") && yaml.stdout.contains("quality: good\n"), "\(yaml.stdout)")
+        #expect(
+            yaml.stdout.range(of: #"\nvalue: [-+]?\d+(\.\d+)?(e[-+]?\d+)?\n"#, options: .regularExpression) != nil,
+            "\(yaml.stdout)")
+        #expect(try agent.cli(["read", "tank1/level", "--json", "--format", "yaml"]).status == 2)
         // Not found: a tag, a loop.
         let tag = try agent.cli(["read", "tank9/level"])
         #expect(tag.status == 2)
