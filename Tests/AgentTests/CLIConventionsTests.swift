@@ -33,6 +33,8 @@ import Testing
         #expect(try agent.cli(["loop", "nope", "mode", "pid"]).status == 2)
         // Usage: a missing argument, an unknown option, a bad duration.
         #expect(try runCommand(binary, ["read"]).status == 2)
+        #expect(try runCommand(binary, ["config", "check", agent.dir.path + "/missing.yaml"]).status == 2)
+        #expect(try runCommand(binary, ["config", "check", agent.configPath]).status == 0)
         #expect(try agent.cli(["tags", "--no-such-option"]).status == 2)
         #expect(try agent.cli(["history", "tank1/level", "--since", "yesterday-ish"]).status == 2)
         // Refused: a tag that is not writable, a value beyond its limits.
