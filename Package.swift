@@ -110,7 +110,7 @@ let package = Package(
             dependencies: [
                 "Agent", "LocalControl", "LoopRuntime", "SparkplugPublisher", "Configuration", "Modbus", "Tags",
                 "OPCUA", "OPCUADriver", "History", "LoopIdentification",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"), "Yams",
             ]
         ),
 

@@ -132,7 +132,16 @@ extension ModbusPoller {
     }
 
     private func handleReadError(_ error: ModbusError, _ plan: ReadPlan, _ request: ReadRequest) {
-        recordError("\(request.area.rawValue) \(request.start)+\(request.count): \(error)", error: error)
+        var text = "\(request.area.rawValue) \(request.start)+\(request.count): \(error)"
+        // On a serial line a wrong address or line setting looks exactly like a dead device: silence. Say what to check.
+        if error == .timeout,
+            case .modbusRTU(let port, let baud, let parity, let dataBits, let stopBits) = device.transport
+        {
+            text +=
+                " (no answer from unit \(device.unitID) on \(port) at \(baud)-\(dataBits)\(parity.letter)\(stopBits): "
+                + "check the unit id, baud rate, parity and stop bits against the device, and the A/B wiring)"
+        }
+        recordError(text, error: error)
         if error.breaksConnection {
             connection.close()
             markAll(Quality(.disconnected))

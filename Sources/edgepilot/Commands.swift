@@ -294,7 +294,8 @@ struct ConfigCommand: ParsableCommand {
                     FileHandle.standardError.write(Data("\(file): \(errors) error\(errors == 1 ? "" : "s")\n".utf8))
                 }
             }
-            if !report.ok { throw ExitCode(1) }
+            // A file that is not there is "not found" (2); a file with errors is refused (1).
+            if !report.ok { throw ExitCode(FileManager.default.fileExists(atPath: file) ? 1 : 2) }
         }
 
         static func diagnostic(_ d: ConfigDiagnostic) -> Diagnostic {

@@ -6,6 +6,7 @@ import LocalControl
 import LoopRuntime
 import SparkplugPublisher
 import Tags
+import Yams
 
 @main
 struct EdgePilot: ParsableCommand {
@@ -68,11 +69,35 @@ struct CLIError: Error, CustomStringConvertible {
 }
 
 struct OutputOptions: ParsableArguments {
-    @Flag(name: .long, help: "Print JSON instead of a table.")
-    var json = false
+    @Flag(name: .customLong("json"), help: "Print JSON instead of a table (as --format json).")
+    var jsonFlag = false
+    @Option(name: .long, help: "table (default), json or yaml.")
+    var format: OutputFormat?
+
+    /// True for every structured form: the command then prints through `printJSON`, which writes the chosen one.
+    var json: Bool { jsonFlag || (format ?? .table) != .table }
+
+    mutating func validate() throws {
+        if jsonFlag, let format, format != .json {
+            throw ValidationError("--json and --format \(format.rawValue) ask for different forms; choose one")
+        }
+        OutputFormat.current = jsonFlag ? .json : format ?? .table
+    }
 }
 
+/// How data is printed. `--format`, not `--output`, because `identify` and `diag bundle` name a file with --output.
+enum OutputFormat: String, ExpressibleByArgument, CaseIterable {
+    case table, json, yaml
+    /// The form this invocation asked for (one command per process).
+    nonisolated(unsafe) static var current = OutputFormat.table
+}
+
+/// Prints a command's data as JSON, or as YAML with `--format yaml`.
 func printJSON<T: Encodable>(_ value: T) throws {
+    if OutputFormat.current == .yaml {
+        print(try YAMLEncoder().encode(value), terminator: "")
+        return
+    }
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
     print(String(decoding: try encoder.encode(value), as: UTF8.self))

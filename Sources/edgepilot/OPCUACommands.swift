@@ -293,7 +293,8 @@ struct OPCUACommand: ParsableCommand {
         struct Row: Encodable {
             var node: String
             var nodeId: String
-            var value: String
+            /// A number or a boolean as such in `--json`; other types as their text.
+            var value: JSONValue?
             var type: String?
             var status: String
             var statusCode: UInt32
@@ -313,7 +314,7 @@ struct OPCUACommand: ParsableCommand {
             do { values = try c.read(ids) } catch { throw CLIError("read failed: \(error)") }
             let rows = zip(zip(nodes, ids), values).map { pair, v in
                 Row(
-                    node: pair.0, nodeId: pair.1.description, value: OPCUAValues.describe(v.value),
+                    node: pair.0, nodeId: pair.1.description, value: Self.json(v.value),
                     type: v.value.builtinType.map { OPCUAValues.typeName($0) + (v.value.isArray ? "[]" : "") },
                     status: v.status.name,
                     statusCode: v.status.rawValue, sourceTimestamp: v.sourceTimestamp.map(OPCUAValues.describeTime),
@@ -325,11 +326,34 @@ struct OPCUACommand: ParsableCommand {
                     ["NODE", "VALUE", "TYPE", "STATUS", "SOURCE TIME", "SERVER TIME"],
                     rows.map {
                         [
-                            $0.node, $0.value, $0.type ?? "-", $0.status, $0.sourceTimestamp ?? "-",
+                            $0.node, $0.value?.description ?? "-", $0.type ?? "-", $0.status, $0.sourceTimestamp ?? "-",
                             $0.serverTimestamp ?? "-",
                         ]
                     }))
-            if rows.contains(where: { $0.statusCode & 0x8000_0000 != 0 }) { throw ExitCode(2) }
+            // A node that does not exist is "not found" (2); any other Bad status is a failed read (1).
+            let bad = rows.filter { $0.statusCode & 0x8000_0000 != 0 }
+            guard !bad.isEmpty else { return }
+            let unknown: Set<UInt32> = [StatusCode.badNodeIdUnknown.rawValue, 0x8033_0000]  // …Unknown, …Invalid
+            throw ExitCode(bad.allSatisfy { unknown.contains($0.statusCode & 0xFFFF_0000) } ? 2 : 1)
+        }
+
+        /// Scalars a script compares as numbers stay numbers; a float as its own shortest decimal.
+        static func json(_ v: Variant) -> JSONValue? {
+            switch v {
+            case .null: return nil
+            case .boolean(let b): return .bool(b)
+            case .sbyte(let x): return .int(Int64(x))
+            case .byte(let x): return .uint(UInt64(x))
+            case .int16(let x): return .int(Int64(x))
+            case .uint16(let x): return .uint(UInt64(x))
+            case .int32(let x): return .int(Int64(x))
+            case .uint32(let x): return .uint(UInt64(x))
+            case .int64(let x): return .int(x)
+            case .uint64(let x): return .uint(x)
+            case .float(let x): return .double(Double(x.description) ?? Double(x))
+            case .double(let x): return .double(x)
+            default: return .string(OPCUAValues.describe(v))
+            }
         }
     }
 
@@ -510,8 +534,9 @@ struct OPCUACommand: ParsableCommand {
                 guard want.count == 40, let match else {
                     throw CLIError(
                         "no certificate with thumbprint \(certificate) in \(rejected)\n"
-                            + "connect once (e.g. edgepilot opcua endpoints/read) so the server's certificate lands there, "
-                            + "or give the certificate file")
+                            + "connect once over a secured session so the server's certificate lands there, e.g. "
+                            + "'edgepilot opcua read URL i=2258 --pki-dir \(pkiDir)' ('opcua endpoints' saves none), "
+                            + "or give the certificate file", notFound: true)
                 }
                 source = rejected + "/" + match
             }

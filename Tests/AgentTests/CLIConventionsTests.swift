@@ -15,6 +15,16 @@ import Testing
         #expect(eventually { (try? agent.cli(["read", "tank1/level", "--json"]))?.stdout.contains("good") == true })
 
         #expect(try agent.cli(["read", "tank1/level"]).status == 0)
+        // --format yaml prints the same data as --json, as YAML (a number stays an unquoted YAML float); asking for
+        // both forms is a usage error.
+        let yaml = try agent.cli(["read", "tank1/level", "--format", "yaml"])
+        #expect(yaml.status == 0)
+        #expect(
+            yaml.stdout.contains("name: tank1/level\n") && yaml.stdout.contains("quality: good\n"), "\(yaml.stdout)")
+        #expect(
+            yaml.stdout.range(of: #"\nvalue: [-+]?\d+(\.\d+)?(e[-+]?\d+)?\n"#, options: .regularExpression) != nil,
+            "\(yaml.stdout)")
+        #expect(try agent.cli(["read", "tank1/level", "--json", "--format", "yaml"]).status == 2)
         // Not found: a tag, a loop.
         let tag = try agent.cli(["read", "tank9/level"])
         #expect(tag.status == 2)
@@ -23,6 +33,8 @@ import Testing
         #expect(try agent.cli(["loop", "nope", "mode", "pid"]).status == 2)
         // Usage: a missing argument, an unknown option, a bad duration.
         #expect(try runCommand(binary, ["read"]).status == 2)
+        #expect(try runCommand(binary, ["config", "check", agent.dir.path + "/missing.yaml"]).status == 2)
+        #expect(try runCommand(binary, ["config", "check", agent.configPath]).status == 0)
         #expect(try agent.cli(["tags", "--no-such-option"]).status == 2)
         #expect(try agent.cli(["history", "tank1/level", "--since", "yesterday-ish"]).status == 2)
         // Refused: a tag that is not writable, a value beyond its limits.
@@ -50,8 +62,10 @@ import Testing
         let report = try agent.object(["read", "tank1/level"])
         let value = try #require(report["value"] as? Double, "a number, not a string: \(report)")
         #expect(value == Double(Float(value).description), "\(value) is the float32's own decimal")
+        // The plant moves between two reads, so the text is checked on its own number, not against the JSON one.
         let text = try agent.cli(["read", "tank1/level"]).stdout
-        #expect(text.contains("\(Float(value))"), "\(text)")
+        let shown = try #require(text.firstMatch(of: #/= (\S+) cm/#)?.1, "\(text)")
+        #expect(Float(shown).map { $0.description == shown } == true, "\(text)")
         #expect(text.range(of: #"\d\.\d{10,}"#, options: .regularExpression) == nil, "\(text)")
 
         // History too.

@@ -176,6 +176,9 @@ final class RTUPlant {
         #expect(eventually { (0..<t.count).allSatisfy { t.read($0).quality == Quality(.timeout) } })
         let s = poller.stats
         #expect(s.timeouts >= 2)
+        // Silence on a serial line is most often a wrong unit id or line setting: the error says what to check.
+        #expect(s.lastError?.contains("no answer from unit 7") == true, "\(s.lastError ?? "")")
+        #expect(s.lastError?.contains("check the unit id, baud rate, parity") == true, "\(s.lastError ?? "")")
         // A silent device does not close the port: the poller stays on it and keeps asking. Nothing has ever
         // answered, so the device is not shown as connected.
         #expect(s.state == .connecting)

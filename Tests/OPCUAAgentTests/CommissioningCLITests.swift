@@ -31,6 +31,13 @@ import Testing
         #expect(
             again["created"] as? Bool == false && again["thumbprint"] as? String == created["thumbprint"] as? String)
 
+        // `endpoints` saved no certificate, so trusting by thumbprint finds none and says what does save one.
+        #expect(((try? FileManager.default.contentsOfDirectory(atPath: pki + "/rejected")) ?? []).isEmpty)
+        let early = try edgepilot(["opcua", "trust", thumbprint, "--pki-dir", pki])
+        #expect(early.status == 2, "\(early.stderr)")
+        #expect(early.stderr.contains("'edgepilot opcua read URL i=2258 --pki-dir \(pki)'"), "\(early.stderr)")
+        #expect(early.stderr.contains("'opcua endpoints' saves none"), "\(early.stderr)")
+
         // The first secure connection fails: the certificate lands in rejected/ and the error says what to run.
         let untrusted = try edgepilot(["opcua", "read", url, "ns=2;s=QuadTank.h1", "--pki-dir", pki])
         #expect(untrusted.status != 0)
@@ -55,7 +62,11 @@ import Testing
                     "opcua", "read", url, "ns=2;s=Scalar.UInt64", "Objects/2:QuadTank/2:h2", "ns=2;s=Array.Int32",
                     "--pki-dir", pki, "--json",
                 ])) as! [[String: Any]]
-        #expect(rows[0]["value"] as? String == "18000000000000000000" && rows[0]["type"] as? String == "UInt64")
+        // Numbers as JSON numbers (they were strings), a UInt64 beyond Int64 included.
+        #expect(
+            (rows[0]["value"] as? NSNumber)?.uint64Value == 18_000_000_000_000_000_000
+                && rows[0]["type"] as? String == "UInt64", "\(rows[0])")
+        #expect(rows[1]["value"] is Double, "\(rows[1])")
         #expect(rows[1]["nodeId"] as? String == "ns=2;s=QuadTank.h2" && rows[1]["status"] as? String == "Good")
         #expect(rows[1]["sourceTimestamp"] != nil && rows[1]["serverTimestamp"] != nil)
         #expect(rows[2]["value"] as? String == "[1, -2, 3, -4]" && rows[2]["type"] as? String == "Int32[]")

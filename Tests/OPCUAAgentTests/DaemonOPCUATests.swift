@@ -103,10 +103,12 @@ import Testing
     }
 
     /// Reads a node with the commissioning CLI (its own session), as an independent check of the server's value.
+    /// Numeric values arrive as JSON numbers (a string there is a defect) and are returned as their decimal text.
     static func serverValue(_ endpoint: String, _ node: String, pki: String) throws -> (value: String, type: String) {
         let rows = try jsonObject(try edgepilot(["opcua", "read", endpoint, node, "--pki-dir", pki, "--json"]))
-        let row = (rows as! [[String: Any]])[0]
-        return (row["value"] as! String, row["type"] as? String ?? "-")
+        let row = try #require((rows as? [[String: Any]])?.first, "\(rows)")
+        let number = try #require(row["value"] as? NSNumber, "not a JSON number: \(row)")
+        return ("\(number)", row["type"] as? String ?? "-")
     }
 
     @Test func subscriptionPollingAndWritesOverBasic256Sha256() throws {
@@ -233,7 +235,7 @@ import Testing
         for v in [50.5, 51, 51.5] { try serverWrite(v) }
         let read = try jsonObject(
             try edgepilot(["opcua", "read", sim.endpoint, "ns=2;s=Analog.Level", "--security", "none", "--json"]))
-        #expect((read as? [[String: Any]])?.first?["value"] as? String == "51.5")
+        #expect((read as? [[String: Any]])?.first?["value"] as? Double == 51.5)
         Thread.sleep(forTimeInterval: 0.5)
         #expect(try agent.tag("tank/level")["value"] as? Double == 50)
         try serverWrite(52.5)

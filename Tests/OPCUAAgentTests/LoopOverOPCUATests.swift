@@ -81,7 +81,7 @@ import Testing
                 r.status == 0, let list = try? JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [Any],
                 let first = list.first as? [String: Any]
             else { return nil }
-            return (first["value"] as? String).flatMap(Double.init) ?? (first["value"] as? NSNumber)?.doubleValue
+            return (first["value"] as? NSNumber)?.doubleValue
         }
         func loop() -> [String: Any] {
             ((try? agent.json(["loops", "tanks"])) as? [[String: Any]])?.first ?? [:]

@@ -23,6 +23,9 @@ public final class SpawnedProcess: @unchecked Sendable {
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         posix_spawn_file_actions_addopen(&actions, 1, output, O_WRONLY | O_CREAT | (append ? O_APPEND : O_TRUNC), 0o644)
         posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        // Nothing else crosses over: Foundation's pipes are not close-on-exec, and a long-lived peer holding another
+        // test's pipe would keep that test waiting for an EOF until the peer exits.
+        closeInheritedDescriptors(&actions)
         var attr = posix_spawnattr_t()
         posix_spawnattr_init(&attr)
         defer { posix_spawnattr_destroy(&attr) }
@@ -82,4 +85,17 @@ public final class SpawnedProcess: @unchecked Sendable {
         if exitStatus() == nil { kill(pid, SIGKILL) }
         return wait()
     }
+}
+
+/// glibc ≥ 2.34 has `posix_spawn_file_actions_addclosefrom_np`, which closes every descriptor from 3 up in the child
+/// atomically; Swift's Glibc module does not import it, so it is looked up at run time.
+private func closeInheritedDescriptors(_ actions: inout posix_spawn_file_actions_t) {
+    typealias CloseFrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32
+    guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "posix_spawn_file_actions_addclosefrom_np") else {
+        // Older libc: close what is open now (a descriptor opened by another thread before the spawn may slip by).
+        let open = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []
+        for fd in open.compactMap(Int32.init) where fd > 2 { posix_spawn_file_actions_addclose(&actions, fd) }
+        return
+    }
+    _ = unsafeBitCast(symbol, to: CloseFrom.self)(&actions, 3)
 }

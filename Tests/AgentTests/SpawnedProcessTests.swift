@@ -1,0 +1,22 @@
+import Foundation
+import TestSupport
+import Testing
+
+/// Long-lived test peers (agent, broker, simulators) are started while other tests run commands in parallel. A peer
+/// that inherits another test's pipe keeps that pipe open until the peer exits, so the other test waits for an EOF
+/// that cannot come; two such tests wait for each other for ever (seen as a hung parallel run).
+@Suite struct SpawnedProcessTests {
+    @Test func aSpawnedPeerInheritsNoDescriptorBeyondItsStandardStreams() throws {
+        let dir = try TemporaryDirectory("edgepilot-spawn")
+        defer { dir.remove() }
+        let pipe = Pipe()  // as runCommand's pipes are: not close-on-exec
+        defer {
+            try? pipe.fileHandleForReading.close()
+            try? pipe.fileHandleForWriting.close()
+        }
+        let peer = try SpawnedProcess("/bin/sleep", ["30"], output: dir.path + "/sleep.log")
+        defer { peer.terminate(grace: 1) }
+        let fds = try FileManager.default.contentsOfDirectory(atPath: "/proc/\(peer.pid)/fd").compactMap(Int32.init)
+        #expect(fds.sorted() == [0, 1, 2], "descriptors the peer holds: \(fds.sorted())")
+    }
+}
