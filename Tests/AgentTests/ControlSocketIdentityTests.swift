@@ -125,6 +125,13 @@ import Testing
             ["--reuid=65534", "--regid=65533", "--clear-groups", agent.binary, "status", "--socket", agent.socket])
         #expect(stranger.status == 1, "\(stranger.stderr)")
         #expect(stranger.stderr.contains("may not use the agent's control socket"), "\(stranger.stderr)")
+        // The same user with the read-only group as a supplementary group (SO_PEERGROUPS) may read, not write.
+        let member = ["--reuid=65534", "--regid=65533", "--groups=65534", agent.binary]
+        let status = try runCommand("/usr/bin/setpriv", member + ["status", "--socket", agent.socket])
+        #expect(status.status == 0, "\(status.stderr)")
+        let write = try runCommand(
+            "/usr/bin/setpriv", member + ["write", "pump1/voltage", "4", "--yes", "--socket", agent.socket])
+        #expect(write.status == 1 && write.stderr.contains("needs the operator role"), "\(write.stderr)")
     }
 
     /// 16 clients that connect and send nothing: `status` still answers, and the agent drops them.
