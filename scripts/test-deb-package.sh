@@ -158,6 +158,11 @@ case ",$(in_root getent group dialout | cut -d: -f4)," in
   *,edgepilot,*) pass "edgepilot is in dialout (RTU serial ports)" ;;
   *) fail "edgepilot is not in group dialout" ;;
 esac
+if in_root getent group edgepilot-ro >/dev/null; then
+  pass "group edgepilot-ro (read-only CLI users)"
+else
+  fail "no group edgepilot-ro"
+fi
 expect "service not enabled" "disabled" "$(systemctl --root="$root" is-enabled edgepilot.service 2>&1 || true)"
 expect "no enable symlink" "" "$(find "$root/etc/systemd" -name 'edgepilot*' | paste -sd' ')"
 expect "nothing started" "" "$(invoked)"

@@ -30,6 +30,10 @@ public final class AgentDaemon {
         for s in [SIGTERM, SIGINT, SIGHUP] { sigaddset(&signals, s) }
         pthread_sigmask(SIG_BLOCK, &signals, nil)
         signal(SIGPIPE, SIG_IGN)
+        // Whatever umask started it (systemd's UMask=0027, a shell's 0022 or 0000), the agent's files (history, PKI,
+        // bdSeq) are never group-writable nor open to others; the private key is 0600 on its own (decision 0024).
+        let inherited = umask(0o027)
+        umask(inherited | 0o027)
 
         let loaded = try ConfigurationLoader.load(contentsOf: configPath)
         JournalLogHandler.bootstrap(level: loaded.configuration.logLevel)
@@ -37,7 +41,11 @@ public final class AgentDaemon {
         for warning in loaded.warnings { logger.warning("\(warning)") }
 
         let runtime = try AgentRuntime(configuration: loaded.configuration, configPath: configPath)
-        let server = ControlServer(path: loaded.configuration.controlSocketPath) { [runtime] in runtime.handle($0) }
+        let server = ControlServer(
+            path: loaded.configuration.controlSocketPath,
+            access: ControlAccess(readOnlyGroup: readOnlyGroup(loaded.configuration, logger: logger)),
+            handler: { [runtime] in runtime.handle($0, from: $1) },
+            refused: { [runtime] in runtime.auditRefusal($0, from: $1) })
         do {
             try server.start()
         } catch {
@@ -49,7 +57,10 @@ public final class AgentDaemon {
         releaseFreedMemory()
         logger.notice(
             "EdgePilot \(AgentVersion.current) running",
-            metadata: ["config": "\(configPath)", "socket": "\(server.path)"])
+            metadata: [
+                "config": "\(configPath)", "socket": "\(server.path)",
+                "read_only_socket": "\(server.readOnlyPath ?? "none")",
+            ])
         notifier.ready(status: runtime.statusLine())
 
         let watchdogEvery = notifier.watchdogInterval
@@ -85,6 +96,18 @@ public final class AgentDaemon {
         server.stop()
         runtime.stop()
         logger.notice("stopped")
+    }
+
+    /// The read-only group's id; nil (no read-only socket) when it is `none` or the system has no such group.
+    func readOnlyGroup(_ configuration: AgentConfiguration, logger: Logger) -> gid_t? {
+        guard let name = configuration.readOnlyGroup else { return nil }
+        guard let gid = ControlAccess.groupID(name) else {
+            logger.notice(
+                "no read-only control socket: group '\(name)' does not exist",
+                metadata: ["hint": "create it ('groupadd --system \(name)') or set agent.read_only_group"])
+            return nil
+        }
+        return gid
     }
 
     /// Validates the new file completely before touching anything; a bad file leaves the running config in place.

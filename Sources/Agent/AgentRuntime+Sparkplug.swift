@@ -50,13 +50,13 @@ extension AgentRuntime {
     /// What `mqtt status` and `status` show; nil without Sparkplug.
     func sparkplugStatus() -> MQTTStatusReport? { sparkplug?.report }
 
-    func handleMQTT(_ request: ControlRequest) -> ControlResponse {
+    func handleMQTT(_ request: ControlRequest, from peer: ControlPeer) -> ControlResponse {
         guard let sparkplug else {
             return .failure("Sparkplug is not configured: add a 'sparkplug:' section to \(configPath)")
         }
         if request.command == .mqttRebirth {
             sparkplug.rebirth()
-            logger.notice("rebirth requested", metadata: ["source": "\(request.source ?? "cli")"])
+            logger.notice("rebirth requested", metadata: ["source": "\(peer.auditSource)"])
         }
         var response = ControlResponse()
         response.mqtt = sparkplug.report

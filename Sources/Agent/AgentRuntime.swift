@@ -140,6 +140,7 @@ public final class AgentRuntime: @unchecked Sendable {
         var effective = configuration
         effective.history = old.configuration.history
         effective.controlSocketPath = old.configuration.controlSocketPath
+        effective.readOnlyGroup = old.configuration.readOnlyGroup
         effective.logLevel = old.configuration.logLevel
         effective.sparkplug = old.configuration.sparkplug
         effective.metrics = old.configuration.metrics

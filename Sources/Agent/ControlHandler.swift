@@ -15,7 +15,12 @@ import Tags
 /// Runs on the control socket's connection threads: it reads tag tables (never blocking their writers), asks a
 /// device's poller to carry a write, and queries history on the read-only connection.
 extension AgentRuntime {
-    public func handle(_ request: ControlRequest) -> ControlResponse {
+    /// Most results a `history` or `audit` request returns, whatever `limit` it asks for: one request must not
+    /// hold the agent's memory hostage (issue 15); a longer range is read in several requests with `--since`.
+    public static let maxQueryRows = 10_000
+
+    /// Answers `request` from `peer`, whose role the server has already checked; `peer` is who the audit names.
+    public func handle(_ request: ControlRequest, from peer: ControlPeer) -> ControlResponse {
         switch request.command {
         case .status: return ControlResponse(status: status())
         case .tags: return ControlResponse(tags: tags(matching: request.tag))
@@ -23,9 +28,9 @@ extension AgentRuntime {
             guard let name = request.tag else { return .failure("read needs a tag name") }
             guard let report = tagReport(name) else { return .notFound(unknownTag(name)) }
             return ControlResponse(tags: [report])
-        case .write: return write(request)
-        case .loops, .loopMode, .loopSetpoint, .loopManual, .loopTune: return handleLoop(request)
-        case .mqttStatus, .mqttRebirth: return handleMQTT(request)
+        case .write: return write(request, from: peer)
+        case .loops, .loopMode, .loopSetpoint, .loopManual, .loopTune: return handleLoop(request, from: peer)
+        case .mqttStatus, .mqttRebirth: return handleMQTT(request, from: peer)
         case .health:
             var response = ControlResponse()
             response.health = health()
@@ -35,7 +40,7 @@ extension AgentRuntime {
         case .audit:
             do {
                 let rows = try withHistoryReader {
-                    try $0.audit(since: request.since ?? 0, limit: request.limit ?? 1000)
+                    try $0.audit(since: request.since ?? 0, limit: min(request.limit ?? 1000, Self.maxQueryRows))
                 }
                 return ControlResponse(
                     audit: rows.map {
@@ -106,9 +111,31 @@ extension AgentRuntime {
             + (near.isEmpty ? "; 'edgepilot tags' lists them" : "; did you mean: \(near.joined(separator: ", "))?")
     }
 
-    func write(_ request: ControlRequest) -> ControlResponse {
+    /// Audits a request the peer's role does not allow (the server refused it before it reached `handle`).
+    public func auditRefusal(_ request: ControlRequest, from peer: ControlPeer) {
+        // Named as the command's own audit rows name it, so a refused attempt sorts beside accepted ones.
+        let loopPart: [ControlRequest.Command: String] = [
+            .loopMode: "mode", .loopSetpoint: "setpoint", .loopManual: "mv", .loopTune: "tune",
+        ]
+        let target =
+            request.loop.flatMap { loop in loopPart[request.command].map { "loop/\(loop)/\($0)" } } ?? request.tag
+            ?? request.command.rawValue
+        recordAudit(
+            AuditRecord(
+                timestamp: HistoryClock.now(), source: peer.auditSource, tag: target, value: request.value ?? "",
+                result: "refused", detail: "\(peer.role) role"))
+        logger.warning(
+            "control request refused",
+            metadata: [
+                "command": "\(request.command.rawValue)", "source": "\(peer.auditSource)", "pid": "\(peer.pid)",
+                "reason": "\(peer.role) role",
+            ])
+    }
+
+    func write(_ request: ControlRequest, from peer: ControlPeer) -> ControlResponse {
         guard let name = request.tag, let text = request.value else { return .failure("write needs a tag and a value") }
-        let source = request.source ?? "cli"
+        // The kernel's word for who asked, never the request's own `source`.
+        let source = peer.auditSource
         func audit(_ result: String, _ detail: String) {
             recordAudit(
                 AuditRecord(
@@ -151,7 +178,8 @@ extension AgentRuntime {
         do {
             let rows = try withHistoryReader {
                 try $0.samples(
-                    tag: name, since: request.since ?? 0, until: request.until ?? .max, limit: request.limit ?? 10_000)
+                    tag: name, since: request.since ?? 0, until: request.until ?? .max,
+                    limit: min(request.limit ?? 10_000, Self.maxQueryRows))
             }
             if rows.isEmpty && current.directory.locate(name: name) == nil {
                 return .notFound(unknownTag(name))

@@ -10,9 +10,9 @@ import SparkplugPublisher
 import Systemd
 
 /// Loop commands over the control socket: listing, mode, setpoint, manual MV and tuning. Every change attempt is
-/// audited with its source, accepted or refused; the loop applies accepted changes at its next cycle.
+/// audited with the peer's identity, accepted or refused; the loop applies accepted changes at its next cycle.
 extension AgentRuntime {
-    func handleLoop(_ request: ControlRequest) -> ControlResponse {
+    func handleLoop(_ request: ControlRequest, from peer: ControlPeer) -> ControlResponse {
         let loops = current.loops
         if request.command == .loops {
             let selected = loops.values.filter { request.loop == nil || $0.definition.name == request.loop }
@@ -20,7 +20,7 @@ extension AgentRuntime {
             if let name = request.loop, selected.isEmpty { return .notFound(unknownLoop(name)) }
             return ControlResponse(loops: selected.map { $0.snapshot() }, kpis: selected.map { $0.kpis() })
         }
-        let source = request.source ?? "cli"
+        let source = peer.auditSource
         guard let name = request.loop else { return .failure("the command needs a loop name") }
         let what: String
         let detail: String

@@ -49,6 +49,7 @@ struct ReloadPlan {
         }
         if new.history != old.history { needsRestart.append("history settings") }
         if new.controlSocketPath != old.controlSocketPath { needsRestart.append("control_socket") }
+        if new.readOnlyGroup != old.readOnlyGroup { needsRestart.append("read_only_group") }
         if new.logLevel != old.logLevel { needsRestart.append("log_level") }
         if new.metrics != old.metrics { needsRestart.append("metrics") }
         if new.sparkplug != old.sparkplug {

@@ -54,6 +54,7 @@ public enum ConfigurationLoader {
             devices: builder.devices.map(\.0), tags: builder.tags.map(\.0),
             pollGroups: builder.pollGroups.map(\.0), history: builder.history,
             controlSocketPath: builder.controlSocket, logLevel: builder.logLevel)
+        configuration.readOnlyGroup = builder.readOnlyGroup
         configuration.loops = builder.loops.map(\.0)
         configuration.sparkplug = builder.sparkplug?.0
         configuration.metrics = builder.metrics
@@ -100,6 +101,7 @@ struct Builder {
     var pollGroups: [(PollGroup, Location)] = []
     var history = HistorySettings(path: "/var/lib/edgepilot/history.db")
     var controlSocket = AgentConfiguration.defaultControlSocketPath
+    var readOnlyGroup: String? = AgentConfiguration.defaultReadOnlyGroup
     var logLevel = LogLevel.info
     var loops: [(LoopDefinition, Location)] = []
     var sparkplug: (SparkplugSettings, Location)?
@@ -113,6 +115,7 @@ struct Builder {
     mutating func read(_ top: inout MappingReader) {
         if let agent = top.value("agent"), var r = MappingReader(agent, what: "'agent'", sink: &sink) {
             if let path = r.string("control_socket", sink: &sink) { controlSocket = path }
+            readReadOnlyGroup(&r)
             if let level = r.string("log_level", sink: &sink), let v = r.value("log_level") {
                 if let parsed = LogLevel(rawValue: level.lowercased()) {
                     logLevel = parsed
@@ -136,6 +139,28 @@ struct Builder {
         for node in top.list("loops", sink: &sink) ?? [] { readLoop(node) }
         if let node = top.value("sparkplug") { readSparkplug(node) }
         if let node = top.value("metrics") { readMetrics(node) }
+    }
+
+    /// `agent.read_only_group`: a group name, a numeric gid, or `none` (no read-only socket).
+    mutating func readReadOnlyGroup(_ r: inout MappingReader) {
+        guard let text = r.string("read_only_group", sink: &sink), let v = r.value("read_only_group") else { return }
+        if text.lowercased() == "none" {
+            readOnlyGroup = nil
+            return
+        }
+        let nameCharacters = text.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || "_-.".contains($0)) }
+        guard !text.isEmpty, nameCharacters, !text.hasPrefix("-") else {
+            sink.error(
+                v.line, v.column, "read_only_group '\(text)' is not a group name or number",
+                hint: "name the group whose members may only read (e.g. edgepilot-ro), or 'none'")
+            return
+        }
+        readOnlyGroup = text
+        if UInt32(text) == nil && getgrnam(text) == nil {
+            sink.warning(
+                v.line, v.column, "group '\(text)' does not exist on this machine: the agent opens no read-only socket",
+                hint: "create it with 'sudo groupadd --system \(text)', or set read_only_group: none")
+        }
     }
 
     mutating func readPollGroup(_ node: Node) {

@@ -16,7 +16,8 @@ public struct ControlRequest: Codable, Sendable {
     public var tag: String?
     /// The value to write, as the technician typed it; the agent converts it to the tag's type.
     public var value: String?
-    /// Who asked, for the audit trail (e.g. `cli:uid=1000`).
+    /// Ignored: accepted so that older clients keep working, but the audit trail names the peer the kernel reports
+    /// (`SO_PEERCRED`), never what a client says about itself (decision 0024).
     public var source: String?
     /// History range, microseconds since the Unix epoch.
     public var since: Int64?
@@ -63,6 +64,8 @@ public struct ControlResponse: Codable, Sendable {
     public var notFound: Bool? = nil
     /// `config diff`: what a reload of the file would do.
     public var reloadPreview: ReloadPreview? = nil
+    /// Set on a refusal because the peer's role does not allow the command (the CLI exits 1).
+    public var forbidden: Bool? = nil
 
     public init(
         ok: Bool = true, error: String? = nil, status: StatusReport? = nil, tags: [TagReport]? = nil,
@@ -81,6 +84,13 @@ public struct ControlResponse: Codable, Sendable {
     }
 
     public static func failure(_ message: String) -> ControlResponse { ControlResponse(ok: false, error: message) }
+
+    /// A refusal because the peer's role does not allow the request.
+    public static func forbidden(_ message: String) -> ControlResponse {
+        var response = ControlResponse(ok: false, error: message)
+        response.forbidden = true
+        return response
+    }
 
     /// A refusal because what was named (a tag, a loop, a file) does not exist: the CLI exits 2, not 1.
     public static func notFound(_ message: String) -> ControlResponse {

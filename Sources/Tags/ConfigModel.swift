@@ -231,6 +231,8 @@ public struct AgentConfiguration: Sendable, Hashable {
     public var pollGroups: [PollGroup]
     public var history: HistorySettings
     public var controlSocketPath: String
+    /// The group (name or number) whose members may use the read-only control socket; nil: no such socket.
+    public var readOnlyGroup: String? = AgentConfiguration.defaultReadOnlyGroup
     public var logLevel: LogLevel
     /// Control loops (MPC with a PID base layer) the agent runs.
     public var loops: [LoopDefinition] = []
@@ -240,6 +242,7 @@ public struct AgentConfiguration: Sendable, Hashable {
     public var metrics: MetricsSettings? = nil
 
     public static let defaultControlSocketPath = "/run/edgepilot/control.sock"
+    public static let defaultReadOnlyGroup = "edgepilot-ro"
 
     public init(
         devices: [DeviceDefinition], tags: [TagDefinition], pollGroups: [PollGroup], history: HistorySettings,

@@ -94,9 +94,9 @@ struct TagsCommand: ParsableCommand {
 
     func run() throws {
         let path = try connection.resolvedPath()
-        let client = try ControlClient(path: path)
         repeat {
-            let tags = try client.send(ControlRequest(command: .tags, tag: pattern)).tags ?? []
+            // A connection per refresh: the agent closes one that sends no request within two seconds.
+            let tags = try ControlClient(path: path).send(ControlRequest(command: .tags, tag: pattern)).tags ?? []
             if watch && !output.json { print("\u{1B}[H\u{1B}[2J", terminator: "") }
             if output.json {
                 try printJSON(tags)
@@ -159,7 +159,7 @@ struct WriteCommand: ParsableCommand {
                 throw ExitCode(1)
             }
         }
-        let response = try connection.send(ControlRequest(command: .write, tag: tag, value: value, source: cliSource()))
+        let response = try connection.send(ControlRequest(command: .write, tag: tag, value: value))
         guard let w = response.write else { throw CLIError("the agent sent no write result") }
         if output.json { return try printJSON(w) }
         print("\(w.tag): \(w.result), read back \(w.readBack?.description ?? "-")")
@@ -175,13 +175,15 @@ struct HistoryCommand: ParsableCommand {
     var since: String = "10m"
     @Option(name: .long, help: "End: a duration back from now or an ISO-8601 time (default: now).")
     var until: String?
-    @Option(name: .long, help: "At most this many samples.") var limit: Int = 10_000
+    @Option(name: .long, help: "At most this many samples (10000 at most; page with --since).") var limit: Int = 10_000
     @Flag(name: .long, help: "Print CSV (timestamp,value,quality).") var csv = false
     @OptionGroup var connection: ConnectionOptions
     @OptionGroup var output: OutputOptions
 
     func validate() throws {
-        if limit < 1 { throw ValidationError("--limit must be at least 1") }
+        if limit < 1 || limit > 10_000 {
+            throw ValidationError("--limit must be from 1 to 10000: the agent returns at most 10000 samples a request")
+        }
         if csv && output.json { throw ValidationError("choose one of --csv and --json") }
     }
 

@@ -103,12 +103,6 @@ func printJSON<T: Encodable>(_ value: T) throws {
     print(String(decoding: try encoder.encode(value), as: UTF8.self))
 }
 
-/// Who is asking, for the audit trail.
-func cliSource() -> String {
-    let user = ProcessInfo.processInfo.environment["SUDO_USER"] ?? ProcessInfo.processInfo.environment["USER"]
-    return "cli:uid=\(getuid())" + (user.map { ",user=\($0)" } ?? "")
-}
-
 /// Renders rows as aligned columns.
 func table(_ header: [String], _ rows: [[String]]) -> String {
     var widths = header.map(\.count)

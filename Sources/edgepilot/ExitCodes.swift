@@ -20,7 +20,7 @@ enum CLIExit {
         switch error {
         case let socket as ControlSocketError:
             switch socket {
-            case .refused: return failed
+            case .refused, .forbidden: return failed
             case .notFound: return usageOrNotFound
             case .notRunning, .permissionDenied, .staleSocket, .alreadyRunning, .io: return agentUnreachable
             }

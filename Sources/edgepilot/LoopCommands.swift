@@ -144,19 +144,18 @@ struct LoopCommand: ParsableCommand {
     }
 
     func run() throws {
-        let source = cliSource()
         let request: ControlRequest
         switch action.lowercased() {
         case "mode":
             guard values.count == 1 else { throw ValidationError("usage: edgepilot loop \(name) mode mpc|pid|manual") }
-            request = ControlRequest(command: .loopMode, value: values[0], source: source, loop: name)
+            request = ControlRequest(command: .loopMode, value: values[0], loop: name)
         case "setpoint", "sp":
             guard values.count == 2 else { throw ValidationError("usage: edgepilot loop \(name) setpoint CV VALUE") }
             request = ControlRequest(
-                command: .loopSetpoint, tag: values[0], value: values[1], source: source, loop: name)
+                command: .loopSetpoint, tag: values[0], value: values[1], loop: name)
         case "mv":
             guard values.count == 2 else { throw ValidationError("usage: edgepilot loop \(name) mv MV VALUE") }
-            request = ControlRequest(command: .loopManual, tag: values[0], value: values[1], source: source, loop: name)
+            request = ControlRequest(command: .loopManual, tag: values[0], value: values[1], loop: name)
         case "tune":
             let tune = LoopTuneRequest(
                 cvWeights: try Self.pairs(cvWeight, "cv-weight"),
@@ -170,7 +169,7 @@ struct LoopCommand: ParsableCommand {
                 throw ValidationError(
                     "tune needs at least one of --cv-weight, --move-weight, --pid-gain, --pid-ti, --pid-td")
             }
-            request = ControlRequest(command: .loopTune, source: source, loop: name, tune: tune)
+            request = ControlRequest(command: .loopTune, loop: name, tune: tune)
         default:
             throw ValidationError("unknown action '\(action)': use mode, setpoint, mv or tune")
         }

@@ -19,7 +19,7 @@ struct MQTTCommand: ParsableCommand {
         @OptionGroup var output: OutputOptions
 
         func run() throws {
-            let response = try connection.send(ControlRequest(command: .mqttStatus, source: cliSource()))
+            let response = try connection.send(ControlRequest(command: .mqttStatus))
             guard response.ok, let s = response.mqtt else { throw CLIError(response.error ?? "no MQTT status") }
             if output.json { return try printJSON(s) }
             print(mqttStatusText(s))
@@ -34,7 +34,7 @@ struct MQTTCommand: ParsableCommand {
         @OptionGroup var output: OutputOptions
 
         func run() throws {
-            let response = try connection.send(ControlRequest(command: .mqttRebirth, source: cliSource()))
+            let response = try connection.send(ControlRequest(command: .mqttRebirth))
             guard response.ok, let s = response.mqtt else { throw CLIError(response.error ?? "no MQTT status") }
             if output.json { return try printJSON(s) }
             print(

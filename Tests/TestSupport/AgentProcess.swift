@@ -14,10 +14,16 @@ public final class AgentProcess: @unchecked Sendable {
     public let configPath: String
     public let binary = productsDirectory.appendingPathComponent("edgepilot").path
     private var process: SpawnedProcess?
+    /// The umask the agent starts with; nil: the test runner's.
+    private let umask: mode_t?
 
     /// Writes `config` (with `@DIR@` replaced by the directory) and, unless `start` is false, starts the agent; with
-    /// `check`, the file must first pass `edgepilot config check`. Returns once the control socket exists.
-    public init(config: String, dir: TemporaryDirectory? = nil, check: Bool = false, start: Bool = true) throws {
+    /// `check`, the file must first pass `edgepilot config check`; with `umask`, the agent starts with that umask.
+    /// Returns once the control socket exists.
+    public init(
+        config: String, dir: TemporaryDirectory? = nil, check: Bool = false, start: Bool = true, umask: mode_t? = nil
+    ) throws {
+        self.umask = umask
         self.dir = try dir ?? TemporaryDirectory("edgepilot-agent")
         socket = self.dir.path + "/control.sock"
         logPath = self.dir.path + "/agent.log"
@@ -38,7 +44,19 @@ public final class AgentProcess: @unchecked Sendable {
 
     private func start(appendingToLog: Bool) throws {
         unlink(socket)
-        process = try SpawnedProcess(binary, ["run", "--config", configPath], output: logPath, append: appendingToLog)
+        if let umask {
+            // The shell execs the agent, so the pid (signals, wait) is the agent's.
+            process = try SpawnedProcess(
+                "/bin/sh",
+                [
+                    "-c", "umask \(String(umask, radix: 8)) && exec \"$0\" \"$@\"", binary, "run", "--config",
+                    configPath,
+                ],
+                output: logPath, append: appendingToLog)
+        } else {
+            process = try SpawnedProcess(
+                binary, ["run", "--config", configPath], output: logPath, append: appendingToLog)
+        }
         guard eventually(timeout: 20, { FileManager.default.fileExists(atPath: socket) }) else {
             throw PeerError("the agent did not create its socket; log:\n\(log)")
         }

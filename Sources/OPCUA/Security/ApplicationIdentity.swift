@@ -70,11 +70,49 @@ public struct ApplicationIdentity: Sendable {
             return ApplicationIdentity(applicationUri: applicationUri, certificateDER: der, privateKey: key)
         }
         let id = try generate(applicationUri: applicationUri, applicationName: applicationName, hostName: hostName)
-        try fm.createDirectory(atPath: pkiDirectory + "/own/private", withIntermediateDirectories: true)
+        try fm.createDirectory(atPath: pkiDirectory + "/own", withIntermediateDirectories: true)
+        try makePrivateDirectory(pkiDirectory + "/own/private")
         try Data(id.certificateDER).write(to: URL(fileURLWithPath: certPath))
-        try Data(id.privateKey.pemRepresentation.utf8).write(to: URL(fileURLWithPath: keyPath))
-        chmod(keyPath, 0o600)
+        try writePrivateFile(Array(id.privateKey.pemRepresentation.utf8), to: keyPath)
         return id
+    }
+
+    /// `private/` only for the agent's user (0700), whatever the umask; an existing one is narrowed to that too.
+    static func makePrivateDirectory(_ path: String) throws {
+        if mkdir(path, 0o700) != 0 && errno != EEXIST {
+            throw OPCUAError.invalidArgument("cannot create \(path): \(String(cString: strerror(errno)))")
+        }
+        chmod(path, 0o700)
+    }
+
+    /// Writes a secret so that no one else can read it at any moment: a new file created 0600 (O_EXCL, so nothing
+    /// planted there is reused), filled, flushed and renamed over `path`.
+    static func writePrivateFile(_ bytes: [UInt8], to path: String) throws {
+        let temporary = path + ".new-\(getpid())"
+        unlink(temporary)
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        guard fd >= 0 else {
+            throw OPCUAError.invalidArgument("cannot create \(temporary): \(String(cString: strerror(errno)))")
+        }
+        var offset = 0
+        while offset < bytes.count {
+            let n = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + offset, $0.count - offset) }
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else {
+                let message = String(cString: strerror(errno))
+                close(fd)
+                unlink(temporary)
+                throw OPCUAError.invalidArgument("cannot write \(temporary): \(message)")
+            }
+            offset += n
+        }
+        fsync(fd)
+        close(fd)
+        guard rename(temporary, path) == 0 else {
+            let message = String(cString: strerror(errno))
+            unlink(temporary)
+            throw OPCUAError.invalidArgument("cannot rename \(temporary) to \(path): \(message)")
+        }
     }
 }
 
