@@ -295,13 +295,17 @@ async def build_address_space(server: Server, idx: int, extra: int) -> dict[str,
 
 
 async def run_churn(server: Server, idx: int, extra: int, period: float) -> None:
-    """Changes every Extra.N value each period, for subscription throughput benchmarks."""
+    """Changes every Extra.N value each period (to k + tick, so a client can tell a missed change), for subscription
+    throughput benchmarks and the reconnect tests; each change carries its source timestamp, as a device's would."""
     ids = [ua.NodeId(100000 + k, idx) for k in range(extra)]
     tick = 0
     while True:
         tick += 1
+        now = datetime.datetime.now(datetime.timezone.utc)
         for k, node_id in enumerate(ids):
-            await server.write_attribute_value(node_id, ua.DataValue(ua.Variant(float(k + tick), ua.VariantType.Double)))
+            await server.write_attribute_value(
+                node_id, ua.DataValue(ua.Variant(float(k + tick), ua.VariantType.Double), SourceTimestamp=now)
+            )
         await asyncio.sleep(period)
 
 

@@ -67,6 +67,7 @@ extension OPCUAClient {
         case .success(let reader):
             do {
                 let summary = try InPlaceResponses.publish(reader) { id in target(forSubscription: id) }
+                if summary.notificationCount > 0 { noteDelivered(summary) }
                 enqueue(PublishOutcome(generation: l.generation, result: .delivered(summary)))
             } catch {
                 enqueue(
@@ -76,7 +77,14 @@ extension OPCUAClient {
         }
     }
 
-    private func target(forSubscription serverId: UInt32) -> PublishTarget? {
+    /// Remembers the last message delivered per subscription; keep-alives carry no notification and do not count.
+    private func noteDelivered(_ summary: PublishSummary) {
+        lock.lock()
+        byServerId[summary.subscriptionId]?.lastSequence = summary.sequenceNumber
+        lock.unlock()
+    }
+
+    func target(forSubscription serverId: UInt32) -> PublishTarget? {
         lock.lock()
         defer { lock.unlock() }
         guard let sub = byServerId[serverId] else { return nil }
