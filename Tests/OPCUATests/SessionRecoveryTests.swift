@@ -37,8 +37,12 @@ import Testing
         zip(values, values.dropFirst()).allSatisfy { $1 == $0 + 1 }
     }
 
-    private func reactivationScenario(security: (OPCUASimulator) throws -> SecurityConfiguration) throws {
-        let sim = try OPCUASimulator(extra: 1, churnPeriod: 0.1)
+    /// A 2 s black hole with the counter running; returns the recovery and whether every value arrived in order.
+    @discardableResult
+    private func reactivationScenario(
+        refusing services: [String] = [], security: (OPCUASimulator) throws -> SecurityConfiguration = { _ in .none }
+    ) throws -> (recovery: RecoveryReport?, contiguous: Bool) {
+        let sim = try OPCUASimulator(extra: 1, churnPeriod: 0.1, refusing: services)
         defer { sim.kill() }
         let proxy = try FaultProxy(targetPort: sim.port)
         defer { proxy.stop() }
@@ -59,26 +63,50 @@ import Testing
 
         #expect(c.sessionId == session, "the session was made again instead of reactivated")
         #expect(c.lastRecovery?.path == .reactivated, "\(String(describing: c.lastRecovery))")
-        #expect(
-            (c.lastRecovery?.republished ?? 0) >= 1, "nothing was republished: \(String(describing: c.lastRecovery))")
+        #expect(c.recoveries.reactivated == 1 && c.recoveries.recreated == 0)
         let values = got.all
-        #expect(Self.contiguous(values), "changes lost or out of order around \(before): \(values)")
+        // Whatever was lost, nothing arrives twice or out of order.
+        #expect(zip(values, values.dropFirst()).allSatisfy { $1 > $0 }, "\(values)")
+        return (c.lastRecovery, Self.contiguous(values))
     }
 
     @Test func aShortLossReactivatesTheSessionAndLosesNoChange() throws {
-        try reactivationScenario(security: { _ in .none })
+        let (recovery, contiguous) = try reactivationScenario()
+        #expect(recovery?.transferRefused == nil)
+        #expect((recovery?.republished ?? 0) >= 1, "nothing was republished: \(String(describing: recovery))")
+        #expect(recovery?.unavailable == 0)
+        #expect(contiguous, "changes lost")
     }
 
     @Test func aShortLossReactivatesASecuredSessionAndLosesNoChange() throws {
         let id = try ApplicationIdentity.generate(applicationUri: "urn:edgepilot:opcua-client", applicationName: "t")
         let clientPKI = try TemporaryDirectory("opcua-client-pki")
         defer { clientPKI.remove() }
-        try reactivationScenario(security: { sim in
+        let (recovery, contiguous) = try reactivationScenario(security: { sim in
             let pki = clientPKI.path
             try FileManager.default.createDirectory(atPath: pki + "/trusted", withIntermediateDirectories: true)
             try FileManager.default.copyItem(atPath: sim.certificatePath!, toPath: pki + "/trusted/server.der")
             return SecurityConfiguration(identity: id, trust: .trustList(pkiDirectory: pki))
         })
+        #expect((recovery?.republished ?? 0) >= 1, "nothing was republished: \(String(describing: recovery))")
+        #expect(contiguous, "changes lost")
+    }
+
+    /// Without TransferSubscriptions the client asks Republish for each next message until the server has no more.
+    @Test func withoutTransferSubscriptionsTheMissedMessagesAreStillRepublished() throws {
+        let (recovery, contiguous) = try reactivationScenario(refusing: ["TransferSubscriptions"])
+        #expect(recovery?.transferRefused == .badServiceUnsupported, "\(String(describing: recovery))")
+        #expect((recovery?.republished ?? 0) >= 1, "nothing was republished: \(String(describing: recovery))")
+        #expect(contiguous, "changes lost")
+    }
+
+    /// Without Republish the session and its subscription continue; the messages sent into the outage are counted
+    /// as lost.
+    @Test func withoutRepublishTheSessionContinuesAndCountsTheLostMessages() throws {
+        let (recovery, _) = try reactivationScenario(refusing: ["Republish"])
+        #expect(recovery?.republished == 0)
+        #expect((recovery?.unavailable ?? 0) >= 1, "\(String(describing: recovery))")
+        #expect(recovery?.recreatedSubscriptions == 0)
     }
 
     @Test func aRestartedServerGetsANewSessionWithCurrentValues() throws {

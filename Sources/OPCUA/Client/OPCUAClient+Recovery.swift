@@ -22,6 +22,9 @@ public struct RecoveryReport: Sendable, Hashable {
     public var recreatedSubscriptions: Int
     /// Why the session was made again (for `.recreated`), e.g. `ActivateSession refused (BadSessionIdInvalid)`.
     public var reason: String?
+    /// The status a reactivated session's TransferSubscriptions was refused with (e.g. BadServiceUnsupported), the
+    /// missed messages then found by asking Republish for each next one; nil when it answered.
+    public var transferRefused: StatusCode? = nil
 }
 
 /// Recoveries since the client was created, by path, and the notification messages they republished or lost.
@@ -100,7 +103,8 @@ extension OPCUAClient {
             } catch let e as OPCUAError {
                 // A server without the service (BadServiceUnsupported) still has the subscriptions on the reactivated
                 // session; Republish is then asked for each next message until the server has no more.
-                guard case .serviceFault = e, !OPCUAClient.isSessionLoss(e) else { throw e }
+                guard case .serviceFault(_, let status) = e, !OPCUAClient.isSessionLoss(e) else { throw e }
+                report.transferRefused = status
             }
         }
         var budget = max(0, configuration.maxRepublishPerRecovery)
@@ -164,7 +168,10 @@ extension OPCUAClient {
                 budget -= 1
                 switch try republishOne(s, serverId: serverId, sequenceNumber: n, link: l) {
                 case .delivered: republished += 1
-                case .notAvailable: unavailable += 1
+                case .notAvailable:
+                    // Acknowledged all the same, so that a server without Republish does not keep it for ever.
+                    unavailable += 1
+                    pendingAcks.append(SubscriptionAcknowledgement(subscriptionId: serverId, sequenceNumber: n))
                 case .subscriptionGone: return (republished, unavailable, true)
                 }
             }
