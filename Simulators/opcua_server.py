@@ -295,13 +295,17 @@ async def build_address_space(server: Server, idx: int, extra: int) -> dict[str,
 
 
 async def run_churn(server: Server, idx: int, extra: int, period: float) -> None:
-    """Changes every Extra.N value each period, for subscription throughput benchmarks."""
+    """Changes every Extra.N value each period (to k + tick, so a client can tell a missed change), for subscription
+    throughput benchmarks and the reconnect tests; each change carries its source timestamp, as a device's would."""
     ids = [ua.NodeId(100000 + k, idx) for k in range(extra)]
     tick = 0
     while True:
         tick += 1
+        now = datetime.datetime.now(datetime.timezone.utc)
         for k, node_id in enumerate(ids):
-            await server.write_attribute_value(node_id, ua.DataValue(ua.Variant(float(k + tick), ua.VariantType.Double)))
+            await server.write_attribute_value(
+                node_id, ua.DataValue(ua.Variant(float(k + tick), ua.VariantType.Double), SourceTimestamp=now)
+            )
         await asyncio.sleep(period)
 
 
@@ -334,6 +338,26 @@ async def run_tank(nodes: dict[str, object], period: float) -> None:
         await asyncio.sleep(period)
 
 
+def refuse_services(names: list[str]) -> None:
+    """Answers the named services with BadServiceUnsupported, as a server without them would (the client's
+    fallbacks after a reactivation: no TransferSubscriptions, no Republish)."""
+    from asyncua.common.utils import ServiceError
+    from asyncua.server.internal_session import InternalSession
+
+    if "TransferSubscriptions" in names:
+
+        async def no_transfer(self, *args, **kwargs):
+            raise ServiceError(ua.StatusCodes.BadServiceUnsupported)
+
+        InternalSession.transfer_subscriptions = no_transfer
+    if "Republish" in names:
+
+        def no_republish(self, *args, **kwargs):
+            raise ServiceError(ua.StatusCodes.BadServiceUnsupported)
+
+        InternalSession.republish = no_republish
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--port", type=int, default=0, help="TCP port on 127.0.0.1; 0 picks a free one")
@@ -345,6 +369,13 @@ async def main() -> None:
         "--churn-period", type=float, default=0.0, help="if > 0, rewrite every Extra.N value this often (benchmarks)"
     )
     parser.add_argument("--no-anonymous", action="store_true", help="reject anonymous sessions")
+    parser.add_argument(
+        "--refuse-service",
+        action="append",
+        default=[],
+        choices=["TransferSubscriptions", "Republish"],
+        help="answer this service with BadServiceUnsupported (repeatable)",
+    )
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args()
 
@@ -353,6 +384,7 @@ async def main() -> None:
     endpoint = f"opc.tcp://127.0.0.1:{port}/"
 
     install_percent_deadband()
+    refuse_services(args.refuse_service)
     server = Server(user_manager=SimUserManager(args.password))
     await server.init()
     server.set_endpoint(endpoint)

@@ -65,7 +65,7 @@ extension AgentRuntime {
                 lastError: s?.lastError, lastErrorAt: s?.lastError == nil ? nil : s?.lastErrorTime,
                 requestsPerCycle: s?.requestsPerCycle ?? 0,
                 lastCycleMilliseconds: Double(s?.lastCycleNanoseconds ?? 0) / 1e6, reconnects: s?.reconnects,
-                monitoredItems: s?.monitoredItems, notifications: s?.notifications)
+                monitoredItems: s?.monitoredItems, notifications: s?.notifications, lastRecovery: s?.lastRecovery)
         }
         let writer = historyStatistics
         let stored = try? withHistoryReader { try $0.stats() }

@@ -71,6 +71,9 @@ public struct DeviceDriverStatus: Sendable, Equatable {
     /// OPC UA: monitored items in subscriptions, and value changes received through them.
     public var monitoredItems: Int?
     public var notifications: UInt64?
+    /// OPC UA: how the last reconnect got the session back, e.g. `reactivated (4 missed messages republished)` or
+    /// `recreated: ActivateSession refused (BadSessionIdInvalid)`; nil before the first reconnect.
+    public var lastRecovery: String?
 
     public init() {}
 }

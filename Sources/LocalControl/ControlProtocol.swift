@@ -153,12 +153,14 @@ public struct DeviceReport: Codable, Sendable {
     public var reconnects: UInt64? = nil
     public var monitoredItems: Int? = nil
     public var notifications: UInt64? = nil
+    /// OPC UA: how the last reconnect got the session back (reactivated or recreated, and why).
+    public var lastRecovery: String? = nil
 
     package init(
         name: String, endpoint: String, state: String, connects: UInt64, polls: UInt64, requests: UInt64,
         errors: UInt64, timeouts: UInt64, exceptions: UInt64, writes: UInt64, lastError: String? = nil,
         lastErrorAt: Int64? = nil, requestsPerCycle: Int, lastCycleMilliseconds: Double, reconnects: UInt64? = nil,
-        monitoredItems: Int? = nil, notifications: UInt64? = nil
+        monitoredItems: Int? = nil, notifications: UInt64? = nil, lastRecovery: String? = nil
     ) {
         self.name = name
         self.endpoint = endpoint
@@ -177,6 +179,7 @@ public struct DeviceReport: Codable, Sendable {
         self.reconnects = reconnects
         self.monitoredItems = monitoredItems
         self.notifications = notifications
+        self.lastRecovery = lastRecovery
     }
 }
 

@@ -180,16 +180,31 @@ extension OPCUADeviceDriver {
         case .connected:
             guard c != nil, !connectedBefore else { return }
             lock.withLock { wasConnected = true }
+            let recovery = c?.lastRecovery.map(Self.describe)
             statistics.withLock {
                 $0.state = "connected"
                 $0.connects &+= 1
                 $0.reconnects &+= 1
+                if let recovery { $0.lastRecovery = recovery }
             }
-            journalBack()
+            journalBack(recovery: recovery)
             // Polled groups are read at once rather than at their next period.
             signal()
         case .disconnected, .connecting:
             break
+        }
+    }
+
+    /// A recovery in the technician's terms, for status and the journal.
+    static func describe(_ r: RecoveryReport) -> String {
+        switch r.path {
+        case .reactivated:
+            var text = "reactivated (\(r.republished) missed message\(r.republished == 1 ? "" : "s") republished"
+            if r.unavailable > 0 { text += ", \(r.unavailable) no longer available: their changes are lost" }
+            if r.recreatedSubscriptions > 0 { text += ", \(r.recreatedSubscriptions) subscription(s) made again" }
+            return text + ")"
+        case .recreated:
+            return "recreated\(r.reason.map { ": \($0)" } ?? ""); changes during the outage are lost"
         }
     }
 }

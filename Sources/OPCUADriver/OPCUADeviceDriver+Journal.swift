@@ -137,7 +137,7 @@ extension OPCUADeviceDriver {
     }
 
     /// Journals a connection made after an outage (or after failed first attempts), with how long it lasted.
-    func journalBack() {
+    func journalBack(recovery: String? = nil) {
         let outage = journal.withLock { state in
             let o = state
             state = nil
@@ -146,11 +146,13 @@ extension OPCUADeviceDriver {
         guard let o = outage else { return }
         writeFailureLogged.withLock { for i in $0.indices { $0[i] = false } }
         let seconds = ((monotonicNow() - o.since) * 1000).rounded() / 1000
+        var metadata: Logger.Metadata = [
+            "device": "\(device.name)", "down_s": "\(seconds)", "failed_attempts": "\(o.failures)",
+        ]
+        if let recovery { metadata["session"] = "\(recovery.prefix { $0 != " " && $0 != ":" })" }
         logger.notice(
-            "OPC UA device \(device.name) \(o.wasConnected ? "back" : "connected") after \(seconds) s",
-            metadata: [
-                "device": "\(device.name)", "down_s": "\(seconds)", "failed_attempts": "\(o.failures)",
-            ])
+            "OPC UA device \(device.name) \(o.wasConnected ? "back" : "connected") after \(seconds) s\(recovery.map { "; session \($0)" } ?? "")",
+            metadata: metadata)
     }
 
     /// Journals a failed write: the first for each tag until a write to it succeeds or the connection comes back, so

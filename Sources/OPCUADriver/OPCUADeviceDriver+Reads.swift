@@ -9,8 +9,9 @@ extension OPCUADeviceDriver {
         let now = unixMicros()
         var count = 0
         tableLock.withLock {
-            // A value that arrived just before the link dropped must not overwrite the disconnected mark.
-            guard c.state == .connected else { return }
+            // A value that arrived just before the link dropped must not overwrite the disconnected mark; values
+            // republished after a reactivation are the outage's own changes, delivered just before `.connected`.
+            guard c.isDeliveringValues else { return }
             for change in batch {
                 store(change.value, tag: tags[change.index], now: now)
                 count += 1

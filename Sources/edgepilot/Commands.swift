@@ -48,6 +48,9 @@ struct StatusCommand: ParsableCommand {
             ]
         }
         print(table(["DEVICE", "ENDPOINT", "STATE", "POLLS", "REQ/CYCLE", "ERRORS", "LAST ERROR"], rows))
+        for d in s.devices {
+            if let recovery = d.lastRecovery { print("\(d.name): last reconnect: session \(recovery)") }
+        }
         print("")
         let h = s.history
         print(

@@ -277,6 +277,11 @@ import Testing
         let device = try agent.device("tankplc")
         #expect(device["reconnects"] as? Int ?? 0 >= 1)
         #expect(device["state"] as? String == "connected")
+        // The restarted server no longer knows the session: status and the journal say it was made again.
+        let recovery = device["lastRecovery"] as? String ?? ""
+        #expect(recovery.hasPrefix("recreated: ActivateSession refused (BadSessionIdInvalid"), "\(device)")
+        #expect(try agent.cli(["status"]).stdout.contains("tankplc: last reconnect: session recreated"))
+        #expect(agent.log.contains("session recreated: ActivateSession refused"), "\(agent.log)")
         // Subscribed values flow again after the client recreated the subscription.
         let before = try agent.tag("tank1/level")["timestamp"] as! Int64
         #expect(try eventually(timeout: 5) { (try agent.tag("tank1/level")["timestamp"] as! Int64) > before })

@@ -8,13 +8,14 @@ final class OPCUASimulator: @unchecked Sendable {
     let port: Int
     let serverPKI: String
 
-    init(port: Int = 0, serverPKI: String, extra: Int = 0) throws {
+    /// `churnPeriod` (seconds) sets every Extra.k to k + n at the n-th tick, with its source timestamp.
+    init(port: Int = 0, serverPKI: String, extra: Int = 0, churnPeriod: Double? = nil) throws {
         self.serverPKI = serverPKI
         peer = try PythonPeer(
             script: "Simulators/opcua_server.py",
             arguments: [
                 "--port", String(port), "--pki-dir", serverPKI, "--period", "0.05", "--extra", String(extra),
-            ])
+            ] + (churnPeriod.map { ["--churn-period", String($0)] } ?? []))
         endpoint = peer.ready["endpoint"] as! String
         self.port = peer.ready["port"] as! Int
     }

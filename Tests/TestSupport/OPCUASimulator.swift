@@ -24,9 +24,12 @@ public final class OPCUASimulator: @unchecked Sendable {
 
     /// `extra` adds that many Double nodes (ns=2;i=100000…); `port` 0 lets the server choose. A `pkiDirectory` given
     /// by the caller (to restart a server with the same certificate) is left in place; otherwise the simulator's
-    /// own is removed with it. Waits up to 60 s for the server to listen.
+    /// own is removed with it. `churnPeriod` (seconds), if given, sets every Extra.k to k + n at the n-th tick, with
+    /// its source timestamp: a counter a test can check for missed changes. `services` named (`TransferSubscriptions`,
+    /// `Republish`) are answered with BadServiceUnsupported. Waits up to 60 s for the server to listen.
     public init(
-        extra: Int = 0, port: Int = 0, pkiDirectory: String? = nil, secure: Bool = true, password: String = "secret"
+        extra: Int = 0, port: Int = 0, pkiDirectory: String? = nil, secure: Bool = true, password: String = "secret",
+        churnPeriod: Double? = nil, refusing services: [String] = []
     ) throws {
         guard FileManager.default.isExecutableFile(atPath: Self.python) else {
             throw PeerError("no Python at \(Self.python); create the venv and pip install -r requirements.txt")
@@ -39,6 +42,8 @@ public final class OPCUASimulator: @unchecked Sendable {
             script, "--port", String(port), "--extra", String(extra), "--password", password, "--period", "0.05",
         ]
         if secure { arguments += ["--pki-dir", pki] }
+        if let churnPeriod { arguments += ["--churn-period", String(churnPeriod)] }
+        for service in services { arguments += ["--refuse-service", service] }
         if ProcessInfo.processInfo.environment["OPCUA_SIM_VERBOSE"] != nil { arguments.append("--verbose") }
         let log = own.path + "/output.log"
         let process = try SpawnedProcess(

@@ -69,6 +69,9 @@ public struct ClientConfiguration: Sendable {
     public var channelLifetime: Double
     public var decodingLimits: DecodingLimits
     public var maxMessageSize: UInt32
+    /// Most Republish requests one recovery sends (over all subscriptions): bounds the time a reactivation takes
+    /// after a long outage. Missed messages beyond it are counted as unavailable (`RecoveryReport`).
+    public var maxRepublishPerRecovery = 256
     /// Called on the client's thread on every state change.
     public var onStateChange: (@Sendable (ConnectionState) -> Void)?
     /// Test hook, see `LoopProbe`.

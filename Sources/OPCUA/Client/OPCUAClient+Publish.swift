@@ -66,7 +66,13 @@ extension OPCUAClient {
             enqueue(PublishOutcome(generation: l.generation, result: .channelFailed))
         case .success(let reader):
             do {
-                let summary = try InPlaceResponses.publish(reader) { id in target(forSubscription: id) }
+                var delivered = false
+                let summary = try InPlaceResponses.publish(reader) { id in
+                    let t = target(forSubscription: id, link: l.generation)
+                    delivered = t != nil
+                    return t
+                }
+                if delivered && summary.notificationCount > 0 { noteDelivered(summary) }
                 enqueue(PublishOutcome(generation: l.generation, result: .delivered(summary)))
             } catch {
                 enqueue(
@@ -76,10 +82,19 @@ extension OPCUAClient {
         }
     }
 
-    private func target(forSubscription serverId: UInt32) -> PublishTarget? {
+    /// Remembers the last message delivered per subscription; keep-alives carry no notification and do not count.
+    private func noteDelivered(_ summary: PublishSummary) {
+        lock.lock()
+        byServerId[summary.subscriptionId]?.lastSequence = summary.sequenceNumber
+        lock.unlock()
+    }
+
+    /// Where a subscription's values go, while the link they came on is the current one: a response that arrives
+    /// after its channel was given up is neither delivered nor counted as delivered, so a reactivation republishes it.
+    private func target(forSubscription serverId: UInt32, link generation: Int) -> PublishTarget? {
         lock.lock()
         defer { lock.unlock() }
-        guard let sub = byServerId[serverId] else { return nil }
+        guard link?.generation == generation, let sub = byServerId[serverId] else { return nil }
         return PublishTarget(handleBase: sub.handleBase, itemCount: sub.items.count, deliver: sub.deliver)
     }
 

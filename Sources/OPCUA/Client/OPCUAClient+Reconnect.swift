@@ -1,7 +1,8 @@
 import Foundation
 
-// Losing the connection and getting it back: reconnects with exponential backoff and jitter, and the
-// subscriptions recreated.
+// Losing the connection and getting it back: reconnects with exponential backoff and jitter; the session is
+// reactivated on the new channel when the server still has it (its subscriptions continue and the notifications sent
+// into the outage are republished), and made again with its subscriptions when it does not (decision record 0025).
 extension OPCUAClient {
     func connectionLost(gen: Int, _ error: OPCUAError) {
         lock.lock()
@@ -11,7 +12,13 @@ extension OPCUAClient {
         }
         link = nil
         lastLossError = error
-        for s in subscriptions.values { s.serverId = nil }
+        // Kept for the reactivation: a session the server closed (BadSessionIdInvalid and the like) is refused there
+        // and made again, so there is no need to tell the two losses apart here.
+        lostSession = l
+        for s in subscriptions.values {
+            if let id = s.serverId { s.lostServerId = id }
+            s.serverId = nil
+        }
         byServerId = [:]
         lock.unlock()
         publishCompletion = nil
@@ -31,20 +38,32 @@ extension OPCUAClient {
         let gen = generation
         lock.unlock()
         do {
-            let l = try establish(gen: gen)
-            lock.lock()
-            link = l
-            let subs = Array(subscriptions.values)
-            lock.unlock()
+            let (target, channel, endpoint) = try openChannel(gen: gen)
+            let report: RecoveryReport
             do {
-                for s in subs { _ = try createOnServer(s, link: l) }
+                let (l, reason) = try sessionOnNewChannel(channel, endpoint: endpoint, target: target, gen: gen)
+                lock.lock()
+                link = l
+                lock.unlock()
+                report = try restoreSubscriptions(link: l, reactivated: reason == nil, reason: reason)
             } catch {
+                // Subscriptions already back on the session are lost with it again, for the next attempt to restore.
                 lock.lock()
                 link = nil
+                for s in subscriptions.values {
+                    if let id = s.serverId { s.lostServerId = id }
+                    s.serverId = nil
+                }
+                byServerId = [:]
                 lock.unlock()
-                l.channel.fail(error as? OPCUAError ?? .transport("\(error)"), notify: false)
+                channel.fail(error as? OPCUAError ?? .transport("\(error)"), notify: false)
                 throw error
             }
+            lock.lock()
+            lostSession = nil
+            lastRecoveryReport = report
+            recoveryCounters.record(report)
+            lock.unlock()
             reconnectAttempt = 0
             lastKeepAlive = monotonicSeconds()
             lastPublishActivity = monotonicSeconds()
@@ -65,5 +84,54 @@ extension OPCUAClient {
             nextReconnectAt = monotonicSeconds() + base * Double.random(in: 0.5...1.0)
             setState(.reconnecting(attempt: reconnectAttempt))
         }
+    }
+
+    /// The session on a new channel: the lost one reactivated if the server still has it, else a new one. Returns
+    /// the link and, for a new session, why the old one could not be reactivated.
+    private func sessionOnNewChannel(
+        _ channel: SecureChannel, endpoint: EndpointDescription, target: Target, gen: Int
+    ) throws -> (Link, reason: String?) {
+        lock.lock()
+        let lost = lostSession
+        lock.unlock()
+        var reason = "no session to reactivate"
+        if let lost {
+            do {
+                return (try reactivate(lost, channel: channel, endpoint: endpoint, target: target, gen: gen), nil)
+            } catch let e as OPCUAError {
+                // A transport failure says nothing of the session: the next attempt tries to reactivate it again.
+                // An answer refusing it (BadSessionIdInvalid, BadSessionClosed, …) means it is gone.
+                guard case .serviceFault(_, let status) = e else { throw e }
+                reason = "ActivateSession refused (\(status))"
+                lock.lock()
+                lostSession = nil
+                lock.unlock()
+            }
+        }
+        return (try createSession(channel: channel, endpoint: endpoint, target: target, gen: gen), reason)
+    }
+
+    /// ActivateSession of the lost session on a new channel (OPC 10000-4 §5.6.3, §6.7): the same authentication
+    /// token, the client signature over the server certificate and the nonce of the session's last activation.
+    private func reactivate(
+        _ lost: Link, channel: SecureChannel, endpoint: EndpointDescription, target: Target, gen: Int
+    ) throws -> Link {
+        let sec = target.security
+        var act = ActivateSessionRequest(userIdentityToken: .null)
+        act.header.authenticationToken = lost.authToken
+        if sec.policy != .none, let identity = sec.identity {
+            let ctx = try AsymmetricContext(identity: identity, serverCertificate: endpoint.serverCertificate)
+            act.clientSignature = SignatureData(
+                algorithm: SecurityPolicy.asymmetricSignatureUri,
+                signature: try ctx.sign((endpoint.serverCertificate + lost.serverNonce)[...]))
+        }
+        act.userIdentityToken = try identityToken(target.identity, endpoint: endpoint, serverNonce: lost.serverNonce)
+        let activated = try channel.call(act, timeout: configuration.requestTimeout)
+        var l = lost
+        l.channel = channel
+        l.generation = gen
+        l.serverNonce = activated.serverNonce
+        l.serverCertificate = endpoint.serverCertificate
+        return l
     }
 }

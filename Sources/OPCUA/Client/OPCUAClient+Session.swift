@@ -27,6 +27,17 @@ extension OPCUAClient {
     }
 
     func establish(gen: Int) throws -> Link {
+        let (target, channel, endpoint) = try openChannel(gen: gen)
+        do {
+            return try createSession(channel: channel, endpoint: endpoint, target: target, gen: gen)
+        } catch {
+            channel.close()
+            throw error
+        }
+    }
+
+    /// Discovers the endpoint and opens the secure channel to it, without a session.
+    func openChannel(gen: Int) throws -> (Target, SecureChannel, EndpointDescription) {
         lock.lock()
         guard let target else {
             lock.unlock()
@@ -60,7 +71,7 @@ extension OPCUAClient {
                 cfg.initialSequenceNumber = initialSequenceNumber
                 channel = try SecureChannel.open(cfg, onClose: onClose)
             }
-            return try createSession(channel: channel, endpoint: endpoint, target: target, gen: gen)
+            return (target, channel, endpoint)
         } catch {
             channel.close()
             discovery.close()
@@ -68,7 +79,7 @@ extension OPCUAClient {
         }
     }
 
-    private func createSession(channel: SecureChannel, endpoint: EndpointDescription, target: Target, gen: Int) throws
+    func createSession(channel: SecureChannel, endpoint: EndpointDescription, target: Target, gen: Int) throws
         -> Link
     {
         let sec = target.security
@@ -100,13 +111,14 @@ extension OPCUAClient {
                 signature: try ctx.sign((session.serverCertificate + session.serverNonce)[...]))
         }
         act.userIdentityToken = try identityToken(target.identity, endpoint: endpoint, serverNonce: session.serverNonce)
-        _ = try channel.call(act)
+        let activated = try channel.call(act)
         return Link(
             channel: channel, authToken: session.authenticationToken, sessionId: session.sessionId, generation: gen,
-            revisedSessionTimeout: session.revisedSessionTimeout / 1000)
+            revisedSessionTimeout: session.revisedSessionTimeout / 1000, serverNonce: activated.serverNonce,
+            serverCertificate: session.serverCertificate)
     }
 
-    private func identityToken(_ identity: UserIdentity, endpoint: EndpointDescription, serverNonce: [UInt8]) throws
+    func identityToken(_ identity: UserIdentity, endpoint: EndpointDescription, serverNonce: [UInt8]) throws
         -> ExtensionObject
     {
         switch identity {

@@ -15,6 +15,11 @@ extension OPCUAClient {
         let onResponse: (@Sendable () -> Void)?
         var serverId: UInt32?
         var revisedInterval: Double
+        /// The server's id of the subscription while its channel is lost: what a reactivated session transfers.
+        var lostServerId: UInt32?
+        /// Sequence number of the last NotificationMessage whose values were delivered (set on the reader thread
+        /// under the client's lock); what a recovery republishes after. Nil until the first one.
+        var lastSequence: UInt32?
 
         init(
             items: [MonitoredItem], handleBase: UInt32, publishingInterval: Double, keepAliveCount: UInt32,
@@ -114,14 +119,22 @@ extension OPCUAClient {
     }
 
     func createOnServer(_ sub: SubscriptionState, link l: Link) throws -> [StatusCode] {
+        // The subscription must outlive a lost channel as long as the session does (a reactivation finds it with
+        // its unsent notifications), not just four keep-alive periods; at least 3 keep-alives, as OPC 10000-4 asks.
+        let lifetime = max(
+            Double(sub.keepAliveCount) * 4,
+            (configuration.sessionTimeout * 1000 / max(1, sub.publishingInterval)).rounded(.up))
         var cs = CreateSubscriptionRequest(
-            publishingInterval: sub.publishingInterval, lifetimeCount: sub.keepAliveCount * 4,
+            publishingInterval: sub.publishingInterval, lifetimeCount: UInt32(min(lifetime, Double(UInt32.max / 2))),
             maxKeepAliveCount: sub.keepAliveCount)
         cs.header.authenticationToken = l.authToken
         let created = try l.channel.call(cs, timeout: configuration.requestTimeout)
         lock.lock()
         if let old = sub.serverId, byServerId[old] === sub { byServerId[old] = nil }
         sub.serverId = created.subscriptionId
+        sub.lostServerId = nil
+        // A new subscription numbers its messages from 1 again.
+        sub.lastSequence = nil
         sub.revisedInterval = created.revisedPublishingInterval
         byServerId[created.subscriptionId] = sub
         updateSlowestKeepAlive()

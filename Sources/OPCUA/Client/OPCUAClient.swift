@@ -8,8 +8,9 @@ import _CryptoExtras
 /// Service calls (`read`, `write`, `browse`, …) block the calling thread and may be made from any thread.
 /// The client owns one thread of its own (`opcua-client`): it keeps Publish requests outstanding and
 /// acknowledges them, delivers `onChange` callbacks, renews the secure channel token, sends session keep-alives
-/// and, when the server or the network goes away, reconnects with exponential backoff and jitter and recreates
-/// the channel, session and subscriptions. Call `disconnect()` to stop that thread. Each secure channel has a
+/// and, when the server or the network goes away, reconnects with exponential backoff and jitter: a new channel,
+/// the session reactivated on it and the missed notifications republished when the server still has the session,
+/// else a new session with its subscriptions made again (decision record 0025). Call `disconnect()` to stop that thread. Each secure channel has a
 /// reader thread too (`opcua-reader`), which walks Publish responses in place and runs `onValues` callbacks
 /// (decision record 0013).
 public final class OPCUAClient: @unchecked Sendable {
@@ -27,6 +28,10 @@ public final class OPCUAClient: @unchecked Sendable {
         var sessionId: NodeId
         var generation: Int
         var revisedSessionTimeout: Double
+        /// The nonce of the session's last ActivateSession response, which the next activation signs (a
+        /// reactivation on a new channel, OPC 10000-4 §6.7).
+        var serverNonce: [UInt8]
+        var serverCertificate: [UInt8]
     }
 
     // State shared between callers and the client thread, guarded by `lock`.
@@ -66,6 +71,12 @@ public final class OPCUAClient: @unchecked Sendable {
     var worker: Thread?
     let reconnectCounter = Counter()
     var lastLossError: OPCUAError?
+    /// The session of the link that was lost, kept until a reconnect reactivates it or gives it up.
+    var lostSession: Link?
+    var recoveryCounters = RecoveryCounters()
+    var lastRecoveryReport: RecoveryReport?
+    /// Set on the client thread while a republished message's values are being delivered.
+    var republishing = false
 
     /// Why the connection was lost or, while reconnecting, why the latest attempt failed (an untrusted certificate, a
     /// refused user, a refused connection); read it in `onStateChange` for `.reconnecting`. Nil if it never was.
@@ -148,6 +159,7 @@ public final class OPCUAClient: @unchecked Sendable {
         lock.lock()
         let l = link
         link = nil
+        lostSession = nil
         target = nil
         generation += 1
         let ids = subscriptions.values.compactMap { $0.serverId }

@@ -130,6 +130,20 @@ extension SecureChannel {
         }
     }
 
+    /// Sends a request and blocks until its response, which it returns undecoded (for responses walked in place).
+    func callForBody<R: ServiceRequest>(_ req: R, timeout: Double) throws -> [UInt8] {
+        let waiter = Waiter()
+        var r = req
+        r.header.timeoutHint = UInt32(min(timeout * 1000, Double(UInt32.max)))
+        let id = try send(r) { waiter.complete($0) }
+        do {
+            return try waiter.wait(timeout: timeout, what: R.name)
+        } catch {
+            unregister(id)
+            throw error
+        }
+    }
+
     func decodeResponse<R: ServiceRequest>(_: R.Type, _ bytes: [UInt8]) throws -> R.Response {
         try SecureChannel.decodeResponse(R.self, bytes, limits: config.decodingLimits)
     }

@@ -86,8 +86,23 @@ enum InPlaceResponses {
         try r.skip(8)  // publishTime
         let count = try r.readLength("ExtensionObject[]", cap: r.limits.maxArrayLength, minElementSize: 1) ?? 0
         let notificationsStart = r.position
-        // Pass 1. Which DataChangeNotifications are sound is remembered for the first 64 (a message has one or
-        // two in practice); any beyond are checked again just before delivery.
+        let (sound, statusChange) = try checkNotifications(&r, count: count)
+        try r.skipStatusCodeArray()
+        try r.skipDiagnosticInfoArray()
+        if count > 0, let t = target(subscriptionId) {
+            try deliverNotifications(reader, from: notificationsStart, count: count, sound: sound, to: t)
+        }
+        return PublishSummary(
+            subscriptionId: subscriptionId, sequenceNumber: sequenceNumber, notificationCount: count,
+            statusChange: statusChange)
+    }
+
+    /// Pass 1 over a NotificationData array whose `count` entries start at `r`: which DataChangeNotifications are
+    /// sound is remembered for the first 64 (a message has one or two in practice; any beyond are checked again
+    /// just before delivery), and the status of a StatusChangeNotification, if there is one.
+    private static func checkNotifications(_ r: inout BinaryReader, count: Int) throws -> (
+        sound: UInt64, statusChange: StatusCode?
+    ) {
         var sound: UInt64 = 0
         var statusChange: StatusCode?
         var i = 0
@@ -103,35 +118,54 @@ enum InPlaceResponses {
             }
             i += 1
         }
-        try r.skipStatusCodeArray()
-        try r.skipDiagnosticInfoArray()
-        // Pass 2.
-        if count > 0, let t = target(subscriptionId) {
-            r = BinaryReader(reader.bytes, from: notificationsStart, to: reader.end, limits: reader.limits)
-            i = 0
-            while i < count {
-                let (typeId, body) = try notificationHeader(&r)
-                if let body, typeId == DataChangeNotification.typeId {
-                    var b = BinaryReader(r.bytes, from: body.lowerBound, to: body.upperBound, limits: r.limits)
-                    var changes: (count: Int, start: Int)?
-                    if i < 64 {
-                        if sound & (1 << UInt64(i)) != 0 { changes = try? checkDataChanges(&b) }
-                    } else {
-                        changes = try? checkDataChanges(&b)
-                    }
-                    if let changes {
-                        t.deliver(
-                            DataValueBatch(
-                                storage: r.bytes, start: changes.start, end: body.upperBound, limits: r.limits,
-                                count: changes.count, handleBase: t.handleBase, itemCount: t.itemCount))
-                    }
+        return (sound, statusChange)
+    }
+
+    /// Pass 2: hands each sound DataChangeNotification of the array checked by `checkNotifications` to `t`.
+    private static func deliverNotifications(
+        _ reader: BinaryReader, from start: Int, count: Int, sound: UInt64, to t: PublishTarget
+    ) throws {
+        var r = BinaryReader(reader.bytes, from: start, to: reader.end, limits: reader.limits)
+        var i = 0
+        while i < count {
+            let (typeId, body) = try notificationHeader(&r)
+            if let body, typeId == DataChangeNotification.typeId {
+                var b = BinaryReader(r.bytes, from: body.lowerBound, to: body.upperBound, limits: r.limits)
+                var changes: (count: Int, start: Int)?
+                if i < 64 {
+                    if sound & (1 << UInt64(i)) != 0 { changes = try? checkDataChanges(&b) }
+                } else {
+                    changes = try? checkDataChanges(&b)
                 }
-                i += 1
+                if let changes {
+                    t.deliver(
+                        DataValueBatch(
+                            storage: r.bytes, start: changes.start, end: body.upperBound, limits: r.limits,
+                            count: changes.count, handleBase: t.handleBase, itemCount: t.itemCount))
+                }
             }
+            i += 1
         }
-        return PublishSummary(
-            subscriptionId: subscriptionId, sequenceNumber: sequenceNumber, notificationCount: count,
-            statusChange: statusChange)
+    }
+
+    /// Checks a whole Republish response and, if it carries the NotificationMessage `expected` (a server that no
+    /// longer has it may answer with an empty message instead of BadMessageNotAvailable), hands its
+    /// DataChangeNotifications to `t` as a Publish response would. Returns the message's sequence number and its
+    /// number of NotificationData entries.
+    static func republish(_ reader: BinaryReader, expected: UInt32, target t: PublishTarget?) throws -> (
+        sequenceNumber: UInt32, notificationCount: Int
+    ) {
+        var r = reader
+        try openResponse(&r, service: RepublishRequest.name, typeId: RepublishRequest.Response.typeId)
+        let sequenceNumber = try r.readUInt32()
+        try r.skip(8)  // publishTime
+        let count = try r.readLength("ExtensionObject[]", cap: r.limits.maxArrayLength, minElementSize: 1) ?? 0
+        let start = r.position
+        let (sound, _) = try checkNotifications(&r, count: count)
+        if sequenceNumber == expected, count > 0, let t {
+            try deliverNotifications(reader, from: start, count: count, sound: sound, to: t)
+        }
+        return (sequenceNumber, count)
     }
 
     /// Checks a whole Read response of `expected` results; returns the batch of its results.
