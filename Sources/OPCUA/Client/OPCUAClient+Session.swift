@@ -60,7 +60,8 @@ extension OPCUAClient {
                 cfg.initialSequenceNumber = initialSequenceNumber
                 channel = try SecureChannel.open(cfg, onClose: onClose)
             }
-            return try createSession(channel: channel, endpoint: endpoint, target: target, gen: gen)
+            return try createSession(
+                channel: channel, endpoint: endpoint, discovered: endpoints, target: target, gen: gen)
         } catch {
             channel.close()
             discovery.close()
@@ -68,9 +69,10 @@ extension OPCUAClient {
         }
     }
 
-    private func createSession(channel: SecureChannel, endpoint: EndpointDescription, target: Target, gen: Int) throws
-        -> Link
-    {
+    private func createSession(
+        channel: SecureChannel, endpoint: EndpointDescription, discovered: [EndpointDescription], target: Target,
+        gen: Int
+    ) throws -> Link {
         let sec = target.security
         let clientNonce = secureRandomBytes(32)
         let cs = CreateSessionRequest(
@@ -81,6 +83,9 @@ extension OPCUAClient {
             clientNonce: clientNonce, clientCertificate: sec.identity?.certificateDER,
             requestedSessionTimeout: configuration.sessionTimeout * 1000, maxResponseMessageSize: 0)
         let session = try channel.call(cs)
+        if let mismatch = EndpointDowngradeCheck.mismatch(discovered: discovered, session: session.serverEndpoints) {
+            throw OPCUAError.security(mismatch)
+        }
 
         var act = ActivateSessionRequest(userIdentityToken: .null)
         act.header.authenticationToken = session.authenticationToken
