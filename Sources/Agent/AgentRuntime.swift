@@ -93,6 +93,8 @@ public final class AgentRuntime: @unchecked Sendable {
         history = HistoryWriter(
             store: store, feed: feed, consumer: Self.historyConsumer, directory: TagDirectory(tables: []),
             configuration: HistoryWriter.Configuration(configuration.history))
+        let historyLogger = Logger(label: "edgepilot.history")
+        history.journal = { historyLogger.warning("\($0)") }
         generation = try build(configuration, keeping: nil)
         sparkplug = try makeSparkplugPublisher(configuration)
         metricsServer = try makeMetricsServer(configuration)

@@ -65,14 +65,18 @@ extension AgentRuntime {
                 lastError: s?.lastError, lastErrorAt: s?.lastError == nil ? nil : s?.lastErrorTime,
                 requestsPerCycle: s?.requestsPerCycle ?? 0,
                 lastCycleMilliseconds: Double(s?.lastCycleNanoseconds ?? 0) / 1e6, reconnects: s?.reconnects,
-                monitoredItems: s?.monitoredItems, notifications: s?.notifications, lastRecovery: s?.lastRecovery)
+                monitoredItems: s?.monitoredItems, notifications: s?.notifications, lastRecovery: s?.lastRecovery,
+                writesExpired: s?.writesExpired, writesDropped: s?.writesDropped)
         }
         let writer = historyStatistics
         let stored = try? withHistoryReader { try $0.stats() }
-        let history = HistoryReport(
+        var history = HistoryReport(
             path: g.configuration.history.path, bytes: stored?.bytes ?? 0, rows: stored?.rows ?? 0,
             oldest: stored?.oldestTimestamp, pending: feed.pending(consumer: Self.historyConsumer),
             dropped: writer.feedDropped, commits: writer.commits, lastError: writer.lastError)
+        history.auditDropped = writer.auditDropped
+        history.auditRows = stored?.auditRows
+        history.auditDeleted = writer.retentionDeletedAudit
         var report = StatusReport(
             version: AgentVersion.current, pid: getpid(), configPath: configPath,
             startedAt: Int64(startedAt.timeIntervalSince1970 * 1_000_000),
@@ -153,7 +157,8 @@ extension AgentRuntime {
         guard let value = TagValueParser.parse(text, for: definition) else {
             let expected = TagValueParser.expectation(for: definition)
             audit("refused", "not a valid \(definition.type) value")
-            return .failure("'\(text)' is not a valid value for \(name): expected \(expected)")
+            return .failure(
+                "'\(BoundedText.truncated(text))' is not a valid value for \(name): expected \(expected)")
         }
         do {
             let result = try driver.writeTag(index, value)
@@ -164,12 +169,11 @@ extension AgentRuntime {
                     tag: name, value: JSONValue(value, for: definition), result: "written",
                     readBack: result.readBack.map { JSONValue($0, for: definition) }))
         } catch {
-            let refused = error.isRefusal
-            audit(refused ? "refused" : "failed", "\(error)")
+            audit(error.auditResult, "\(error)")
             logger.warning(
-                "write \(refused ? "refused" : "failed")",
+                "write \(error.auditResult)",
                 metadata: ["tag": "\(name)", "value": "\(text)", "source": "\(source)", "reason": "\(error)"])
-            return .failure("\(name): \(error)")
+            return .failure("\(name): \(BoundedText.truncated("\(error)", maxBytes: BoundedText.detailBytes))")
         }
     }
 

@@ -51,7 +51,11 @@ public enum ConfigurationLoader {
         builder.validate()
         guard !builder.sink.hasErrors else { throw ConfigurationError(builder.sink.diagnostics) }
         var configuration = AgentConfiguration(
-            devices: builder.devices.map(\.0), tags: builder.tags.map(\.0),
+            devices: builder.devices.map {
+                var device = $0.0
+                device.writeLimits = builder.writeLimits
+                return device
+            }, tags: builder.tags.map(\.0),
             pollGroups: builder.pollGroups.map(\.0), history: builder.history,
             controlSocketPath: builder.controlSocket, logLevel: builder.logLevel)
         configuration.readOnlyGroup = builder.readOnlyGroup
@@ -106,6 +110,7 @@ struct Builder {
     var loops: [(LoopDefinition, Location)] = []
     var sparkplug: (SparkplugSettings, Location)?
     var metrics: MetricsSettings?
+    var writeLimits = DeviceWriteLimits()
 
     init(sink: DiagnosticSink, baseDirectory: String) {
         self.sink = sink
@@ -116,6 +121,17 @@ struct Builder {
         if let agent = top.value("agent"), var r = MappingReader(agent, what: "'agent'", sink: &sink) {
             if let path = r.string("control_socket", sink: &sink) { controlSocket = path }
             readReadOnlyGroup(&r)
+            if let n = r.value("write_limits"), var w = MappingReader(n, what: "'agent.write_limits'", sink: &sink) {
+                if let q = w.int("max_queue", range: 1...10_000, sink: &sink) { writeLimits.maxQueue = q }
+                if let ms = w.duration("max_age", sink: &sink), let v = w.value("max_age") {
+                    if (100...600_000).contains(ms) {
+                        writeLimits.maxAgeMilliseconds = ms
+                    } else {
+                        sink.error(v.line, v.column, "write_limits max_age must be between 100ms and 10min")
+                    }
+                }
+                w.reportUnknownKeys(sink: &sink)
+            }
             if let level = r.string("log_level", sink: &sink), let v = r.value("log_level") {
                 if let parsed = LogLevel(rawValue: level.lowercased()) {
                     logLevel = parsed
@@ -193,6 +209,18 @@ struct Builder {
             if let max = history.maxBytes, max < 1_048_576, let v = r.value("max_size") {
                 sink.error(v.line, v.column, "history max_size must be at least 1MiB")
             }
+        }
+        // The audit trail's own retention: never by max_size while plant history remains (docs/SECURITY.md).
+        if r.has("audit_max_rows") {
+            let text = r.string("audit_max_rows", sink: &sink)
+            history.auditMaxRows =
+                text?.lowercased() == "unlimited"
+                ? nil : r.int("audit_max_rows", range: 100...100_000_000, sink: &sink) ?? history.auditMaxRows
+        }
+        if r.has("audit_retention") {
+            let text = r.string("audit_retention", sink: &sink)
+            history.auditRetentionSeconds =
+                text?.lowercased() == "forever" ? nil : r.duration("audit_retention", sink: &sink).map { $0 / 1000 }
         }
         if let ms = r.duration("commit_interval", sink: &sink) {
             if ms < 10 || ms > 60_000, let v = r.value("commit_interval") {

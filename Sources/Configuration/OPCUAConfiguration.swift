@@ -144,6 +144,29 @@ extension Builder {
                     hint: "put the password on the first line of a file readable only by the service user (0600)")
             }
         }
+        // A password over policy none crosses the network in clear text to a server whose certificate is never
+        // checked (issue 15, Medium 9): refused unless the configuration says, in so many words, that this is meant.
+        let allowInsecure = r.bool("allow_insecure_credentials", sink: &sink) ?? false
+        if policy == .none, user != nil {
+            let at = r.value("user") ?? r.value("security_policy")
+            if allowInsecure {
+                sink.warning(
+                    at?.line ?? r.line, at?.column ?? 1,
+                    "\(what): user and password over security_policy none (allowed by allow_insecure_credentials): "
+                        + "the password crosses the network in clear text and the server is not authenticated")
+            } else {
+                sink.error(
+                    at?.line ?? r.line, at?.column ?? 1,
+                    "\(what): user and password_file with security_policy none would send the password in clear text "
+                        + "to a server whose certificate is never checked",
+                    hint: "use security_policy Basic256Sha256 (the default) with trust, or, only on an isolated "
+                        + "network, set allow_insecure_credentials: true")
+            }
+        } else if allowInsecure, let v = r.value("allow_insecure_credentials") {
+            sink.warning(
+                v.line, v.column,
+                "\(what): allow_insecure_credentials has no effect unless security_policy is none with a user")
+        }
         let pki =
             r.string("pki_dir", sink: &sink) ?? OPCUADefaults.pkiDirectory(besideHistory: history.path)
         var trust = OPCUAEndpointSettings.Trust.trustList

@@ -213,6 +213,12 @@ extension Builder {
         if let p = r.string("password_file", sink: &sink), let v = r.value("password_file") {
             passwordFile = resolve(p)
             checkReadable(passwordFile!, key: "password_file", at: v)
+            if tls == nil {
+                sink.warning(
+                    v.line, v.column,
+                    "broker password over plain mqtt://: the password crosses the network in clear text",
+                    hint: "use mqtts:// with a tls section")
+            }
         }
         r.reportUnknownKeys(sink: &sink)
         guard let host, !host.isEmpty else {

@@ -170,15 +170,19 @@ public final class ControlLoop {
                 break
             }
         }
-        let transition = supervisor.evaluate(
+        var transition = supervisor.evaluate(
             SupervisorObservation(
                 now: now, solverStatus: mpcResult?.status, solveNanoseconds: mpcResult?.solveNanoseconds ?? 0,
                 inputFault: fault, predictionErrorCV: predictionCV, request: request))
 
+        // A controller output that is not a finite number sheds the loop to MANUAL (issue 15, item 5): the MVs keep
+        // their last good values, and the transition says which MV and why.
+        var nonFinite: Int?
         switch supervisor.mode {
         case .mpc:
             if let mpcResult, mpcResult.status != .invalidInput {
-                for l in 0..<outputs.count { outputs[l] = mpcOutput[l] }
+                nonFinite = (0..<outputs.count).first { !mpcOutput[$0].isFinite }
+                if nonFinite == nil { for l in 0..<outputs.count { outputs[l] = mpcOutput[l] } }
             }
         case .pid:
             for k in 0..<pids.count {
@@ -186,8 +190,21 @@ public final class ControlLoop {
                 let mv = pairings[k].mv
                 let sp = pidSetpoints[k].isNaN ? targetSetpoint(cv) : pidSetpoints[k]
                 if !pids[k].isAutomatic { pids[k].setAutomatic(setpoint: sp, measurement: measurement[cv]) }
-                outputs[mv] = pids[k].update(setpoint: sp, measurement: measurement[cv])
+                let output = pids[k].update(setpoint: sp, measurement: measurement[cv])
+                if pids[k].outputWasNonFinite || !output.isFinite {
+                    if nonFinite == nil { nonFinite = mv }
+                } else {
+                    outputs[mv] = output
+                }
             }
+        case .manual:
+            break
+        }
+        if let mv = nonFinite, let shed = supervisor.shedToManual(.nonFiniteOutput(mv: mv), now: now) {
+            transition = shed
+        }
+        switch supervisor.mode {
+        case .mpc, .pid: break
         case .manual:
             for l in 0..<outputs.count {
                 // Manual moves are not rate limited by us: the operator owns the MV.

@@ -116,6 +116,10 @@ public struct PIDController: Sendable {
         self.integral = initialOutput
     }
 
+    /// Whether the last `update` computed an output that is not a finite number (then it held the last output); the
+    /// loop sheds to MANUAL on it rather than drive an MV with a dead controller.
+    public private(set) var outputWasNonFinite = false
+
     /// Retunes; the integral is re-based so the output does not jump.
     public mutating func retune(_ newSettings: PIDSettings, setpoint: Double, measurement: Double) throws(ControlError)
     {
@@ -168,6 +172,7 @@ public struct PIDController: Sendable {
         let error = sign * (setpoint - measurement)
         let h = settings.period
         let unlimited = p + integral + derivative
+        outputWasNonFinite = !unlimited.isFinite
         // min/max let NaN through: a sum that is not a number holds the last output instead.
         var limited =
             unlimited.isNaN ? output : Swift.min(Swift.max(unlimited, settings.outputLow), settings.outputHigh)

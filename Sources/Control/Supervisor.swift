@@ -27,6 +27,9 @@ public enum TransitionReason: Sendable, Equatable {
     case predictionError(cv: Int)
     /// Everything the supervisor checks was healthy for the configured period.
     case healthyPeriodElapsed
+    /// The controller driving the loop computed an output for MV `mv` that is not a finite number (issue 15, item
+    /// 5): the loop sheds to MANUAL, since neither the PID nor the MPC can be trusted with that MV.
+    case nonFiniteOutput(mv: Int)
 }
 
 /// A mode change with its reason and the time it happened (supervisor clock, nanoseconds).
@@ -160,6 +163,13 @@ public struct Supervisor: Sendable {
             }
             return nil
         }
+    }
+
+    /// Sheds the loop to MANUAL for `reason` (a controller's non-finite output), whatever it was doing; nil if it
+    /// already was in MANUAL.
+    public mutating func shedToManual(_ reason: TransitionReason, now: UInt64) -> ModeTransition? {
+        guard mode != .manual else { return nil }
+        return transition(to: .manual, reason, now)
     }
 
     private mutating func transition(to next: LoopMode, _ reason: TransitionReason, _ now: UInt64) -> ModeTransition {

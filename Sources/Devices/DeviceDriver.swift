@@ -21,17 +21,29 @@ public enum DeviceWriteError: Error, Sendable, Equatable, CustomStringConvertibl
     case refused(String)
     /// The device or the connection failed it.
     case failed(String)
+    /// It waited in the device's write queue longer than `agent.write_limits.max_age` and was not carried out.
+    case expired(String)
 
     public var description: String {
         switch self {
         case .refused(let reason): return "write refused: \(reason)"
         case .failed(let reason): return "write failed: \(reason)"
+        case .expired(let reason): return "write expired: \(reason)"
         }
     }
 
     public var isRefusal: Bool {
         if case .refused = self { return true }
         return false
+    }
+
+    /// The audit trail's result for this error: `refused`, `expired` or `failed`.
+    public var auditResult: String {
+        switch self {
+        case .refused: return "refused"
+        case .expired: return "expired"
+        case .failed: return "failed"
+        }
     }
 }
 
@@ -74,6 +86,10 @@ public struct DeviceDriverStatus: Sendable, Equatable {
     /// OPC UA: how the last reconnect got the session back, e.g. `reactivated (4 missed messages republished)` or
     /// `recreated: ActivateSession refused (BadSessionIdInvalid)`; nil before the first reconnect.
     public var lastRecovery: String?
+    /// Writes not carried out: expired in the write queue (`agent.write_limits.max_age`) or refused by a full queue
+    /// (`max_queue`); nil for drivers without a write queue.
+    public var writesExpired: UInt64?
+    public var writesDropped: UInt64?
 
     public init() {}
 }

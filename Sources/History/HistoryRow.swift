@@ -50,6 +50,18 @@ public struct HistoryRow: Sendable, Equatable {
 
 /// One write attempt (from the CLI, Sparkplug or control) as the audit table records it.
 public struct AuditRecord: Sendable, Equatable {
+    /// The record with each text cut to `BoundedText`'s sizes: what the audit trail stores, so one oversized value
+    /// makes neither a huge row nor an `edgepilot audit` answer too large for the CLI to read.
+    public func bounded() -> AuditRecord {
+        var r = self
+        r.source = BoundedText.truncated(source, maxBytes: BoundedText.detailBytes)
+        r.tag = BoundedText.truncated(tag, maxBytes: BoundedText.detailBytes)
+        r.value = BoundedText.truncated(value, maxBytes: BoundedText.valueBytes)
+        r.result = BoundedText.truncated(result, maxBytes: BoundedText.valueBytes)
+        r.detail = BoundedText.truncated(detail, maxBytes: BoundedText.detailBytes)
+        return r
+    }
+
     /// The row id once stored; nil for a record not yet written.
     public var id: Int64?
     /// Microseconds since the Unix epoch (UTC) at which the write was attempted.
@@ -95,6 +107,8 @@ public struct HistoryStats: Sendable, Equatable {
 public struct RetentionResult: Sendable, Equatable {
     public var deletedSamples: Int64 = 0
     public var deletedAudit: Int64 = 0
+    /// Of `deletedAudit`, the rows the size limit took because no plant history was left to delete.
+    public var deletedAuditForSize: Int64 = 0
     /// Size as `HistoryStats.bytes` measures it, after the pass.
     public var bytesAfter: Int64 = 0
 
@@ -102,5 +116,22 @@ public struct RetentionResult: Sendable, Equatable {
         self.deletedSamples = deletedSamples
         self.deletedAudit = deletedAudit
         self.bytesAfter = bytesAfter
+    }
+}
+
+/// How long audit rows are kept: by their own count and age, never by the plant history's size limit, so a flood of
+/// commands cannot erase plant history and plant history cannot silently erase the audit trail.
+public struct AuditRetention: Sendable, Hashable {
+    /// The newest this many rows are kept; nil keeps any number (then only age and, with no plant history left,
+    /// the size limit delete them).
+    public var maxRows: Int?
+    /// Rows older than this are deleted; nil keeps them until `maxRows`.
+    public var maxAgeSeconds: Int?
+
+    public static let defaultMaxRows = 100_000
+
+    public init(maxRows: Int? = AuditRetention.defaultMaxRows, maxAgeSeconds: Int? = nil) {
+        self.maxRows = maxRows
+        self.maxAgeSeconds = maxAgeSeconds
     }
 }

@@ -146,30 +146,74 @@ public final class HistoryStore {
         try HistoryQueries.stats(db, schemaVersion: HistorySchema.currentVersion)
     }
 
-    /// Deletes samples older than `maxAgeSeconds` and, while the database is larger than `maxBytes`, the oldest
-    /// samples, in transactions of at most `options.retentionChunkRows` rows each; then returns freed pages to the
-    /// file system. Runs until done; `HistoryWriter` instead calls `retentionStep` between batches.
+    /// Deletes audit rows beyond `audit`'s own limits, samples older than `maxAgeSeconds` and, while the database is
+    /// larger than `maxBytes`, the oldest samples, in transactions of at most `options.retentionChunkRows` rows each;
+    /// then returns freed pages to the file system. Runs until done; `HistoryWriter` instead calls `retentionStep`
+    /// between batches.
     @discardableResult
-    public func enforceRetention(maxAgeSeconds: Int?, maxBytes: Int64?, now: Int64 = HistoryClock.now()) throws
-        -> RetentionResult
-    {
+    public func enforceRetention(
+        maxAgeSeconds: Int?, maxBytes: Int64?, audit: AuditRetention = AuditRetention(),
+        now: Int64 = HistoryClock.now()
+    ) throws -> RetentionResult {
         var result = RetentionResult()
-        while try retentionStep(maxAgeSeconds: maxAgeSeconds, maxBytes: maxBytes, now: now, result: &result) {}
+        while try retentionStep(
+            maxAgeSeconds: maxAgeSeconds, maxBytes: maxBytes, audit: audit, now: now, result: &result)
+        {}
         try finishRetention()
         result.bytesAfter = try HistoryQueries.usedBytes(db)
         return result
     }
 
     /// Deletes at most one chunk; returns whether more retention work remains.
-    func retentionStep(maxAgeSeconds: Int?, maxBytes: Int64?, now: Int64, result: inout RetentionResult) throws
-        -> Bool
-    {
+    ///
+    /// Audit rows go by their own limits first (count, then age), so a flood of them is trimmed before the size
+    /// limit is looked at and can never make the size limit delete plant history (issue 15, Medium 6). The size
+    /// limit deletes samples; audit rows only once no sample is left, and those are counted apart
+    /// (`deletedAuditForSize`) so that loss is never silent.
+    func retentionStep(
+        maxAgeSeconds: Int?, maxBytes: Int64?, audit limits: AuditRetention = AuditRetention(), now: Int64,
+        result: inout RetentionResult
+    ) throws -> Bool {
         let chunk = Int64(max(1, options.retentionChunkRows))
+        if let maxRows = limits.maxRows {
+            let rows = try db.scalarInt("SELECT value FROM counters WHERE name = 'audit_rows'") ?? 0
+            if rows > Int64(maxRows) {
+                let deleted = try transaction { () throws -> Int64 in
+                    let a = try db.statement(
+                        "DELETE FROM audit WHERE id IN (SELECT id FROM audit ORDER BY id LIMIT ?1)")
+                    a.bind(1, min(chunk, rows - Int64(maxRows)))
+                    try a.run()
+                    let n = Int64(db.changes)
+                    try addToCounter("audit_rows", -n)
+                    if n > 0 { try db.statement("PRAGMA incremental_vacuum").run() }
+                    return n
+                }
+                result.deletedAudit += deleted
+                if deleted > 0 { return true }
+            }
+        }
+        if let auditAge = limits.maxAgeSeconds {
+            let cutoff = now - Int64(auditAge) * 1_000_000
+            let deleted = try transaction { () throws -> Int64 in
+                let a = try db.statement(
+                    "DELETE FROM audit WHERE id IN (SELECT id FROM audit WHERE ts < ?2 ORDER BY ts LIMIT ?1)")
+                a.bind(1, chunk)
+                a.bind(2, cutoff)
+                try a.run()
+                let n = Int64(db.changes)
+                try addToCounter("audit_rows", -n)
+                if n > 0 { try db.statement("PRAGMA incremental_vacuum").run() }
+                return n
+            }
+            result.deletedAudit += deleted
+            if deleted > 0 { return true }
+        }
         if let maxAgeSeconds {
             let cutoff = now - Int64(maxAgeSeconds) * 1_000_000
             // Only the oldest `chunk` rows in insertion order are examined, so a step costs the same on a table of
             // any size; rows written with out-of-order timestamps go once the rows written before them have gone.
-            let (samples, audit) = try transaction { () throws -> (Int64, Int64) in
+            // Audit rows are not touched here: they have their own age limit (`audit.maxAgeSeconds`).
+            let samples = try transaction { () throws -> Int64 in
                 let s = try db.statement(
                     """
                     DELETE FROM samples WHERE id IN
@@ -179,20 +223,12 @@ public final class HistoryStore {
                 s.bind(2, cutoff)
                 try s.run()
                 let samples = Int64(db.changes)
-                let a = try db.statement(
-                    "DELETE FROM audit WHERE id IN (SELECT id FROM audit WHERE ts < ?2 ORDER BY ts LIMIT ?1)")
-                a.bind(1, chunk)
-                a.bind(2, cutoff)
-                try a.run()
-                let audit = Int64(db.changes)
                 try addToCounter("sample_rows", -samples)
-                try addToCounter("audit_rows", -audit)
-                if samples + audit > 0 { try db.statement("PRAGMA incremental_vacuum").run() }
-                return (samples, audit)
+                if samples > 0 { try db.statement("PRAGMA incremental_vacuum").run() }
+                return samples
             }
             result.deletedSamples += samples
-            result.deletedAudit += audit
-            if samples + audit > 0 { return true }
+            if samples > 0 { return true }
         }
         if let maxBytes {
             let size = try HistoryQueries.usedBytes(db)
@@ -210,7 +246,8 @@ public final class HistoryStore {
                 let samples = Int64(db.changes)
                 var audit: Int64 = 0
                 if samples == 0 {
-                    // Only an audit flood can get here; it must not grow the file without bound either.
+                    // No plant history left, and still over: audit rows larger than the whole limit (a limit set
+                    // below what `audit_max_rows` needs). The file must not grow without bound; counted apart.
                     let a = try db.statement(
                         "DELETE FROM audit WHERE id IN (SELECT id FROM audit ORDER BY id LIMIT ?1)")
                     a.bind(1, chunk)
@@ -224,6 +261,7 @@ public final class HistoryStore {
             }
             result.deletedSamples += samples
             result.deletedAudit += audit
+            result.deletedAuditForSize += audit
             if samples + audit == 0 {
                 trimmingForSize = false
                 return false

@@ -27,6 +27,8 @@ public final class HistoryWriter: @unchecked Sendable {
         public var idlePollMilliseconds: Int
         /// Audit records waiting beyond this many are dropped (and counted) rather than grow memory.
         public var maxPendingAudit: Int
+        /// The audit trail's own retention (count and age), applied before the size limit.
+        public var audit = AuditRetention()
 
         public init(
             commitIntervalMilliseconds: Int = 500, maxBatchRows: Int = 10_000, retentionSeconds: Int? = nil,
@@ -48,6 +50,7 @@ public final class HistoryWriter: @unchecked Sendable {
                 commitIntervalMilliseconds: settings.commitIntervalMilliseconds,
                 retentionSeconds: settings.retentionSeconds,
                 maxBytes: settings.maxBytes)
+            audit = AuditRetention(maxRows: settings.auditMaxRows, maxAgeSeconds: settings.auditRetentionSeconds)
         }
     }
 
@@ -62,6 +65,10 @@ public final class HistoryWriter: @unchecked Sendable {
         public var feedDropped: UInt64 = 0
         public var auditDropped: UInt64 = 0
         public var retentionDeletedSamples: UInt64 = 0
+        /// Audit rows deleted by the audit trail's own retention, and (apart) by the size limit once no plant history
+        /// was left to delete.
+        public var retentionDeletedAudit: UInt64 = 0
+        public var auditDeletedForSize: UInt64 = 0
         public var retentionPasses: UInt64 = 0
         public var lastError: String?
         /// Unix microseconds of the last successful commit and of the last failed one (`edgepilot health`: writing
@@ -91,7 +98,13 @@ public final class HistoryWriter: @unchecked Sendable {
     private let runState = Mutex(RunState.created)
     private let stats = Mutex(Statistics())
     private let auditQueue = Mutex<[AuditRecord]>([])
+    /// Audit records the writer thread holds for its next commit; they count toward `maxPendingAudit` with those
+    /// still queued, so the bound holds between commits (and while commits fail), not just between drains.
+    private let auditHeld = Atomic<Int>(0)
     private let finished = DispatchSemaphore(value: 0)
+    /// Told (on the writer thread) when audit records were dropped: once when it starts, then at most once a minute
+    /// while it goes on; set before `start()`.
+    public var journal: (@Sendable (String) -> Void)?
 
     /// Takes ownership of `store`: from `start()` on only the writer's thread may use it.
     ///
@@ -146,8 +159,10 @@ public final class HistoryWriter: @unchecked Sendable {
     /// Queues an audit record for the next commit; safe from any thread.
     public func record(audit: AuditRecord) {
         let accepted = auditQueue.withLock { queue -> Bool in
-            guard queue.count < configuration.maxPendingAudit else { return false }
-            queue.append(audit)
+            guard queue.count + auditHeld.load(ordering: .acquiring) < configuration.maxPendingAudit else {
+                return false
+            }
+            queue.append(audit.bounded())
             return true
         }
         if !accepted { stats.withLock { $0.auditDropped += 1 } }
@@ -188,7 +203,28 @@ public final class HistoryWriter: @unchecked Sendable {
         let clock = ContinuousClock()
         let commitInterval = Duration.milliseconds(max(1, configuration.commitIntervalMilliseconds))
         let retentionInterval = Duration.milliseconds(max(1, configuration.retentionIntervalMilliseconds))
-        let retains = configuration.retentionSeconds != nil || configuration.maxBytes != nil
+        let retains =
+            configuration.retentionSeconds != nil || configuration.maxBytes != nil
+            || configuration.audit.maxRows != nil || configuration.audit.maxAgeSeconds != nil
+        var auditDropsReported: UInt64 = 0
+        var lastDropReport: ContinuousClock.Instant?
+
+        // A flood of commands overflows the audit queue: say so once, then at most once a minute with the total,
+        // rather than one line per dropped record.
+        func reportAuditDrops(now: ContinuousClock.Instant) {
+            let dropped = stats.withLock { $0.auditDropped }
+            guard dropped > auditDropsReported, let journal else { return }
+            if let last = lastDropReport, now - last < .seconds(60) { return }
+            let first = auditDropsReported == 0
+            journal(
+                first
+                    ? "audit queue full (\(configuration.maxPendingAudit) records waiting): \(dropped) audit records "
+                        + "dropped; the count is in edgepilot status"
+                    : "audit records still being dropped: \(dropped) so far (\(dropped - auditDropsReported) in the "
+                        + "last minute)")
+            auditDropsReported = dropped
+            lastDropReport = now
+        }
         var lastCommit = clock.now
         // The first pass runs right away: the file may have outgrown a limit that was lowered since the last run.
         var lastRetention = clock.now - retentionInterval
@@ -218,6 +254,8 @@ public final class HistoryWriter: @unchecked Sendable {
             }
             let audits = auditQueue.withLock { queue -> [AuditRecord] in
                 guard !queue.isEmpty else { return [] }
+                // Under the lock, so `record(audit:)` never sees the records in neither place.
+                auditHeld.add(queue.count, ordering: .releasing)
                 defer { queue = [] }
                 return queue
             }
@@ -255,6 +293,7 @@ public final class HistoryWriter: @unchecked Sendable {
                     $0.lastCommitTime = HistoryClock.now()
                 }
                 pending.removeAll(keepingCapacity: true)
+                auditHeld.subtract(pendingAudit.count, ordering: .releasing)
                 pendingAudit.removeAll(keepingCapacity: true)
                 return true
             } catch {
@@ -273,6 +312,7 @@ public final class HistoryWriter: @unchecked Sendable {
         while !stopRequested.load(ordering: .acquiring) {
             let drained = drain()
             let now = clock.now
+            reportAuditDrops(now: now)
             if pending.count >= maxBatch || now - lastCommit >= commitInterval {
                 _ = commit()
                 lastCommit = now
@@ -286,12 +326,21 @@ public final class HistoryWriter: @unchecked Sendable {
                 do {
                     let more = try store.retentionStep(
                         maxAgeSeconds: configuration.retentionSeconds, maxBytes: configuration.maxBytes,
-                        now: HistoryClock.now(), result: &retention)
+                        audit: configuration.audit, now: HistoryClock.now(), result: &retention)
                     if !more {
                         retentionActive = false
                         if retention.deletedSamples + retention.deletedAudit > 0 { try store.finishRetention() }
                         let deleted = UInt64(retention.deletedSamples)
+                        let audit = UInt64(retention.deletedAudit)
+                        let forSize = UInt64(retention.deletedAuditForSize)
+                        if forSize > 0 {
+                            journal?(
+                                "history max_size reached with no plant history left: deleted \(forSize) oldest audit "
+                                    + "rows (raise max_size or lower audit_max_rows)")
+                        }
                         stats.withLock {
+                            $0.retentionDeletedAudit += audit
+                            $0.auditDeletedForSize += forSize
                             $0.retentionDeletedSamples += deleted
                             $0.retentionPasses += 1
                         }

@@ -155,12 +155,17 @@ public struct DeviceReport: Codable, Sendable {
     public var notifications: UInt64? = nil
     /// OPC UA: how the last reconnect got the session back (reactivated or recreated, and why).
     public var lastRecovery: String? = nil
+    /// Writes (CLI, loops, commands) not carried out because they waited in the device's write queue longer than
+    /// `agent.write_limits.max_age`, or found it full (`max_queue`); nil for drivers without a queue.
+    public var writesExpired: UInt64? = nil
+    public var writesDropped: UInt64? = nil
 
     package init(
         name: String, endpoint: String, state: String, connects: UInt64, polls: UInt64, requests: UInt64,
         errors: UInt64, timeouts: UInt64, exceptions: UInt64, writes: UInt64, lastError: String? = nil,
         lastErrorAt: Int64? = nil, requestsPerCycle: Int, lastCycleMilliseconds: Double, reconnects: UInt64? = nil,
-        monitoredItems: Int? = nil, notifications: UInt64? = nil, lastRecovery: String? = nil
+        monitoredItems: Int? = nil, notifications: UInt64? = nil, lastRecovery: String? = nil,
+        writesExpired: UInt64? = nil, writesDropped: UInt64? = nil
     ) {
         self.name = name
         self.endpoint = endpoint
@@ -180,6 +185,8 @@ public struct DeviceReport: Codable, Sendable {
         self.monitoredItems = monitoredItems
         self.notifications = notifications
         self.lastRecovery = lastRecovery
+        self.writesExpired = writesExpired
+        self.writesDropped = writesDropped
     }
 }
 
@@ -193,6 +200,13 @@ public struct HistoryReport: Codable, Sendable {
     public var dropped: UInt64
     public var commits: UInt64
     public var lastError: String?
+    /// Audit records dropped because the writer's audit queue was full (a flood of commands); nil from an older
+    /// agent.
+    public var auditDropped: UInt64? = nil
+    /// Audit rows the history holds, and those deleted by audit retention (`history.audit_max_rows`,
+    /// `audit_retention`) and, with no plant history left to delete, by the size limit.
+    public var auditRows: Int64? = nil
+    public var auditDeleted: UInt64? = nil
 
     package init(
         path: String, bytes: Int64, rows: Int64, oldest: Int64? = nil, pending: Int, dropped: UInt64, commits: UInt64,

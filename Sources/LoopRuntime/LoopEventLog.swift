@@ -16,6 +16,12 @@ enum LoopEventReason: Sendable {
     /// MV `mv`'s writes kept falling behind the loop: the link is slower than the loop period.
     case writesLagging(mv: Int)
 
+    /// A fault the loop does not recover from by itself (`recover_after`): the controller's output was not a number.
+    var needsOperator: Bool {
+        if case .supervisor(.nonFiniteOutput) = self { return true }
+        return false
+    }
+
     var isFault: Bool {
         switch self {
         case .supervisor(let r): return r != .operatorRequest && r != .healthyPeriodElapsed
@@ -129,6 +135,8 @@ final class LoopEventLog: @unchecked Sendable {
             case .staleInput(let role, let index): return "stale \(input(role, index))"
             case .predictionError(let cv): return "prediction error on CV \(definition.cvs[cv].tag)"
             case .healthyPeriodElapsed: return "healthy period elapsed"
+            case .nonFiniteOutput(let mv):
+                return "controller output for MV \(definition.mvs[mv].tag) is not a finite number"
             }
         }
         switch reason {

@@ -415,7 +415,9 @@ public final class LoopRunner: @unchecked Sendable {
             let from = suppressedFrom ?? t.from
             suppressedFrom = nil
             if from == .manual && t.to != .manual { writeEpoch &+= 1 }
-            faultShed = reason.isFault
+            // A controller that computed a non-finite output stays shed until an operator looks at its tuning: a
+            // return after a healthy period would only shed again.
+            faultShed = reason.isFault && !reason.needsOperator
             recorded = true
             var bump = 0.0
             for l in 0..<nu where !b.previous[l].isNaN {

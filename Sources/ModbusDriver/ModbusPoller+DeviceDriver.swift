@@ -8,6 +8,7 @@ extension ModbusPoller: DeviceDriver {
             return DeviceWriteOutcome(detail: "function \(result.functionCode)", readBack: result.readBack)
         } catch {
             if case .refused = error { throw .refused("\(error)".replacingPrefix("write refused: ")) }
+            if case .expired = error { throw .expired("\(error)".replacingPrefix("write expired: ")) }
             throw .failed("\(error)".replacingPrefix("write failed: "))
         }
     }
@@ -24,6 +25,8 @@ extension ModbusPoller: DeviceDriver {
         d.timeouts = s.timeouts
         d.exceptions = s.exceptions
         d.writes = s.writes
+        d.writesExpired = s.writesExpired
+        d.writesDropped = s.writesDropped
         d.lastError = s.lastError
         d.lastErrorTime = s.lastErrorTime
         d.requestsPerCycle = s.lastRequestsPerCycle

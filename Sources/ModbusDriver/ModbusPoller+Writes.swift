@@ -20,7 +20,16 @@ extension ModbusPoller {
             timeout.map { Int64($0.components.seconds) * 1_000_000_000 + $0.components.attoseconds / 1_000_000_000 }
             ?? (perAttempt * Int64(2 * (device.retries + 1) + 2))
         let ticket = PendingWrite(operation)
-        pending.withLock { $0.append(ticket) }
+        let limit = max(1, device.writeLimits.maxQueue)
+        let admitted = pending.withLock { list -> Bool in
+            guard list.count < limit else { return false }
+            list.append(ticket)
+            return true
+        }
+        guard admitted else {
+            statistics.withLock { $0.writesDropped &+= 1 }
+            throw .queueFull(limit)
+        }
         pendingCount.add(1, ordering: .releasing)
         waker.signal()
         guard let result = ticket.await(until: monotonicNanoseconds() + wait) else { throw .timedOut }
@@ -64,9 +73,21 @@ extension ModbusPoller {
 
     func serveWrites() {
         guard pendingCount.load(ordering: .acquiring) > 0 else { return }
+        let maxAge = Int64(max(1, device.writeLimits.maxAgeMilliseconds)) * 1_000_000
         while let ticket = pending.withLock({ $0.isEmpty ? nil : $0.removeFirst() }) {
             pendingCount.subtract(1, ordering: .relaxed)
             guard ticket.begin() else { continue }
+            // Checked as each write is taken: a write that waited behind a slow poll must not reach the PLC late.
+            let waited = monotonicNanoseconds() - ticket.queuedAt
+            if waited > maxAge {
+                statistics.withLock { $0.writesExpired &+= 1 }
+                ticket.complete(
+                    .failure(
+                        .expired(
+                            waitedMilliseconds: Int(waited / 1_000_000),
+                            maxAgeMilliseconds: device.writeLimits.maxAgeMilliseconds)))
+                continue
+            }
             ticket.complete(perform(ticket.operation))
         }
     }

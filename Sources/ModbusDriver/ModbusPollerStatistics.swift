@@ -28,6 +28,10 @@ public struct ModbusPollerStatistics: Sendable, Equatable {
     public var splitRequests: UInt64 = 0
     public var writes: UInt64 = 0
     public var writeErrors: UInt64 = 0
+    /// Writes not carried out because they waited longer than `write_limits.max_age` (expired) or found the queue
+    /// full (`max_queue`).
+    public var writesExpired: UInt64 = 0
+    public var writesDropped: UInt64 = 0
     /// Poll cycles that started later than one period after they were due (skipped, not queued).
     public var overruns: UInt64 = 0
     public var lastError: String?

@@ -11,6 +11,11 @@ public enum ModbusWriteError: Error, Sendable, Equatable, CustomStringConvertibl
     case notRunning
     /// The poller did not perform the write within the caller's timeout; it will not be performed later.
     case timedOut
+    /// Taken off the write queue more than `agent.write_limits.max_age` after it was queued: not carried out, so a
+    /// write that waited behind a slow device never reaches the PLC late.
+    case expired(waitedMilliseconds: Int, maxAgeMilliseconds: Int)
+    /// The device's write queue already held `agent.write_limits.max_queue` writes.
+    case queueFull(Int)
 
     public var description: String {
         switch self {
@@ -18,6 +23,11 @@ public enum ModbusWriteError: Error, Sendable, Equatable, CustomStringConvertibl
         case .device(let e): return "write failed: \(e)"
         case .notRunning: return "write failed: the device's poller is not running"
         case .timedOut: return "write failed: not performed in time (device busy or unreachable)"
+        case .expired(let waited, let maxAge):
+            return "write expired: waited \(waited) ms in the device's write queue, over write_limits.max_age "
+                + "(\(maxAge) ms); not written"
+        case .queueFull(let n):
+            return "write failed: the device's write queue is full (\(n) writes waiting, write_limits.max_queue)"
         }
     }
 }

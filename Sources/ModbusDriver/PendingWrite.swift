@@ -20,7 +20,13 @@ final class PendingWrite: @unchecked Sendable {
     private let state = Atomic<Int>(0)
     private let result = Mutex<Result<ModbusWriteResult, ModbusWriteError>?>(nil)
 
-    init(_ operation: WriteOperation) { self.operation = operation }
+    /// Monotonic nanoseconds when the write was queued; its age is checked when the poller takes it.
+    let queuedAt: Int64
+
+    init(_ operation: WriteOperation) {
+        self.operation = operation
+        queuedAt = monotonicNanoseconds()
+    }
 
     /// The poller claims the write; false if the caller already gave up.
     func begin() -> Bool { state.compareExchange(expected: 0, desired: 1, ordering: .acquiringAndReleasing).exchanged }

@@ -106,6 +106,8 @@ public struct EdgeNodeSession: Sendable {
     public private(set) var lastStateTimestamp: UInt64?
     /// What the session believes of the Primary Host on this connection: the `online` of the last STATE it
     /// accepted, nil before one.
+    /// When NCMD Next Server was last obeyed (ms); kept for the session's life, across brokers.
+    private var lastNextServer: UInt64?
     public private(set) var primaryHostOnline: Bool?
     /// A STATE timestamp further than this (ms) ahead of the local clock is refused: it could only be forged or
     /// from a badly wrong clock, and accepting it would make every later genuine STATE look stale.
@@ -363,12 +365,23 @@ public struct EdgeNodeSession: Sendable {
             actions.append(.nodeCommand(try resolveNames(writes, in: node, owner: "edge node")))
         }
         if nextServer && phase != .disconnected {
-            return actions + shutdown(now: now) + [.nextServer]
+            if let last = lastNextServer, now &- last < Self.nextServerMinimumInterval {
+                nextServerIgnored &+= 1
+            } else {
+                lastNextServer = now
+                return actions + shutdown(now: now) + [.nextServer]
+            }
         }
         // Rebirth: not at once but coalesced (`requestRebirth`), so a burst of requests gives one set of births.
         if rebirth { requestRebirth(now: now) }
         return actions
     }
+
+    /// NCMD Next Server is obeyed at most once per this many ms: each one ends the session (NDEATH, then the next
+    /// broker), so a client repeating it could otherwise keep the node away from every broker (issue 15, Low).
+    public static let nextServerMinimumInterval: UInt64 = 30_000
+    /// Next Server commands ignored because one was obeyed less than `nextServerMinimumInterval` before.
+    public private(set) var nextServerIgnored: UInt64 = 0
 
     /// How long a rebirth request waits for others to join it (ms).
     public static let rebirthSettle: UInt64 = 200

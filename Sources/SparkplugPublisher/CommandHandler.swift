@@ -130,6 +130,10 @@ final class CommandHandler: @unchecked Sendable {
         let maxAge = Duration.milliseconds(limits.maxAgeMilliseconds)
         queue.async { [self, allowed] in
             waiting.withLock { $0 -= 1 }
+            // Refusals and failures are summed into one journal line per DCMD, not one per metric: a DCMD of
+            // `max_metrics` unknown names must not write that many lines (each is still audited).
+            var tally = OutcomeTally()
+            defer { tally.journal(logger, device: device, source: source) }
             for (i, m) in allowed.enumerated() {
                 // Checked as each write is taken: one slow write must not carry the rest of its DCMD along late.
                 let age = ContinuousClock.now - received
@@ -137,7 +141,7 @@ final class CommandHandler: @unchecked Sendable {
                     expire(Array(allowed[i...]), device: device, age: age, source: source)
                     return
                 }
-                write(m, device: device, source: source, view: view, republish: republish)
+                tally.add(write(m, device: device, source: source, view: view, republish: republish))
             }
         }
     }
@@ -161,19 +165,18 @@ final class CommandHandler: @unchecked Sendable {
         record(source, Self.names(metrics), "\(metrics.count) writes", "expired", detail)
     }
 
+    /// Carries out one write; returns nil when it was written, else the audit result and the reason.
     private func write(
         _ m: SparkplugMetric, device: String, source: String, view: EdgeNodePublisher.View,
         republish: (_ device: String, _ tag: String) -> Void
-    ) {
+    ) -> (result: String, reason: String)? {
         let name = m.name ?? m.label
         let text = m.value.map { "\($0)" } ?? "null"
         func record(_ result: String, _ detail: String) { self.record(source, name, text, result, detail) }
         guard let d = view.devices.first(where: { $0.name == device }), let index = d.table.index(of: name) else {
             counters.withLock { $0.commandsRefused += 1 }
             record("refused", "device \(device) has no tag \(name)")
-            logger.warning(
-                "DCMD refused", metadata: ["device": "\(device)", "tag": "\(name)", "reason": "unknown tag"])
-            return
+            return ("refused", "unknown tag \(name)")
         }
         defer { republish(device, name) }
         let definition = d.table.definitions[index]
@@ -183,14 +186,12 @@ final class CommandHandler: @unchecked Sendable {
         case .failure(let refusal):
             counters.withLock { $0.commandsRefused += 1 }
             record("refused", refusal.description)
-            logger.warning(
-                "DCMD refused", metadata: ["tag": "\(name)", "value": "\(text)", "reason": "\(refusal)"])
-            return
+            return ("refused", "\(name): \(refusal)")
         }
         guard let driver = d.driver else {
             counters.withLock { $0.commandsFailed += 1 }
             record("failed", "device \(device) has no driver")
-            return
+            return ("failed", "device \(device) has no driver")
         }
         do {
             // The driver checks writable, area, limits, type and range before anything reaches the device.
@@ -198,15 +199,37 @@ final class CommandHandler: @unchecked Sendable {
             counters.withLock { $0.commandsWritten += 1 }
             record("ok", result.detail)
             logger.notice("DCMD write", metadata: ["tag": "\(name)", "value": "\(value)", "source": "\(source)"])
+            return nil
         } catch {
-            let refused = error.isRefusal
             counters.withLock {
-                if refused { $0.commandsRefused += 1 } else { $0.commandsFailed += 1 }
+                switch error {
+                case .refused: $0.commandsRefused += 1
+                case .expired: $0.commandsExpired += 1
+                case .failed: $0.commandsFailed += 1
+                }
             }
-            record(refused ? "refused" : "failed", "\(error)")
-            logger.warning(
-                "DCMD \(refused ? "refused" : "failed")",
-                metadata: ["tag": "\(name)", "value": "\(text)", "reason": "\(error)"])
+            record(error.auditResult, "\(error)")
+            return (error.auditResult, "\(name): \(error)")
         }
+    }
+}
+
+/// The writes of one DCMD that did not happen, by result, for one journal line per DCMD.
+private struct OutcomeTally {
+    private var counts: [String: Int] = [:]
+    private var first: String?
+
+    mutating func add(_ outcome: (result: String, reason: String)?) {
+        guard let outcome else { return }
+        counts[outcome.result, default: 0] += 1
+        if first == nil { first = outcome.reason }
+    }
+
+    func journal(_ logger: Logger, device: String, source: String) {
+        guard let first else { return }
+        let summary = counts.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", ")
+        logger.warning(
+            "DCMD writes not carried out: \(summary) (each audited)",
+            metadata: ["device": "\(device)", "first": "\(first)", "source": "\(source)"])
     }
 }

@@ -5,7 +5,9 @@ import Sparkplug
 /// updates every 5 s when it changed.
 extension EdgeNodePublisher {
     package var report: MQTTStatusReport {
-        let (phase, bdSeq, seq) = sessionLock.withLock { (session?.phase, session?.bdSeq, session?.seq ?? 0) }
+        let (phase, bdSeq, seq, ignored) = sessionLock.withLock {
+            (session?.phase, session?.bdSeq, session?.seq ?? 0, session?.nextServerIgnored)
+        }
         let c = counters.withLock { $0 }
         let client = sessionLock.withLock { self.client }
         let state: String
@@ -14,7 +16,7 @@ extension EdgeNodePublisher {
         case .waitingForPrimaryHost?: state = "waiting_for_primary_host"
         default: state = "disconnected"
         }
-        return MQTTStatusReport(
+        var report = MQTTStatusReport(
             groupID: settings.groupID, edgeNodeID: settings.edgeNodeID, primaryHostID: settings.primaryHostID,
             broker: client?.currentBroker?.description, connected: client?.isConnected ?? false, sessionState: state,
             bdSeq: bdSeq.map(Int.init), seq: Int(seq), primaryHostOnline: c.primaryHostOnline,
@@ -29,6 +31,8 @@ extension EdgeNodePublisher {
             feedDropped: feed.dropped(consumer: consumer), unconfirmed: c.unconfirmed,
             receiptRequests: c.receiptRequests, liveConfirmed: c.liveConfirmed, liveRequeued: c.liveRequeued,
             lastError: c.lastError, notOnlineSince: c.notOnlineSince)
+        report.nextServerIgnored = ignored
+        return report
     }
 
     /// Publisher thread, every loop: the report's in-flight figures and skipped replay rows once a second, the

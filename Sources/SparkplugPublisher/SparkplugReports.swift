@@ -41,6 +41,8 @@ public struct MQTTStatusReport: Codable, Sendable, Equatable {
     /// The timestamp of the Primary Host STATE the session accepted on this connection, and STATE messages refused.
     public var primaryHostStateTimestamp: UInt64?
     public var statesRejected: UInt64?
+    /// NCMD Next Server commands ignored: one was obeyed less than 30 s before.
+    public var nextServerIgnored: UInt64? = nil
     /// Changes the publisher's feed queue lost because it fell behind.
     public var feedDropped: UInt64
     /// Live samples published but not yet confirmed by a broker receipt (`confirm_live`).

@@ -27,9 +27,12 @@ public struct JournalLogHandler: LogHandler {
     public func log(event: LogEvent) {
         var line = prefixPriority ? "<\(Self.priority(event.level))>" : ""
         if !prefixPriority { line += "\(event.level.rawValue.uppercased()) " }
-        line += "\(label): \(event.message)"
+        // Every part bounded: a message or field may carry a value from outside (a command's 50 MB string).
+        line += "\(label): \(BoundedText.truncated("\(event.message)", maxBytes: 4 * BoundedText.detailBytes))"
         let merged = metadata.merging(event.metadata ?? [:]) { _, new in new }
-        for (key, value) in merged.sorted(by: { $0.key < $1.key }) { line += " \(key)=\(value)" }
+        for (key, value) in merged.sorted(by: { $0.key < $1.key }) {
+            line += " \(key)=\(BoundedText.truncated("\(value)", maxBytes: BoundedText.detailBytes))"
+        }
         line += "\n"
         var bytes = Array(line.utf8)
         bytes.withUnsafeMutableBytes { _ = Glibc.write(2, $0.baseAddress, $0.count) }

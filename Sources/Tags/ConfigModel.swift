@@ -161,6 +161,8 @@ public struct DeviceDefinition: Sendable, Hashable {
     public var reconnectMinMilliseconds: Int
     public var reconnectMaxMilliseconds: Int
     public var enabled: Bool
+    /// The device's write queue (`agent.write_limits`, the same for every device).
+    public var writeLimits = DeviceWriteLimits()
 
     public init(
         name: String, transport: DeviceTransport, unitID: Int = 1, timeoutMilliseconds: Int = 1000, retries: Int = 1,
@@ -203,6 +205,10 @@ public struct HistorySettings: Sendable, Hashable {
     public var maxBytes: Int64?
     /// How often buffered samples are committed, in milliseconds.
     public var commitIntervalMilliseconds: Int
+    /// Audit rows are kept by their own limits, never by `maxBytes` while plant history remains: the newest
+    /// `auditMaxRows` (nil: any number) and none older than `auditRetentionSeconds` (nil: no age limit).
+    public var auditMaxRows: Int? = 100_000
+    public var auditRetentionSeconds: Int? = nil
 
     public init(
         path: String, retentionSeconds: Int? = 30 * 86_400, maxBytes: Int64? = 1 << 30,
@@ -275,4 +281,18 @@ public struct MetricsSettings: Sendable, Hashable {
 
     /// Whether only this machine can reach the endpoint (127.0.0.0/8).
     public var isLoopback: Bool { host.hasPrefix("127.") }
+}
+
+/// Bounds of a device's write queue, where CLI, loop and command writes wait for the device: a write finding
+/// `maxQueue` writes waiting is refused, and one taken off the queue more than `maxAgeMilliseconds` after it was
+/// queued is not carried out (it expired): a write that waited behind a slow or frozen device never reaches the
+/// PLC late (issue 15).
+public struct DeviceWriteLimits: Sendable, Hashable {
+    public var maxQueue: Int
+    public var maxAgeMilliseconds: Int
+
+    public init(maxQueue: Int = 64, maxAgeMilliseconds: Int = 5000) {
+        self.maxQueue = maxQueue
+        self.maxAgeMilliseconds = maxAgeMilliseconds
+    }
 }

@@ -51,6 +51,11 @@ struct StatusCommand: ParsableCommand {
         for d in s.devices {
             if let recovery = d.lastRecovery { print("\(d.name): last reconnect: session \(recovery)") }
         }
+        for d in s.devices where (d.writesExpired ?? 0) + (d.writesDropped ?? 0) > 0 {
+            print(
+                "writes to \(d.name): \(d.writesExpired ?? 0) expired in the write queue, "
+                    + "\(d.writesDropped ?? 0) refused by a full queue")
+        }
         print("")
         let h = s.history
         print(
@@ -58,6 +63,11 @@ struct StatusCommand: ParsableCommand {
                 + (h.oldest.map { ", oldest \(formatTimestamp($0))" } ?? "")
                 + ", pending \(h.pending), dropped \(h.dropped)"
                 + (h.lastError.map { ", last error: \($0)" } ?? ""))
+        if let rows = h.auditRows {
+            print(
+                "audit: \(rows) rows, \(h.auditDeleted ?? 0) deleted by audit retention, "
+                    + "\(h.auditDropped ?? 0) dropped (queue full)")
+        }
         if let spb = s.sparkplug {
             print(
                 "sparkplug \(spb.groupID)/\(spb.edgeNodeID): \(spb.sessionState), backlog \(spb.backlog) samples "

@@ -58,6 +58,9 @@ func mqttStatusText(_ s: MQTTStatusReport) -> String {
         let refused = (s.statesRejected ?? 0) > 0 ? ", \(s.statesRejected!) STATE refused" : ""
         lines.append("primary host \(host): \(state)\(at)\(refused)")
     }
+    if let ignored = s.nextServerIgnored, ignored > 0 {
+        lines.append("Next Server: \(ignored) ignored (at most one every 30 s)")
+    }
     lines.append(
         "store-and-forward: backlog \(s.backlog) samples (\(formatBytes(s.backlogBytes))), dropped \(s.dropped), "
             + "replay in flight \(s.replayInFlight), replayed \(s.replayedMetrics)")

@@ -237,7 +237,9 @@ import Testing
         try store.recordAudit(
             AuditRecord(timestamp: now - 10 * 1_000_000, source: "cli", tag: "t0", value: "2", result: "ok"))
 
-        let result = try store.enforceRetention(maxAgeSeconds: 500, maxBytes: nil, now: now)
+        // Audit rows have their own age limit; the same here, so both tables are trimmed at one cutoff.
+        let result = try store.enforceRetention(
+            maxAgeSeconds: 500, maxBytes: nil, audit: AuditRetention(maxAgeSeconds: 500), now: now)
         let cutoff = now - 500 * 1_000_000
         let expected = rows.filter { $0.timestamp >= cutoff }
         #expect(result.deletedSamples == Int64(rows.count - expected.count))

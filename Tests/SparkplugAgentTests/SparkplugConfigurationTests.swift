@@ -71,7 +71,9 @@ import Testing
         #expect(brokers[1].port == 1883 && brokers[1].tls == nil)
         #expect(brokers[1].username == "edge-local" && brokers[1].passwordFile == dir.path + "/local.pass")
         #expect(brokers[2].tls == nil && brokers[2].username == nil && brokers[2].passwordFile == nil)
-        #expect(loaded.warnings.isEmpty, "\(loaded.warnings)")
+        // The only warning: the local broker's password goes out in clear text (issue 15, Medium 9).
+        #expect(loaded.warnings.count == 1, "\(loaded.warnings)")
+        #expect(loaded.warnings.first?.line == 17 && loaded.warnings.first?.message.contains("clear text") == true)
     }
 
     @Test func liveConfirmationSettings() throws {

@@ -38,10 +38,11 @@ extension OPCUAClient {
         let gen = generation
         lock.unlock()
         do {
-            let (target, channel, endpoint) = try openChannel(gen: gen)
+            let (target, channel, endpoint, discovered) = try openChannel(gen: gen)
             let report: RecoveryReport
             do {
-                let (l, reason) = try sessionOnNewChannel(channel, endpoint: endpoint, target: target, gen: gen)
+                let (l, reason) = try sessionOnNewChannel(
+                    channel, endpoint: endpoint, discovered: discovered, target: target, gen: gen)
                 lock.lock()
                 link = l
                 lock.unlock()
@@ -89,7 +90,8 @@ extension OPCUAClient {
     /// The session on a new channel: the lost one reactivated if the server still has it, else a new one. Returns
     /// the link and, for a new session, why the old one could not be reactivated.
     private func sessionOnNewChannel(
-        _ channel: SecureChannel, endpoint: EndpointDescription, target: Target, gen: Int
+        _ channel: SecureChannel, endpoint: EndpointDescription, discovered: [EndpointDescription], target: Target,
+        gen: Int
     ) throws -> (Link, reason: String?) {
         lock.lock()
         let lost = lostSession
@@ -108,7 +110,9 @@ extension OPCUAClient {
                 lock.unlock()
             }
         }
-        return (try createSession(channel: channel, endpoint: endpoint, target: target, gen: gen), reason)
+        let link = try createSession(
+            channel: channel, endpoint: endpoint, discovered: discovered, target: target, gen: gen)
+        return (link, reason)
     }
 
     /// ActivateSession of the lost session on a new channel (OPC 10000-4 §5.6.3, §6.7): the same authentication

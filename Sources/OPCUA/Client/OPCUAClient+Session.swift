@@ -27,17 +27,19 @@ extension OPCUAClient {
     }
 
     func establish(gen: Int) throws -> Link {
-        let (target, channel, endpoint) = try openChannel(gen: gen)
+        let (target, channel, endpoint, discovered) = try openChannel(gen: gen)
         do {
-            return try createSession(channel: channel, endpoint: endpoint, target: target, gen: gen)
+            return try createSession(
+                channel: channel, endpoint: endpoint, discovered: discovered, target: target, gen: gen)
         } catch {
             channel.close()
             throw error
         }
     }
 
-    /// Discovers the endpoint and opens the secure channel to it, without a session.
-    func openChannel(gen: Int) throws -> (Target, SecureChannel, EndpointDescription) {
+    /// Discovers the endpoint and opens the secure channel to it, without a session; also returns every endpoint
+    /// discovery offered, for CreateSession's answer to be checked against.
+    func openChannel(gen: Int) throws -> (Target, SecureChannel, EndpointDescription, [EndpointDescription]) {
         lock.lock()
         guard let target else {
             lock.unlock()
@@ -71,7 +73,7 @@ extension OPCUAClient {
                 cfg.initialSequenceNumber = initialSequenceNumber
                 channel = try SecureChannel.open(cfg, onClose: onClose)
             }
-            return (target, channel, endpoint)
+            return (target, channel, endpoint, endpoints)
         } catch {
             channel.close()
             discovery.close()
@@ -79,9 +81,12 @@ extension OPCUAClient {
         }
     }
 
-    func createSession(channel: SecureChannel, endpoint: EndpointDescription, target: Target, gen: Int) throws
-        -> Link
-    {
+    /// A new session on `channel`; `discovered` are the endpoints GetEndpoints returned, which CreateSession's
+    /// must match (downgrade protection).
+    func createSession(
+        channel: SecureChannel, endpoint: EndpointDescription, discovered: [EndpointDescription], target: Target,
+        gen: Int
+    ) throws -> Link {
         let sec = target.security
         let clientNonce = secureRandomBytes(32)
         let cs = CreateSessionRequest(
@@ -92,6 +97,9 @@ extension OPCUAClient {
             clientNonce: clientNonce, clientCertificate: sec.identity?.certificateDER,
             requestedSessionTimeout: configuration.sessionTimeout * 1000, maxResponseMessageSize: 0)
         let session = try channel.call(cs)
+        if let mismatch = EndpointDowngradeCheck.mismatch(discovered: discovered, session: session.serverEndpoints) {
+            throw OPCUAError.security(mismatch)
+        }
 
         var act = ActivateSessionRequest(userIdentityToken: .null)
         act.header.authenticationToken = session.authenticationToken
