@@ -181,7 +181,11 @@ public final class ControlLoop {
         switch supervisor.mode {
         case .mpc:
             if let mpcResult, mpcResult.status != .invalidInput {
-                nonFinite = (0..<outputs.count).first { !mpcOutput[$0].isFinite }
+                // A plain loop: a closure here allocated its context every cycle.
+                for l in 0..<outputs.count where !mpcOutput[l].isFinite {
+                    nonFinite = l
+                    break
+                }
                 if nonFinite == nil { for l in 0..<outputs.count { outputs[l] = mpcOutput[l] } }
             }
         case .pid:
