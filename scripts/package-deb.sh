@@ -108,6 +108,8 @@ sed -e "s/^'/\\\\\&'/" -e 's/^$/.sp/' "$work/man/edgepilot.1" | gzip -9n > "$roo
 
 # Documentation. README.md stays uncompressed: the unit's Documentation= points at it.
 install -m 0644 README.md "$root/usr/share/doc/edgepilot/README.md"
+install -d -m 0755 "$root/usr/share/doc/edgepilot/examples"
+install -m 0644 systemd/ip-allow.conf "$root/usr/share/doc/edgepilot/examples/ip-allow.conf"
 gzip -9n -c Config/README.md > "$root/usr/share/doc/edgepilot/configuration.md.gz"
 gzip -9n -c CHANGELOG.md > "$root/usr/share/doc/edgepilot/CHANGELOG.md.gz"
 install -m 0644 packaging/deb/copyright "$root/usr/share/doc/edgepilot/copyright"

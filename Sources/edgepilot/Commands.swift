@@ -188,23 +188,30 @@ struct HistoryCommand: ParsableCommand {
     var since: String = "10m"
     @Option(name: .long, help: "End: a duration back from now or an ISO-8601 time (default: now).")
     var until: String?
-    @Option(name: .long, help: "At most this many samples (10000 at most; page with --since).") var limit: Int = 10_000
+    @Option(name: .long, help: "At most this many samples, asked of the agent 10000 at a time.") var limit: Int = 10_000
     @Flag(name: .long, help: "Print CSV (timestamp,value,quality).") var csv = false
     @OptionGroup var connection: ConnectionOptions
     @OptionGroup var output: OutputOptions
 
     func validate() throws {
-        if limit < 1 || limit > 10_000 {
-            throw ValidationError("--limit must be from 1 to 10000: the agent returns at most 10000 samples a request")
-        }
+        if limit < 1 { throw ValidationError("--limit must be at least 1") }
         if csv && output.json { throw ValidationError("choose one of --csv and --json") }
     }
 
     func run() throws {
-        let request = ControlRequest(
-            command: .history, tag: tag, since: try parseSince(since), until: try until.map { try parseSince($0) },
-            limit: limit)
-        let points = try connection.send(request).history ?? []
+        let end = try until.map { try parseSince($0) }
+        let (points, more) = try TimestampPaging.collect(
+            limit: limit, since: try parseSince(since), timestamp: \HistoryPoint.timestamp
+        ) { from, count in
+            try connection.send(ControlRequest(command: .history, tag: tag, since: from, until: end, limit: count))
+                .history ?? []
+        }
+        if more, let last = points.last {
+            FileHandle.standardError.write(
+                Data(
+                    ("showing the first \(points.count) samples; more may follow: raise --limit, or continue with "
+                        + "--since \(formatTimestamp(last.timestamp))\n").utf8))
+        }
         if output.json { return try printJSON(points) }
         if csv {
             print("timestamp,value,quality")
@@ -232,11 +239,26 @@ struct AuditCommand: ParsableCommand {
 
     @Option(name: .long, help: "Start: a duration back from now (10m, 2h, 1d) or an ISO-8601 time.")
     var since: String = "1d"
+    @Option(name: .long, help: "At most this many records, asked of the agent 10000 at a time.") var limit: Int = 1000
     @OptionGroup var connection: ConnectionOptions
     @OptionGroup var output: OutputOptions
 
+    func validate() throws {
+        if limit < 1 { throw ValidationError("--limit must be at least 1") }
+    }
+
     func run() throws {
-        let entries = try connection.send(ControlRequest(command: .audit, since: try parseSince(since))).audit ?? []
+        let (entries, more) = try TimestampPaging.collect(
+            limit: limit, since: try parseSince(since), timestamp: \AuditReport.timestamp
+        ) { from, count in
+            try connection.send(ControlRequest(command: .audit, since: from, limit: count)).audit ?? []
+        }
+        if more, let last = entries.last {
+            FileHandle.standardError.write(
+                Data(
+                    ("showing the first \(entries.count) records; more may follow: raise --limit, or continue with "
+                        + "--since \(formatTimestamp(last.timestamp))\n").utf8))
+        }
         if output.json { return try printJSON(entries) }
         print(
             table(

@@ -169,8 +169,10 @@ import Testing
         defer { dir.remove() }
         let store = try HistoryStore(path: dir.path + "/history.db")
         let start = HistoryClock.now() - 3_600_000_000
+        // Rows 9,998…10,003 share one timestamp: the CLI's page boundary (10,000) falls inside them.
+        func stamp(_ i: Int) -> Int64 { start + Int64((9_998..<10_004).contains(i) ? 9_998 : i) * 1000 }
         try store.append(
-            (0..<10_050).map { HistoryRow(tag: "tank1/level", timestamp: start + Int64($0) * 1000, value: .real(1)) })
+            (0..<10_050).map { HistoryRow(tag: "tank1/level", timestamp: stamp($0), value: .real(Double($0))) })
         store.close()
         let agent = try AgentProcess(
             config: "agent:\n  control_socket: @DIR@/control.sock\nhistory:\n  path: @DIR@/history.db\n", dir: dir)
@@ -178,17 +180,20 @@ import Testing
         let points = try ControlClient(path: agent.socket).send(request).history ?? []
         #expect(points.count == 10_000)
         #expect(points.first?.timestamp == start)
-        agent.stop()
-    }
 
-    /// The agent returns at most 10,000 samples a request; the CLI says so before asking for more.
-    @Test func historyLimitBeyondTheAgentsCapIsAUsageError() throws {
-        let dir = try TemporaryDirectory()
-        defer { dir.remove() }
-        let binary = productsDirectory.appendingPathComponent("edgepilot").path
-        let r = try runCommand(binary, ["history", "t", "--limit", "1000000", "--socket", dir.path + "/none.sock"])
-        #expect(r.status == 2, "\(r.stderr)")
-        #expect(r.stderr.contains("--limit must be from 1 to 10000"), "\(r.stderr)")
+        // The CLI pages: every row once, in order, across the boundary of equal timestamps.
+        let all = try agent.cli(["history", "tank1/level", "--since", "2h", "--limit", "20000", "--json"])
+        let values = try #require(
+            (try JSONSerialization.jsonObject(with: Data(all.stdout.utf8)) as? [[String: Any]])?.map {
+                ($0["value"] as? Double).map(Int.init) ?? -1
+            }, "\(all.stderr)")
+        #expect(values == Array(0..<10_050), "\(values.count) rows")
+        #expect(!all.stderr.contains("more may follow"), "\(all.stderr)")
+        // A limit below what is stored says how to go on.
+        let first = try agent.cli(["history", "tank1/level", "--since", "2h", "--limit", "10001", "--json"])
+        #expect((try JSONSerialization.jsonObject(with: Data(first.stdout.utf8)) as? [Any])?.count == 10_001)
+        #expect(first.stderr.contains("showing the first 10001 samples; more may follow"), "\(first.stderr)")
+        agent.stop()
     }
 
     @Test func agentFilesArePrivateFromTheFirstStart() throws {

@@ -25,14 +25,35 @@ import Testing
         #expect(!result.stderr.contains("edgepilot.service:"), "\(result.stderr)")
     }
 
-    @Test func unitExposureIsAtMostTwo() throws {
-        let (dir, path) = try unitWithBuiltBinary()
-        defer { dir.remove() }
+    func exposure(_ path: String) throws -> Double {
         let result = try runCommand("/usr/bin/systemd-analyze", ["security", "--offline=true", path])
         let line = try #require(result.stdout.split(separator: "\n").first { $0.contains("Overall exposure level") })
         let number = line.split(separator: ":").last!.trimmingCharacters(in: .whitespaces).split(separator: " ").first!
-        let exposure = try #require(Double(number))
-        #expect(exposure <= 2.0, "\(line)")
+        return try #require(Double(number), "\(line)")
+    }
+
+    @Test func unitExposureIsAtMostTwo() throws {
+        let (dir, path) = try unitWithBuiltBinary()
+        defer { dir.remove() }
+        #expect(try exposure(path) <= 2.0)
+        let service = try String(contentsOf: unit, encoding: .utf8)
+        for limit in ["MemoryHigh=", "MemoryMax=", "TasksMax="] { #expect(service.contains("\n" + limit), "\(limit)") }
+    }
+
+    /// The shipped IP allow-list example is a valid drop-in for the unit, and applying it narrows the exposure.
+    @Test func ipAllowExampleIsAValidDropInThatNarrowsTheUnit() throws {
+        let (dir, path) = try unitWithBuiltBinary()
+        defer { dir.remove() }
+        let dropIn = try String(
+            contentsOf: repositoryRoot.appendingPathComponent("systemd/ip-allow.conf"), encoding: .utf8)
+        // A unit file may repeat [Service]; appending the drop-in is how systemd merges it.
+        let merged = dir.path + "/merged/edgepilot.service"
+        try FileManager.default.createDirectory(atPath: dir.path + "/merged", withIntermediateDirectories: true)
+        try (String(contentsOfFile: path, encoding: .utf8) + "\n" + dropIn).write(
+            toFile: merged, atomically: true, encoding: .utf8)
+        let verify = try runCommand("/usr/bin/systemd-analyze", ["verify", merged])
+        #expect(verify.status == 0 && !verify.stderr.contains("edgepilot.service:"), "\(verify.stderr)")
+        #expect(try exposure(merged) < exposure(path))
     }
 
     @Test func sysusersDeclaresTheServiceUser() throws {
