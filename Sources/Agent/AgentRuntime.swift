@@ -90,11 +90,26 @@ public final class AgentRuntime: @unchecked Sendable {
                 "cannot open the history database \(configuration.history.path): \(error)\n"
                     + "check that the directory exists and is writable by this user (the service's StateDirectory)")
         }
+        let logger = Logger(label: "edgepilot.history")
+        let path = configuration.history.path
         history = HistoryWriter(
             store: store, feed: feed, consumer: Self.historyConsumer, directory: TagDirectory(tables: []),
-            configuration: HistoryWriter.Configuration(configuration.history))
-        let historyLogger = Logger(label: "edgepilot.history")
-        history.journal = { historyLogger.warning("\($0)") }
+            configuration: HistoryWriter.Configuration(configuration.history)
+        ) { event in
+            // Polling and the loops carry on either way; the operator must hear that history has a hole coming.
+            switch event {
+            case .failing(let error, let held):
+                let text =
+                    "history writes failing on \(path): \(error); up to \(held) changes are kept in memory and "
+                    + "retried, older ones are dropped and counted (edgepilot status)"
+                logger.warning("\(text)")
+            case .resumed(let seconds, let dropped):
+                logger.notice(
+                    "history writes resumed after \(String(format: "%.0f", seconds)) s; \(dropped) changes were dropped"
+                )
+            }
+        }
+        history.journal = { logger.warning("\($0)") }
         generation = try build(configuration, keeping: nil)
         sparkplug = try makeSparkplugPublisher(configuration)
         metricsServer = try makeMetricsServer(configuration)

@@ -86,6 +86,16 @@ public final class HistoryWriter: @unchecked Sendable {
         var quality: Quality
     }
 
+    /// What the writer tells its owner when the database starts refusing commits (a full disk, an I/O error) and when
+    /// it takes them again: once each, not once per retried batch.
+    public enum WriteHealthEvent: Sendable, Equatable {
+        /// The first failed commit after a successful one. Up to `maxHeldRows` changes are kept in memory and retried;
+        /// beyond that the feed drops the oldest and counts them.
+        case failing(error: String, maxHeldRows: Int)
+        /// A commit succeeded after failing ones for `seconds`; `dropped` changes were lost meanwhile.
+        case resumed(seconds: Double, dropped: UInt64)
+    }
+
     private enum RunState { case created, running, stopped }
 
     public let configuration: Configuration
@@ -105,14 +115,18 @@ public final class HistoryWriter: @unchecked Sendable {
     /// Told (on the writer thread) when audit records were dropped: once when it starts, then at most once a minute
     /// while it goes on; set before `start()`.
     public var journal: (@Sendable (String) -> Void)?
+    private let onWriteHealth: @Sendable (WriteHealthEvent) -> Void
 
     /// Takes ownership of `store`: from `start()` on only the writer's thread may use it.
     ///
     /// `feed` may carry changes of several tag tables (one per device); `directory` tells which tag each change id is.
+    /// `onWriteHealth` is called on the writer's thread (see `WriteHealthEvent`).
     public init(
-        store: HistoryStore, feed: ChangeFeed, consumer: Int, directory: TagDirectory, configuration: Configuration
+        store: HistoryStore, feed: ChangeFeed, consumer: Int, directory: TagDirectory, configuration: Configuration,
+        onWriteHealth: @escaping @Sendable (WriteHealthEvent) -> Void = { _ in }
     ) {
         precondition(consumer >= 0 && consumer < feed.consumerCount, "no such change feed consumer")
+        self.onWriteHealth = onWriteHealth
         self.store = store
         self.feed = feed
         self.directory = Mutex(directory)
@@ -230,6 +244,9 @@ public final class HistoryWriter: @unchecked Sendable {
         var lastRetention = clock.now - retentionInterval
         var retentionActive = false
         var retention = RetentionResult()
+        // Since when commits fail, and the feed's drop count then: the owner hears of an outage once.
+        var failingSince: ContinuousClock.Instant?
+        var droppedAtFailure: UInt64 = 0
 
         func drain() -> Int {
             var total = 0
@@ -295,6 +312,13 @@ public final class HistoryWriter: @unchecked Sendable {
                 pending.removeAll(keepingCapacity: true)
                 auditHeld.subtract(pendingAudit.count, ordering: .releasing)
                 pendingAudit.removeAll(keepingCapacity: true)
+                if let since = failingSince {
+                    failingSince = nil
+                    let took = since.duration(to: clock.now).components
+                    let seconds = Double(took.seconds) + Double(took.attoseconds) / 1e18
+                    let dropped = feed.dropped(consumer: consumer) - droppedAtFailure
+                    onWriteHealth(.resumed(seconds: seconds, dropped: dropped))
+                }
                 return true
             } catch {
                 // The rollback may have discarded tags this batch created, so their cached ids are void.
@@ -304,6 +328,11 @@ public final class HistoryWriter: @unchecked Sendable {
                     $0.errors += 1
                     $0.lastError = message
                     $0.lastCommitErrorTime = HistoryClock.now()
+                }
+                if failingSince == nil {
+                    failingSince = clock.now
+                    droppedAtFailure = feed.dropped(consumer: consumer)
+                    onWriteHealth(.failing(error: message, maxHeldRows: maxBatch))
                 }
                 return false
             }

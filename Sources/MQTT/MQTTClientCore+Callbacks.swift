@@ -8,6 +8,8 @@ extension MQTTClient.Core {
             let subs: [(String, MQTTQoS)] = locked {
                 connected = true
                 established = true
+                // QoS 1 messages of the last connection are re-sent now: their answers are due from here.
+                awaitingSince = awaitingAcks.isEmpty ? nil : .now
                 return subscriptions.map { ($0.key, $0.value) }
             }
             // Re-sent before the connected event so that, for Sparkplug, NCMD/STATE subscriptions precede
@@ -67,7 +69,9 @@ extension MQTTClient.Core {
     fileprivate func handlePublish(mid: Int32) {
         let tag: UInt64? = locked {
             defer { cond.broadcast() }  // a graceful stop may be waiting for the last acknowledgement
-            return pendingTags.removeValue(forKey: mid)
+            let tag = pendingTags.removeValue(forKey: mid)
+            if awaitingAcks.remove(mid) != nil { brokerAnswered() }
+            return tag
         }
         if let tag { onEvent(.published(tag: tag)) }
     }
@@ -75,7 +79,9 @@ extension MQTTClient.Core {
     fileprivate func handleUnsubscribe(mid: Int32) {
         let tag: UInt64? = locked {
             defer { cond.broadcast() }  // a graceful stop may be waiting for the last answer
-            return receiptTags.removeValue(forKey: mid)
+            let tag = receiptTags.removeValue(forKey: mid)
+            brokerAnswered()
+            return tag
         }
         if let tag { onEvent(.receipt(tag: tag)) }
     }
@@ -89,6 +95,7 @@ extension MQTTClient.Core {
             payload = []
         }
         let qos = MQTTQoS(rawValue: m.qos) ?? .atMostOnce
+        locked { brokerAnswered() }
         onEvent(
             .message(MQTTMessage(topic: String(cString: m.topic), payload: payload, qos: qos, retain: m.retain)))
     }

@@ -89,6 +89,10 @@ extension MQTTClient.Core {
         }
         // Registered under the same lock the on_publish trampoline takes, so the event cannot overtake it.
         pendingTags[mid] = tag
+        if message.qos != .atMostOnce {
+            awaitingAcks.insert(mid)
+            requestSent()
+        }
     }
 
     func subscribe(_ filter: String, qos: MQTTQoS) throws(MQTTClientError) {
@@ -127,6 +131,7 @@ extension MQTTClient.Core {
         }
         // Under the lock the on_unsubscribe trampoline takes, so the answer cannot overtake the registration.
         receiptTags[mid] = tag
+        requestSent()
     }
 
     func unsubscribe(_ filter: String) throws(MQTTClientError) {

@@ -70,10 +70,12 @@ extension MQTTClient.Core {
                 // QoS 1 messages of another handle are re-sent only when that handle reconnects, which may
                 // never happen: they would never be acknowledged.
                 pendingTags = [:]
+                awaitingAcks = []
             }
             self.mosq = mosq
             // Receipt requests are not re-sent on a new connection, so an old one is never answered.
             receiptTags = [:]
+            awaitingSince = nil
             currentBroker = broker
             attemptEnded = false
             attemptError = nil
@@ -123,11 +125,25 @@ extension MQTTClient.Core {
         var stuck = false
         // Whether the TCP connection was ever seen up: only then can the CONNECT have reached the broker.
         var tcpUp = false
+        // MQTT gives a broker 1.5 × keepalive to hear from a silent client; the same bound for a silent broker.
+        let silenceLimit = Duration.milliseconds(configuration.keepAlive * 1500)
         cond.lock()
         while !attemptEnded && !stopRequested && !nextBrokerRequested {
             // Polled in slices because libmosquitto 2.0 ends its loop thread on a failed TLS handshake without
             // calling on_disconnect; the socket being gone before CONNACK is then the only sign.
             _ = cond.wait(until: Date(timeIntervalSinceNow: 0.05))
+            if established && !attemptEnded, let since = awaitingSince, since.duration(to: .now) > silenceLimit {
+                // TCP is up and the broker reads nothing (frozen, or a half-open NAT entry): closing the socket
+                // makes the network thread report the loss, with this as the reason.
+                awaitingSince = nil
+                attemptError = MQTTClientError(
+                    kind: .network, broker: broker, code: MOSQ_ERR_KEEPALIVE.rawValue,
+                    message: "connection to \(broker) lost: no answer from the broker for \(silenceLimit) "
+                        + "(1.5 × keepalive) with requests outstanding")
+                let fd = mosquitto_socket(mosq)
+                if fd >= 0 { _ = Glibc.shutdown(fd, Int32(SHUT_RDWR)) }
+                continue
+            }
             if established || attemptEnded { continue }
             let fd = mosquitto_socket(mosq)
             let socketGone = fd < 0

@@ -39,6 +39,24 @@ extension MQTTClient {
         var established = false
         var aborting = false
         var lastLogError: String?
+        /// Since when a request (a QoS 1 publish or a receipt) has waited with nothing at all coming back from the
+        /// broker; nil while nothing is outstanding. A broker frozen behind a live TCP connection is noticed by this
+        /// within 1.5 × keepalive, where libmosquitto's own PINGREQ check takes up to twice the keepalive.
+        var awaitingSince: ContinuousClock.Instant?
+        /// Message ids of QoS 1/2 publishes not yet acknowledged: libmosquitto reports a QoS 0 publish as soon as it
+        /// is written to the socket, which says nothing about the broker.
+        var awaitingAcks: Set<Int32> = []
+
+        /// Called under `cond` for every packet from the broker: it is alive, so outstanding requests get a new
+        /// window.
+        func brokerAnswered() {
+            awaitingSince = awaitingAcks.isEmpty && receiptTags.isEmpty ? nil : .now
+        }
+
+        /// Called under `cond` when a request was sent.
+        func requestSent() {
+            if awaitingSince == nil { awaitingSince = .now }
+        }
 
         init(configuration: MQTTClientConfiguration, onEvent: @escaping @Sendable (MQTTClientEvent) -> Void)
             throws(MQTTClientError)

@@ -87,4 +87,65 @@ import Testing
         #expect(log.components(separatedBy: "Modbus device plant unreachable").count - 1 == 1, "\(log)")
         #expect(log.contains("Modbus device plant answers again"))
     }
+
+    /// A PLC frozen with its TCP connection up (SIGSTOP of the simulator: the kernel still completes connects, the
+    /// process answers nothing): its tags go bad within the device's timeout, the loop sheds to its fallback, a
+    /// second device on the same agent keeps polling with good quality, and after SIGCONT the device and the loop
+    /// come back without a restart.
+    @Test func aFrozenPLCGoesBadLeavesOtherDevicesAloneAndRecoversWithoutARestart() throws {
+        let plant = try TankScenario.plant()
+        defer { plant.stop() }
+        let other = try QuadTank()
+        defer { other.stop() }
+        let otherDevice =
+            "\n  - {name: other, type: modbus_tcp, host: 127.0.0.1, port: \(other.port), timeout: 300ms, "
+            + "reconnect_min: 100ms, reconnect_max: 300ms}\ntags:\n"
+            + "  - {name: other/level, device: other, area: input_register, address: 0, type: float32, "
+            + "poll_group: fast}\n"
+        let config = TankScenario.config(port: plant.port, fallback: "manual")
+            .replacingOccurrences(of: "\ntags:\n", with: otherDevice)
+        let agent = try AgentProcess(config: config)
+        defer {
+            agent.stop()
+            agent.dir.remove()
+        }
+        func read(_ tag: String) -> [String: Any] { ((try? agent.json(["read", tag])) as? [String: Any]) ?? [:] }
+        func device(_ name: String) -> [String: Any] {
+            let devices = ((try? agent.json(["status"])) as? [String: Any])?["devices"] as? [[String: Any]]
+            return devices?.first { $0["name"] as? String == name } ?? [:]
+        }
+        func state(_ name: String) -> String? { device(name)["state"] as? String }
+        func timeouts(_ name: String) -> Int { device(name)["timeouts"] as? Int ?? -1 }
+        #expect(eventually(timeout: 10) { agent.mode() == "mpc" }, "\(agent.log)")
+        #expect(
+            eventually(timeout: 10) {
+                state("other") == "connected" && read("other/level")["quality"] as? String == "good"
+            })
+
+        plant.peer.pause()
+        let frozenAt = Date()
+        let bad = eventually(timeout: 5) { read("tank1/level")["quality"] as? String != "good" }
+        let badAfter = Date().timeIntervalSince(frozenAt)
+        #expect(bad, "tank1/level stayed good under a frozen PLC: \(read("tank1/level"))")
+        // The device's timeout (300 ms), one poll period (50 ms) and the CLI's own round trip.
+        #expect(badAfter < 1.5, "bad after \(String(format: "%.2f", badAfter)) s")
+        #expect(eventually(timeout: 5) { agent.mode() == "manual" }, "the loop sheds: \(agent.mode() ?? "-")")
+        // The connection stays open (a late reply is flushed, not decoded): the device counts timeouts.
+        let timedOut = timeouts("plant")
+        #expect(read("tank1/level")["quality"] as? String == "timeout", "\(read("tank1/level"))")
+        // The other device is untouched: connected, good, and its value's timestamp keeps moving.
+        let t0 = read("other/level")["timestamp"] as? Int ?? 0
+        Thread.sleep(forTimeInterval: 2)
+        let o = read("other/level")
+        #expect(state("other") == "connected" && o["quality"] as? String == "good", "\(o)")
+        #expect((o["timestamp"] as? Int ?? 0) > t0, "other/level stopped updating: \(o)")
+        #expect(timeouts("plant") > timedOut, "every poll of the frozen PLC times out: \(device("plant"))")
+        #expect(agent.mode() == "manual")
+
+        plant.peer.resume()
+        #expect(eventually(timeout: 15) { read("tank1/level")["quality"] as? String == "good" }, "\(device("plant"))")
+        #expect(eventually(timeout: 15) { agent.mode() == "mpc" }, "the loop recovers: \(transitions(agent))")
+        #expect(read("tank1/level")["quality"] as? String == "good")
+        print("frozen PLC: tank1/level bad after \(String(format: "%.2f", badAfter)) s")
+    }
 }

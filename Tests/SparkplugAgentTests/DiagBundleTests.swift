@@ -59,7 +59,8 @@ import Testing
         let agent = scenario.agent
         #expect(eventually { (try? agent.mqttStatus())?["sessionState"] as? String == "online" })
         // An operator takes the loop to manual and back: the mode history must show both.
-        #expect(try agent.cli(["loop", "tanks", "mode", "manual"]).status == 0)
+        let manual = try agent.cli(["loop", "tanks", "mode", "manual"])
+        #expect(manual.status == 0, "\(manual.status): \(manual.stderr)\n\(agent.log.suffix(2000))")
         #expect(
             eventually { (try? agent.cli(["read", "loop/tanks/mode", "--json"]))?.stdout.contains("manual") == true })
         #expect(try agent.cli(["loop", "tanks", "mode", "pid"]).status == 0)

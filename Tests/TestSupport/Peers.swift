@@ -83,12 +83,24 @@ public final class PythonPeer: @unchecked Sendable {
         ready = json
     }
 
+    /// Freezes the peer (SIGSTOP): the kernel keeps its sockets and completes new connections, it answers nothing.
+    public func pause() {
+        if process.isRunning { kill(process.processIdentifier, SIGSTOP) }
+    }
+
+    /// Undoes `pause()` (SIGCONT).
+    public func resume() {
+        if process.isRunning { kill(process.processIdentifier, SIGCONT) }
+    }
+
     public func stop() {
         guard process.isRunning else {
             try? output.fileHandleForReading.close()
             return
         }
         process.terminate()
+        // A paused peer acts on SIGTERM only once continued.
+        kill(process.processIdentifier, SIGCONT)
         let deadline = Date().addingTimeInterval(5)
         while process.isRunning && Date() < deadline { usleep(20_000) }
         if process.isRunning { kill(process.processIdentifier, SIGKILL) }
