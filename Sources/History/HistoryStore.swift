@@ -178,33 +178,18 @@ public final class HistoryStore {
         if let maxRows = limits.maxRows {
             let rows = try db.scalarInt("SELECT value FROM counters WHERE name = 'audit_rows'") ?? 0
             if rows > Int64(maxRows) {
-                let deleted = try transaction { () throws -> Int64 in
-                    let a = try db.statement(
-                        "DELETE FROM audit WHERE id IN (SELECT id FROM audit ORDER BY id LIMIT ?1)")
-                    a.bind(1, min(chunk, rows - Int64(maxRows)))
-                    try a.run()
-                    let n = Int64(db.changes)
-                    try addToCounter("audit_rows", -n)
-                    if n > 0 { try db.statement("PRAGMA incremental_vacuum").run() }
-                    return n
-                }
+                let deleted = try deleteChunk(
+                    "DELETE FROM audit WHERE id IN (SELECT id FROM audit ORDER BY id LIMIT ?1)", counter: "audit_rows",
+                    [min(chunk, rows - Int64(maxRows))])
                 result.deletedAudit += deleted
                 if deleted > 0 { return true }
             }
         }
         if let auditAge = limits.maxAgeSeconds {
             let cutoff = now - Int64(auditAge) * 1_000_000
-            let deleted = try transaction { () throws -> Int64 in
-                let a = try db.statement(
-                    "DELETE FROM audit WHERE id IN (SELECT id FROM audit WHERE ts < ?2 ORDER BY ts LIMIT ?1)")
-                a.bind(1, chunk)
-                a.bind(2, cutoff)
-                try a.run()
-                let n = Int64(db.changes)
-                try addToCounter("audit_rows", -n)
-                if n > 0 { try db.statement("PRAGMA incremental_vacuum").run() }
-                return n
-            }
+            let deleted = try deleteChunk(
+                "DELETE FROM audit WHERE id IN (SELECT id FROM audit WHERE ts < ?2 ORDER BY ts LIMIT ?1)",
+                counter: "audit_rows", [chunk, cutoff])
             result.deletedAudit += deleted
             if deleted > 0 { return true }
         }
@@ -213,20 +198,11 @@ public final class HistoryStore {
             // Only the oldest `chunk` rows in insertion order are examined, so a step costs the same on a table of
             // any size; rows written with out-of-order timestamps go once the rows written before them have gone.
             // Audit rows are not touched here: they have their own age limit (`audit.maxAgeSeconds`).
-            let samples = try transaction { () throws -> Int64 in
-                let s = try db.statement(
-                    """
-                    DELETE FROM samples WHERE id IN
-                    (SELECT id FROM (SELECT id, ts FROM samples ORDER BY id LIMIT ?1) WHERE ts < ?2)
-                    """)
-                s.bind(1, chunk)
-                s.bind(2, cutoff)
-                try s.run()
-                let samples = Int64(db.changes)
-                try addToCounter("sample_rows", -samples)
-                if samples > 0 { try db.statement("PRAGMA incremental_vacuum").run() }
-                return samples
-            }
+            let samples = try deleteChunk(
+                """
+                DELETE FROM samples WHERE id IN
+                (SELECT id FROM (SELECT id, ts FROM samples ORDER BY id LIMIT ?1) WHERE ts < ?2)
+                """, counter: "sample_rows", [chunk, cutoff])
             result.deletedSamples += samples
             if samples > 0 { return true }
         }
@@ -269,6 +245,20 @@ public final class HistoryStore {
             return true
         }
         return false
+    }
+
+    /// One retention DELETE (its parameters bound in order) in its own transaction, with `counter` kept in step and
+    /// the freed pages returned to the file; the number of rows deleted.
+    private func deleteChunk(_ sql: String, counter: String, _ parameters: [Int64]) throws -> Int64 {
+        try transaction { () throws -> Int64 in
+            let s = try db.statement(sql)
+            for (i, value) in parameters.enumerated() { s.bind(Int32(i + 1), value) }
+            try s.run()
+            let n = Int64(db.changes)
+            try addToCounter(counter, -n)
+            if n > 0 { try db.statement("PRAGMA incremental_vacuum").run() }
+            return n
+        }
     }
 
     /// After a retention pass: copies the WAL into the database and cuts the WAL file to zero bytes, so the space

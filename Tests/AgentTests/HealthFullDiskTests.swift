@@ -8,16 +8,11 @@ import Testing
     @Test func aFullHistoryDiskIsCriticalAndClearsWhenSpaceReturns() throws {
         let plant = try QuadTank()
         defer { plant.stop() }
-        let dir = try TemporaryDirectory("edgepilot-fulldisk")
-        defer { dir.remove() }
-        let volume = dir.path + "/volume"
-        try FileManager.default.createDirectory(atPath: volume, withIntermediateDirectories: true)
-        let mount = try runCommand("/bin/mount", ["-t", "tmpfs", "-o", "size=4m", "tmpfs", volume])
-        try #require(mount.status == 0, "mounting a tmpfs needs root: \(mount.stderr)")
-        defer { _ = try? runCommand("/bin/umount", ["-l", volume]) }
+        let volume = try SmallVolume(prefix: "edgepilot-fulldisk")
+        defer { volume.unmount() }
 
         let config = DaemonEndToEndTests.config(port: plant.port).replacingOccurrences(
-            of: "path: @DIR@/history.db", with: "path: \(volume)/history.db")
+            of: "path: @DIR@/history.db", with: "path: \(volume.path)/history.db")
         let agent = try AgentProcess(config: config)
         defer { agent.dir.remove() }
         func disk() -> (exit: Int32, check: [String: Any]?) {
@@ -28,13 +23,7 @@ import Testing
         }
         #expect(eventually(timeout: 15) { disk().check?["status"] as? String == "OK" }, "\(String(describing: disk()))")
 
-        // Fill the volume to the last byte.
-        let filler = volume + "/filler"
-        FileManager.default.createFile(atPath: filler, contents: nil)
-        let handle = try #require(FileHandle(forWritingAtPath: filler))
-        let chunk = Data(count: 64 * 1024)
-        while (try? handle.write(contentsOf: chunk)) != nil {}
-        try? handle.close()
+        try volume.fill()
 
         var last: (exit: Int32, check: [String: Any]?) = (0, nil)
         #expect(
@@ -49,7 +38,7 @@ import Testing
         #expect(agent.isRunning, "a full disk must not stop the agent: \(agent.log)")
 
         // Space returns: the verdict follows.
-        try FileManager.default.removeItem(atPath: filler)
+        try volume.free()
         #expect(eventually(timeout: 15) { disk().check?["status"] as? String == "OK" }, "\(String(describing: disk()))")
         agent.stop()
     }

@@ -12,14 +12,9 @@ import Testing
     @Test func aFullHistoryDiskKeepsTheLoopRunningSaysSoOnceAndLosesNothingItHeld() throws {
         let plant = try TankScenario.plant(["--noise", "0.05", "--seed", "7"])
         defer { plant.stop() }
-        let dir = try TemporaryDirectory("edgepilot-historyfull")
-        defer { dir.remove() }
-        let volume = dir.path + "/volume"
-        try FileManager.default.createDirectory(atPath: volume, withIntermediateDirectories: true)
-        let mount = try runCommand("/bin/mount", ["-t", "tmpfs", "-o", "size=4m", "tmpfs", volume])
-        try #require(mount.status == 0, "mounting a tmpfs needs root: \(mount.stderr)")
-        defer { _ = try? runCommand("/bin/umount", ["-l", volume]) }
-        let database = volume + "/history.db"
+        let volume = try SmallVolume(prefix: "edgepilot-historyfull")
+        defer { volume.unmount() }
+        let database = volume.path + "/history.db"
         let config = TankScenario.config(port: plant.port).replacingOccurrences(
             of: "path: @DIR@/history.db", with: "path: \(database)")
         let agent = try AgentProcess(config: config)
@@ -39,13 +34,7 @@ import Testing
         #expect(eventually(timeout: 15) { agent.mode() == "mpc" && commits() > 0 }, "\(agent.log)")
 
         // Fill the volume to the last byte.
-        let filler = volume + "/filler"
-        FileManager.default.createFile(atPath: filler, contents: nil)
-        let handle = try #require(FileHandle(forWritingAtPath: filler))
-        let chunk = Data(count: 64 * 1024)
-        while (try? handle.write(contentsOf: chunk)) != nil {}
-        while (try? handle.write(contentsOf: Data(count: 512))) != nil {}
-        try? handle.close()
+        try volume.fill()
         let fullAt = Int64(Date().timeIntervalSince1970 * 1_000_000)
 
         // Commits fail (the WAL may take a few more first).
@@ -71,7 +60,7 @@ import Testing
         #expect(failed.first?.contains("kept in memory") == true, "\(failed.first ?? "")")
 
         // Space returns: what was held is written.
-        try FileManager.default.removeItem(atPath: filler)
+        try volume.free()
         let resumedAt = Int64(Date().timeIntervalSince1970 * 1_000_000)
         #expect(eventually(timeout: 15) { commits() > stalled && history()["pending"] as? Int ?? 1 < 100 })
         #expect(eventually(timeout: 5) { lines("history writes resumed").count == 1 }, "\(agent.log.suffix(2000))")
