@@ -238,15 +238,23 @@ private func nowMs() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
         }
         #expect((try agent.mqttStatus())["commandsWritten"] as? Int == 1)
 
-        let audit = try agent.cli(["audit", "--json"])
-        let rows = try JSONSerialization.jsonObject(with: Data(audit.stdout.utf8)) as? [[String: Any]] ?? []
         // The source is the connection that delivered the command, not a name it claims.
         let source = "sparkplug:host=none,broker=mqtt://127.0.0.1:\(scenario.broker.port),auth=none"
-        let ours = rows.filter { $0["source"] as? String == source }
+        func audited() -> [[String: Any]] {
+            let audit = try? agent.cli(["audit", "--json"])
+            let rows = (try? JSONSerialization.jsonObject(with: Data((audit?.stdout ?? "").utf8))) as? [[String: Any]]
+            return (rows ?? []).filter { $0["source"] as? String == source }
+        }
+        // Audit rows reach the file with the history writer's next commit, after the write they record.
+        var ours: [[String: Any]] = []
         func result(_ tag: String, _ value: String) -> [String] {
             ours.filter { $0["tag"] as? String == tag && $0["value"] as? String == value }.compactMap {
                 $0["result"] as? String
             }
+        }
+        _ = eventually(timeout: 10) {
+            ours = audited()
+            return !result("pump1/voltage", "float(4.5)").isEmpty
         }
         #expect(result("tank1/level", "float(5.0)") == ["refused"], "\(ours)")
         #expect(result("pump1/voltage", "float(12.0)") == ["refused"])
