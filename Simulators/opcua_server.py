@@ -380,14 +380,10 @@ async def main() -> None:
     args = parser.parse_args()
 
     logging.basicConfig(level=logging.INFO if args.verbose else logging.ERROR, stream=sys.stderr)
-    port = args.port or free_port()
-    endpoint = f"opc.tcp://127.0.0.1:{port}/"
-
     install_percent_deadband()
     refuse_services(args.refuse_service)
     server = Server(user_manager=SimUserManager(args.password))
     await server.init()
-    server.set_endpoint(endpoint)
     server.set_server_name("EdgePilot OPC UA simulator")
     await server.set_application_uri(APPLICATION_URI)
     tokens = [ua.UserNameIdentityToken] if args.no_anonymous else [ua.AnonymousIdentityToken, ua.UserNameIdentityToken]
@@ -418,6 +414,11 @@ async def main() -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
 
+    # The port is chosen as late as possible: building a large address space takes seconds, and a port picked
+    # before it could be taken by another process meanwhile (seen as "address already in use" in parallel tests).
+    port = args.port or free_port()
+    endpoint = f"opc.tcp://127.0.0.1:{port}/"
+    server.set_endpoint(endpoint)
     async with server:
         tank_task = asyncio.create_task(run_tank(nodes, args.period))
         churn_task = (
