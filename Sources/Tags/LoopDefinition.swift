@@ -166,6 +166,8 @@ public struct LoopDefinition: Sendable, Hashable {
     public var lockMemory: Bool
     /// Length of the rolling window the KPIs are computed over (milliseconds).
     public var kpiWindowMilliseconds: Int
+    /// Lowest validation fit (%) an identified model of the ledger may have to be activated without `--force`.
+    public var modelMinFitPercent: Double = 70
 
     public init(
         name: String, periodMilliseconds: Int, mode: LoopModeSetting = .manual, cvs: [LoopCVDefinition],
