@@ -122,9 +122,9 @@ struct LoopCommand: ParsableCommand {
               edgepilot loop NAME model list | show ID | add FILE [--note TEXT]
               edgepilot loop NAME model activate ID [--force] [--note TEXT] | rollback [--note TEXT]
 
-            Model versions live in the history file's ledger; 'add' registers a file 'edgepilot identify --output'
-            wrote (with its window, data hash and fit); 'activate' refuses a model whose tags or dimensions do not
-            match the loop, or whose recorded validation fit is below the loop's model_min_fit (--force overrides
+            Model versions live in the history file's ledger; 'add' registers a file 'edgepilot identify --output' \
+            wrote (with its window, data hash and fit); 'activate' refuses a model whose tags or dimensions do not \
+            match the loop, or whose recorded validation fit is below the loop's model_min_fit (--force overrides \
             the fit check only).
             """)
 
