@@ -258,9 +258,16 @@ extension Builder {
     private mutating func seconds(_ r: inout MappingReader, _ key: String) -> Double? {
         guard let text = r.string(key, sink: &sink), let v = r.value(key) else { return nil }
         if text.lowercased() == "off" || text.lowercased() == "none" { return key == "integral_time" ? .infinity : 0 }
-        if let s = Double(text), s.isFinite { return s }
-        if let ms = UnitParser.milliseconds(text) { return Double(ms) / 1000 }
-        sink.error(v.line, v.column, "'\(key)' must be a duration (30s, 500ms) or seconds, found '\(text)'")
+        if let seconds = UnitParser.seconds(text) { return seconds }
+        // A bare number is refused: seconds, minutes and cycles have all been meant by one, and a model whose time
+        // scale is off by 60 still loads and still runs (issue 12).
+        let bare = Double(text.replacingUnderscores()) != nil
+        sink.error(
+            v.line, v.column,
+            bare
+                ? "'\(key)' needs a time unit, found the bare number '\(text)'"
+                : "'\(key)' must be a duration, found '\(text)'",
+            hint: "write it with its unit: 30s, 500ms, 2.5m or 1h")
         return nil
     }
 

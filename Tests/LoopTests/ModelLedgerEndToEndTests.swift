@@ -180,7 +180,7 @@ import Testing
         try bumplessly(agent, plant, step: 0.5, "reload") {
             try agent.reload(
                 config: TankScenario.config(port: plant.port).replacingOccurrences(
-                    of: "move_weight: 0.2", with: "move_weight: 0.3"))
+                    of: "move_weight: 0.078", with: "move_weight: 0.117"))
             #expect(eventually(timeout: 10) { agent.log.contains("reloaded") }, "\(agent.log)")
         }
         #expect(modelVersion(agent) == v2, "after a reload with the same model")
