@@ -70,9 +70,9 @@ loops:
       - {tag: tank1/level, setpoint: 12.3, soft_low: 2, soft_high: 18}
       - {tag: tank2/level, setpoint: 12.8, soft_low: 2, soft_high: 18}
     mvs:
-      - {tag: pump1/voltage, low: 0.5, high: 8, rate: 0.2, move_weight: 0.2,
+      - {tag: pump1/voltage, low: 0.5, high: 8, rate: 0.2, move_weight: 0.078,
          pid: {cv: tank1/level, gain: 1.5, integral_time: 30s}}
-      - {tag: pump2/voltage, low: 0.5, high: 8, rate: 0.2, move_weight: 0.2,
+      - {tag: pump2/voltage, low: 0.5, high: 8, rate: 0.2, move_weight: 0.078,
          pid: {cv: tank2/level, gain: 1.35, integral_time: 40s}}
     model:
       type: state_space

@@ -69,6 +69,8 @@ public final class AgentRuntime: @unchecked Sendable {
     private var nextIDBase: Int32 = 0
     private var reloads = 0
     private let history: HistoryWriter
+    /// The model ledger (decision 0031), on its own connection to the history file.
+    let ledger: ModelLedger
     private let readerLock = NSLock()
     private var reader: HistoryReader?
     /// The Sparkplug B edge node, when configured (see Sparkplug/EdgeNodePublisher.swift).
@@ -110,6 +112,11 @@ public final class AgentRuntime: @unchecked Sendable {
             }
         }
         history.journal = { logger.warning("\($0)") }
+        do {
+            ledger = try ModelLedger(path: configuration.history.path)
+        } catch {
+            throw AgentStartError("cannot open the model ledger in \(configuration.history.path): \(error)")
+        }
         generation = try build(configuration, keeping: nil)
         sparkplug = try makeSparkplugPublisher(configuration)
         metricsServer = try makeMetricsServer(configuration)
@@ -248,8 +255,9 @@ public final class AgentRuntime: @unchecked Sendable {
                 loops[d.name] = runner
                 continue
             }
+            let runner: LoopRunner
             do {
-                loops[d.name] = try LoopRunner(
+                runner = try LoopRunner(
                     definition: d,
                     bind: { name in
                         guard let (table, index) = g.directory.locate(name: name) else { return nil }
@@ -260,6 +268,8 @@ public final class AgentRuntime: @unchecked Sendable {
             } catch {
                 throw AgentStartError("\(error)")
             }
+            adoptModel(runner)
+            loops[d.name] = runner
         }
         return loops
     }

@@ -59,7 +59,7 @@ public enum ConfigurationLoader {
             pollGroups: builder.pollGroups.map(\.0), history: builder.history,
             controlSocketPath: builder.controlSocket, logLevel: builder.logLevel)
         configuration.readOnlyGroup = builder.readOnlyGroup
-        configuration.loops = builder.loops.map(\.0)
+        configuration.loops = LoopValidator.withSpans(builder.loops.map(\.0), tags: builder.tags.map(\.0))
         configuration.sparkplug = builder.sparkplug?.0
         configuration.metrics = builder.metrics
         var locations: [String: ConfigDiagnostic] = [:]

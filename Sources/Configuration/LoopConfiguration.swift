@@ -99,14 +99,26 @@ extension Builder {
         let priority = r.int("realtime_priority", range: 1...99, sink: &sink)
         let lock = r.bool("lock_memory", sink: &sink) ?? false
         let window = r.duration("kpi_window", sink: &sink) ?? 600_000
+        var minFit = 70.0
+        if let text = r.string("model_min_fit", sink: &sink), let v = r.value("model_min_fit") {
+            let number = text.hasSuffix("%") ? String(text.dropLast()).trimmingCharacters(in: .whitespaces) : text
+            if let fit = Double(number), fit >= 0, fit <= 100 {
+                minFit = fit
+            } else {
+                sink.error(
+                    v.line, v.column, "\(what): model_min_fit must be a percentage from 0 to 100, found '\(text)'",
+                    hint: "e.g. model_min_fit: 80%")
+            }
+        }
         r.reportUnknownKeys(sink: &sink)
         guard !name.isEmpty, let period, let model else { return }
-        let loop = LoopDefinition(
+        var loop = LoopDefinition(
             name: name, periodMilliseconds: period, mode: mode, cvs: cvs, mvs: mvs, dvs: dvs, model: model,
             nominalMVs: nominal.mvs, nominalCVs: nominal.cvs, nominalDVs: nominal.dvs,
             predictionHorizon: prediction, controlHorizon: control, stateNoise: estimator.state,
             disturbanceNoise: estimator.disturbance, measurementNoise: estimator.measurement, supervisor: supervisor,
             heartbeatTag: heartbeat, realtimePriority: priority, lockMemory: lock, kpiWindowMilliseconds: window)
+        loop.modelMinFitPercent = minFit
         loops.append((loop, Location(file: sink.file, line: r.line)))
     }
 
@@ -198,7 +210,7 @@ extension Builder {
         return LoopPIDDefinition(cv: cv, gain: gain, integralSeconds: ti, derivativeSeconds: td, directAction: direct)
     }
 
-    private mutating func readLoopModel(
+    mutating func readLoopModel(
         _ node: Node, _ what: String
     ) -> (LoopModelDefinition?, (mvs: [Double], cvs: [Double], dvs: [Double])) {
         var nominal: (mvs: [Double], cvs: [Double], dvs: [Double]) = ([], [], [])
@@ -246,9 +258,16 @@ extension Builder {
     private mutating func seconds(_ r: inout MappingReader, _ key: String) -> Double? {
         guard let text = r.string(key, sink: &sink), let v = r.value(key) else { return nil }
         if text.lowercased() == "off" || text.lowercased() == "none" { return key == "integral_time" ? .infinity : 0 }
-        if let s = Double(text), s.isFinite { return s }
-        if let ms = UnitParser.milliseconds(text) { return Double(ms) / 1000 }
-        sink.error(v.line, v.column, "'\(key)' must be a duration (30s, 500ms) or seconds, found '\(text)'")
+        if let seconds = UnitParser.seconds(text) { return seconds }
+        // A bare number is refused: seconds, minutes and cycles have all been meant by one, and a model whose time
+        // scale is off by 60 still loads and still runs (issue 12).
+        let bare = Double(text.replacingUnderscores()) != nil
+        sink.error(
+            v.line, v.column,
+            bare
+                ? "'\(key)' needs a time unit, found the bare number '\(text)'"
+                : "'\(key)' must be a duration, found '\(text)'",
+            hint: "write it with its unit: 30s, 500ms, 2.5m or 1h")
         return nil
     }
 

@@ -2,6 +2,40 @@ import Tags
 
 /// Cross-checks of loops against the tags and poll groups of the same configuration.
 enum LoopValidator {
+    /// Each CV's and MV's engineering span, for weights taken per span (Config/README.md, "Units"): the tag's write
+    /// limits, else its scaling's engineering range, else the loop's own soft limits (CV) or low … high (MV).
+    static func withSpans(_ loops: [LoopDefinition], tags: [TagDefinition]) -> [LoopDefinition] {
+        let tagByName = Dictionary(tags.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+        func span(_ low: Double, _ high: Double) -> Double? {
+            let s = high - low
+            return s.isFinite && s > 0 ? s : nil
+        }
+        func tagSpan(_ name: String) -> Double? {
+            guard let tag = tagByName[name] else { return nil }
+            if let l = tag.limits, let s = span(l.minimum, l.maximum) { return s }
+            if let sc = tag.scaling {
+                return span(min(sc.engineeringLow, sc.engineeringHigh), max(sc.engineeringLow, sc.engineeringHigh))
+            }
+            return nil
+        }
+        return loops.map { loop in
+            var out = loop
+            for i in out.cvs.indices {
+                out.cvs[i].span = tagSpan(out.cvs[i].tag) ?? span(out.cvs[i].softLow, out.cvs[i].softHigh)
+            }
+            for l in out.mvs.indices {
+                out.mvs[l].span = tagSpan(out.mvs[l].tag) ?? span(out.mvs[l].low, out.mvs[l].high)
+            }
+            // All or nothing: scaling the MVs (which always have a span) but not a CV without one would shift the
+            // balance between them by the MVs' span², the opposite of weighting alike.
+            if out.cvs.contains(where: { $0.span == nil }) {
+                for i in out.cvs.indices { out.cvs[i].span = nil }
+                for l in out.mvs.indices { out.mvs[l].span = nil }
+            }
+            return out
+        }
+    }
+
     static func validate(
         loops: [(LoopDefinition, Location)], tags: [(TagDefinition, Location)], pollGroups: [(PollGroup, Location)],
         devices: [(DeviceDefinition, Location)] = [], sink: inout DiagnosticSink

@@ -14,6 +14,19 @@ enum UnitParser {
         return nil
     }
 
+    /// `30s`, `1.5s`, `500ms`, `2.5m`, `1h` → seconds, without rounding to the millisecond (a time constant of
+    /// 0.4 ms at a 1 ms period still counts); a bare number has no unit and is nil.
+    static func seconds(_ text: String) -> Double? {
+        let t = text.trimmingCharacters(in: .whitespaces).lowercased()
+        let units: [(String, Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600)]
+        for (suffix, factor) in units where t.hasSuffix(suffix) {
+            let number = t.dropLast(suffix.count).trimmingCharacters(in: .whitespaces)
+            guard let value = Double(number), value >= 0, value.isFinite, value * factor < 1e12 else { return nil }
+            return value * factor
+        }
+        return nil
+    }
+
     /// `512KB`, `100MB`, `1GiB`, `1073741824` → bytes.
     static func bytes(_ text: String) -> Int64? {
         let t = text.trimmingCharacters(in: .whitespaces).lowercased()

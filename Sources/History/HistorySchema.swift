@@ -74,6 +74,45 @@ public enum HistorySchema {
                 INSERT INTO counters(name, value) VALUES ('forward_bytes', 0);
                 INSERT INTO counters(name, value) VALUES ('forward_dropped', 0);
                 """),
+        // The model ledger (decision 0031): every model a loop ever had, one row per (loop, content hash), and every
+        // activation in order, so "what ran when, and who put it there" is a query. `model_config` remembers which
+        // version the configuration file last held per loop, so a restart or reload can tell "the YAML model
+        // changed" from "the same YAML, with a ledger version activated since". Retention never touches them.
+        Migration(
+            version: 4, summary: "model ledger",
+            sql: """
+                CREATE TABLE model_versions (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT,
+                    loop TEXT NOT NULL,
+                    hash TEXT NOT NULL,
+                    source TEXT NOT NULL,
+                    content TEXT NOT NULL,
+                    window TEXT,
+                    data_hash TEXT,
+                    fit REAL,
+                    fit_detail TEXT,
+                    created_at INTEGER NOT NULL,
+                    created_by TEXT NOT NULL,
+                    note TEXT NOT NULL DEFAULT '',
+                    UNIQUE (loop, hash)
+                );
+                CREATE TABLE model_activations (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT,
+                    loop TEXT NOT NULL,
+                    version INTEGER NOT NULL REFERENCES model_versions(id),
+                    previous INTEGER,
+                    ts INTEGER NOT NULL,
+                    activated_by TEXT NOT NULL,
+                    action TEXT NOT NULL,
+                    forced INTEGER NOT NULL DEFAULT 0,
+                    note TEXT NOT NULL DEFAULT ''
+                );
+                CREATE INDEX model_activations_loop ON model_activations(loop, id);
+                CREATE TABLE model_config (
+                    loop TEXT PRIMARY KEY,
+                    version INTEGER NOT NULL
+                ) WITHOUT ROWID;
+                """),
     ]
 
     /// The schema version this build writes.

@@ -9,6 +9,8 @@ public struct ControlRequest: Codable, Sendable {
         case mqttStatus, mqttRebirth
         case health
         case configDiff
+        /// The model ledger of a loop (decision 0031).
+        case loopModelList, loopModelShow, loopModelActivate, loopModelRollback, loopModelAdd
     }
 
     public var command: Command
@@ -28,6 +30,12 @@ public struct ControlRequest: Codable, Sendable {
     public var tune: LoopTuneRequest?
     /// `configDiff`: the configuration file to compare (nil = the file the agent runs from).
     public var path: String? = nil
+    /// `loopModelActivate`: activate although the recorded fit is below the loop's threshold.
+    public var force: Bool? = nil
+    /// `loopModelActivate`, `loopModelRollback`, `loopModelAdd`: the operator's note, kept in the ledger.
+    public var note: String? = nil
+    /// `loopModelAdd`: the model file's text (its name is in `path`), parsed by the agent against the loop.
+    public var text: String? = nil
 
     public init(
         command: Command, tag: String? = nil, value: String? = nil, source: String? = nil, since: Int64? = nil,
@@ -66,6 +74,8 @@ public struct ControlResponse: Codable, Sendable {
     public var reloadPreview: ReloadPreview? = nil
     /// Set on a refusal because the peer's role does not allow the command (the CLI exits 1).
     public var forbidden: Bool? = nil
+    /// `loop NAME model …`: the loop's model ledger.
+    public var models: ModelLedgerReport? = nil
 
     public init(
         ok: Bool = true, error: String? = nil, status: StatusReport? = nil, tags: [TagReport]? = nil,
@@ -348,5 +358,95 @@ public enum JSONValue: Codable, Sendable, Equatable, CustomStringConvertible {
         case .double(let d): return String(d)
         case .string(let s): return s
         }
+    }
+}
+
+/// A loop's model ledger as `edgepilot loop NAME model list|show|activate|rollback|add` shows it.
+public struct ModelLedgerReport: Codable, Sendable {
+    public var loop: String
+    /// The version in force.
+    public var active: Int64?
+    /// Lowest recorded validation fit an activation accepts without `--force` (%).
+    public var minFitPercent: Double
+    /// Oldest first (`show`, `activate`, `add`: the one concerned).
+    public var versions: [ModelVersionReport]
+    /// Newest first.
+    public var activations: [ModelActivationReport]
+    /// What the command did, in a sentence (activate, rollback, add).
+    public var message: String?
+
+    package init(
+        loop: String, active: Int64?, minFitPercent: Double, versions: [ModelVersionReport],
+        activations: [ModelActivationReport], message: String? = nil
+    ) {
+        self.loop = loop
+        self.active = active
+        self.minFitPercent = minFitPercent
+        self.versions = versions
+        self.activations = activations
+        self.message = message
+    }
+}
+
+/// One version of a loop's model.
+public struct ModelVersionReport: Codable, Sendable {
+    public var id: Int64
+    public var hash: String
+    /// `file` or `identify`.
+    public var source: String
+    public var window: String?
+    public var dataHash: String?
+    public var fitPercent: Double?
+    public var fitDetail: String?
+    /// µs since the Unix epoch.
+    public var createdAt: Int64
+    public var createdBy: String
+    public var note: String
+    public var active: Bool
+    /// `show` only: the model itself.
+    public var model: LoopModelContent?
+
+    package init(
+        id: Int64, hash: String, source: String, window: String?, dataHash: String?, fitPercent: Double?,
+        fitDetail: String?, createdAt: Int64, createdBy: String, note: String, active: Bool,
+        model: LoopModelContent? = nil
+    ) {
+        self.id = id
+        self.hash = hash
+        self.source = source
+        self.window = window
+        self.dataHash = dataHash
+        self.fitPercent = fitPercent
+        self.fitDetail = fitDetail
+        self.createdAt = createdAt
+        self.createdBy = createdBy
+        self.note = note
+        self.active = active
+        self.model = model
+    }
+}
+
+/// One activation: which version replaced which, when, by whom, and why.
+public struct ModelActivationReport: Codable, Sendable {
+    public var version: Int64
+    public var previous: Int64?
+    public var timestamp: Int64
+    public var activatedBy: String
+    /// `config`, `activate` or `rollback`.
+    public var action: String
+    public var forced: Bool
+    public var note: String
+
+    package init(
+        version: Int64, previous: Int64?, timestamp: Int64, activatedBy: String, action: String, forced: Bool,
+        note: String
+    ) {
+        self.version = version
+        self.previous = previous
+        self.timestamp = timestamp
+        self.activatedBy = activatedBy
+        self.action = action
+        self.forced = forced
+        self.note = note
     }
 }

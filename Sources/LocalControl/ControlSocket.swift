@@ -359,6 +359,11 @@ extension ControlRequest.Command {
         case .mqttStatus: return "mqtt status"
         case .mqttRebirth: return "mqtt rebirth"
         case .configDiff: return "config diff"
+        case .loopModelList: return "loop model list"
+        case .loopModelShow: return "loop model show"
+        case .loopModelActivate: return "loop model activate"
+        case .loopModelRollback: return "loop model rollback"
+        case .loopModelAdd: return "loop model add"
         default: return rawValue
         }
     }

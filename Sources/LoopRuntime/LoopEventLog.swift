@@ -13,6 +13,8 @@ enum LoopEventReason: Sendable {
     case recovered(healthyNanoseconds: Int64)
     case fallbackManual(TransitionReason)
     case retuned
+    /// A model version of the ledger was swapped in (decision 0031).
+    case modelActivated(version: Int64)
     /// MV `mv`'s writes kept falling behind the loop: the link is slower than the loop period.
     case writesLagging(mv: Int)
 
@@ -146,6 +148,7 @@ final class LoopEventLog: @unchecked Sendable {
         case .recovered(let ns): return "recovered: inputs healthy for \(Double(ns / 1_000_000) / 1000) s"
         case .fallbackManual(let r): return "fallback to manual: \(supervisor(r))"
         case .retuned: return "retuned"
+        case .modelActivated(let version): return "model version \(version) activated"
         case .writesLagging(let l):
             return "MV writes lagging: MV \(definition.mvs[l].tag) not written before the next cycle's value, "
                 + "cycle after cycle (the link is slower than the loop period)"

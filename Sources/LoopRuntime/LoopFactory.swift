@@ -75,29 +75,44 @@ public enum LoopFactory {
             period: Double(d.periodMilliseconds) / 1000)
     }
 
-    /// A complete supervised loop, starting in MANUAL with `initialOutputs` applied.
-    public static func build(
-        _ d: LoopDefinition, tuning: LoopTuning, targets: [CVTarget], initialOutputs: [Double]
-    ) throws(ControlError) -> ControlLoop {
+    /// 1/span², the factor that turns a weight per (engineering span)² into one per engineering unit².
+    static func perUnit(_ span: Double?) -> Double {
+        guard let span, span.isFinite, span > 0 else { return 1 }
+        return 1 / (span * span)
+    }
+
+    /// The MPC's settings for `d`: the configured (and tuned) weights are per span², so each is divided by its
+    /// variable's span² here — an error of a whole span costs the same whatever the units (issue 12, item 7).
+    package static func mpcConfiguration(
+        _ d: LoopDefinition, tuning: LoopTuning, targets: [CVTarget]
+    ) -> MPCConfiguration {
         let steps = rateSteps(d)
-        let configuration = MPCConfiguration(
+        return MPCConfiguration(
             predictionHorizon: d.predictionHorizon, controlHorizon: d.controlHorizon,
             outputs: d.cvs.indices.map { i in
                 CVSettings(
-                    weight: tuning.cvWeights[i], target: targets[i], softLow: d.cvs[i].softLow,
-                    softHigh: d.cvs[i].softHigh)
+                    weight: tuning.cvWeights[i] * perUnit(d.cvs[i].span), target: targets[i],
+                    softLow: d.cvs[i].softLow, softHigh: d.cvs[i].softHigh)
             },
             inputs: d.mvs.indices.map { l in
                 let mv = d.mvs[l]
+                let scale = perUnit(mv.span)
                 return MVSettings(
-                    moveWeight: tuning.moveWeights[l], low: mv.low, high: mv.high, maxIncrease: steps[l].up,
-                    maxDecrease: steps[l].down, target: mv.target, targetWeight: mv.targetWeight)
+                    moveWeight: tuning.moveWeights[l] * scale, low: mv.low, high: mv.high, maxIncrease: steps[l].up,
+                    maxDecrease: steps[l].down, target: mv.target, targetWeight: mv.targetWeight * scale)
             },
             estimator: EstimatorTuning(
                 stateNoise: d.stateNoise, disturbanceNoise: d.disturbanceNoise, measurementNoise: d.measurementNoise),
             // The worst-case iteration count bounds the solve's time: a solve reaching it is non-optimal (shed
             // after max_non_optimal_cycles), like one over the time budget.
             solver: QPSettings(maxIterations: d.supervisor.maxIterations ?? 0))
+    }
+
+    /// A complete supervised loop, starting in MANUAL with `initialOutputs` applied.
+    public static func build(
+        _ d: LoopDefinition, tuning: LoopTuning, targets: [CVTarget], initialOutputs: [Double]
+    ) throws(ControlError) -> ControlLoop {
+        let configuration = mpcConfiguration(d, tuning: tuning, targets: targets)
         let mpc = try ModelPredictiveController(model: model(d), configuration: configuration)
         mpc.clock = { UInt64(max(0, loopMonotonicNanoseconds())) }
         var pids: [PIDController] = []

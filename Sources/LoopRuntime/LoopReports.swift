@@ -25,6 +25,8 @@ public struct LoopSnapshot: Codable, Sendable {
     public var scheduling: String
     /// The most recent mode changes, newest last.
     public var transitions: [LoopTransitionReport]
+    /// The model ledger's version in force (decision 0031); nil before the agent registered the loop's model.
+    public var modelVersion: Int64? = nil
 }
 
 /// One CV as the loop sees it.

@@ -52,6 +52,8 @@ extension LoopRunner {
     /// a cycle boundary, starting from the applied MVs, so the change is bumpless. Returns the tuning now in force.
     @discardableResult
     public func tune(_ request: LoopTuneRequest) throws(LoopCommandError) -> LoopTuning {
+        rebuildLock.lock()
+        defer { rebuildLock.unlock() }
         var tuning = tuningState.withLock { $0 }
         func apply(
             _ values: [String: Double]?, _ names: [String], _ what: String, valid: (Double) -> Bool,
@@ -81,12 +83,16 @@ extension LoopRunner {
         let (outputs, targets) = board.withLock { board.outputsAndTargets(nominal: definition.nominalMVs) }
         let fresh: ControlLoop
         do {
-            fresh = try LoopFactory.build(definition, tuning: tuning, targets: targets, initialOutputs: outputs)
+            fresh = try LoopFactory.build(modelDefinition, tuning: tuning, targets: targets, initialOutputs: outputs)
         } catch {
             throw LoopCommandError("tuning rejected: \(error.message)")
         }
         tuningState.withLock { $0 = tuning }
-        board.withLock { board.pendingSwap = fresh }
+        board.withLock {
+            board.pendingSwap = fresh
+            board.retiredLoop = nil
+            board.pendingSwapReason = .retuned
+        }
         return tuning
     }
 

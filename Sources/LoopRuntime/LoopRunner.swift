@@ -65,6 +65,13 @@ public final class LoopRunner: @unchecked Sendable {
     /// Operator commands waiting for the next cycle.
     let commands = Mutex<[Command]>([])
     let tuningState: Mutex<LoopTuning>
+    /// Held while a controller is rebuilt and handed to the loop (retune, model activation), so two rebuilds never
+    /// race and the later one always includes the earlier one's change.
+    let rebuildLock = NSLock()
+    /// The definition in force, with the active model of the ledger in place of the configuration's, and that
+    /// model's ledger version (nil until the agent registered it). Guarded by `rebuildLock`.
+    var modelDefinition: LoopDefinition
+    var modelVersion: Int64?
 
     // Loop-thread state (touched only by the loop thread once started).
     private var control: ControlLoop
@@ -76,6 +83,7 @@ public final class LoopRunner: @unchecked Sendable {
     private var pendingReason: LoopEventReason?
     private var suppressedFrom: LoopMode?
     private var resumeAfterSwap: LoopMode?
+    private var resumeReason = LoopEventReason.retuned
     private var heartbeat: UInt64 = 0
     private var lastCycleEnd: Int64 = 0
     /// Numbers the loop's writing periods: it grows each time the loop leaves MANUAL, so a write failure from an
@@ -149,6 +157,7 @@ public final class LoopRunner: @unchecked Sendable {
         mvHigh = d.mvs.map(\.high)
         let tuning = LoopTuning(d)
         tuningState = Mutex(tuning)
+        modelDefinition = d
         do {
             control = try LoopFactory.build(
                 d, tuning: tuning, targets: LoopFactory.targets(d), initialOutputs: d.nominalMVs)
@@ -240,9 +249,12 @@ public final class LoopRunner: @unchecked Sendable {
         var swapping = false
         board.lock()
         let swap = board.pendingSwap
+        let swapReason = board.pendingSwapReason
         board.pendingSwap = nil
+        if swap != nil { board.retiredLoop = control }
         board.unlock()
         if let swap {
+            resumeReason = swapReason
             // The new controller starts in MANUAL at the applied MVs; the operator's mode resumes next cycle, so
             // every controller in it starts from exactly what is applied (bumpless retune).
             resumeAfterSwap = control.mode == .manual ? nil : control.mode
@@ -253,7 +265,7 @@ public final class LoopRunner: @unchecked Sendable {
         if !swapping, let resume = resumeAfterSwap {
             resumeAfterSwap = nil
             control.request(resume)
-            pendingReason = .retuned
+            pendingReason = resumeReason
             suppressedFrom = resume
         }
 
@@ -484,7 +496,9 @@ public final class LoopRunner: @unchecked Sendable {
 
     /// The loop's current state; copying it holds the loop for microseconds at most.
     public func snapshot() -> LoopSnapshot {
-        board.snapshot(events: events, writer: writer, scheduling: schedule.scheduling)
+        var s = board.snapshot(events: events, writer: writer, scheduling: schedule.scheduling)
+        s.modelVersion = activeModelVersion
+        return s
     }
 
     /// The loop's performance over its rolling window.

@@ -65,6 +65,11 @@ final class LoopStateBoard: @unchecked Sendable {
     private var kpi: LoopKPIAccumulator
     /// A rebuilt controller waiting for the next cycle boundary.
     var pendingSwap: ControlLoop?
+    /// Why it was rebuilt: the reason the operator's mode resumes with after the swap.
+    var pendingSwapReason = LoopEventReason.retuned
+    /// The controller a swap replaced: kept here so it is freed by the next rebuild, on that caller's thread,
+    /// never on the loop thread.
+    var retiredLoop: ControlLoop?
 
     init(definition d: LoopDefinition, requestedMode: LoopMode, cvUnits: [String?], mvUnits: [String?]) {
         definition = d
@@ -191,8 +196,13 @@ final class LoopStateBoard: @unchecked Sendable {
     /// The MVs and CV targets now in force (caller holds the lock), for a bumpless retune.
     func outputsAndTargets(nominal: [Double]) -> ([Double], [CVTarget]) {
         let outputs = (0..<nu).map { mv[$0].isFinite ? mv[$0] : nominal[$0] }
+        // Before the first cycle nothing is published yet: the configured targets are the ones in force (a model
+        // activated at start-up, from the ledger, is rebuilt then).
+        let configured = LoopFactory.targets(definition)
         let targets = (0..<ny).map { i -> CVTarget in
-            targetLow[i] == targetHigh[i] ? .setpoint(targetLow[i]) : .range(low: targetLow[i], high: targetHigh[i])
+            if targetLow[i].isNaN || targetHigh[i].isNaN { return configured[i] }
+            return targetLow[i] == targetHigh[i]
+                ? .setpoint(targetLow[i]) : .range(low: targetLow[i], high: targetHigh[i])
         }
         return (outputs, targets)
     }

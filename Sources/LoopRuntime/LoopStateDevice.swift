@@ -16,6 +16,7 @@ public final class LoopStateDevice: DeviceDriver, @unchecked Sendable {
     /// What one tag of the loop device shows.
     enum Field: Equatable {
         case mode, requestedMode, reason, solverStatus, solveP99, jitterP99, missedDeadlines, writeErrors
+        case modelVersion
         case cvValue(Int)
         case setpoint(Int)
         case mvValue(Int)
@@ -85,6 +86,7 @@ public final class LoopStateDevice: DeviceDriver, @unchecked Sendable {
         add(.jitterP99, "health/jitter_p99", .float64, units: "us", deadband: 50, description: "wake-up jitter p99")
         add(.missedDeadlines, "health/missed_deadlines", .uint64, description: "cycles that overran their deadline")
         add(.writeErrors, "health/write_errors", .uint64, description: "MV writes the device failed")
+        add(.modelVersion, "model/version", .int64, description: "model ledger version in force")
         for (i, cv) in d.cvs.enumerated() {
             let tag = source(cv.tag)
             add(
@@ -246,6 +248,8 @@ public final class LoopStateDevice: DeviceDriver, @unchecked Sendable {
             case .jitterP99: put(s.timing.jitterP99Microseconds, index, at: now)
             case .missedDeadlines: put(.uint(s.timing.missedDeadlines), index, at: now)
             case .writeErrors: put(.uint(s.mvs.reduce(0) { $0 &+ $1.writeErrors }), index, at: now)
+            case .modelVersion:
+                if let version = s.modelVersion { put(.int(version), index, at: now) }
             case .cvValue(let i):
                 let cv = s.cvs[i]
                 if let v = cv.value, cv.good {

@@ -11,8 +11,12 @@ public struct LoopCVDefinition: Sendable, Hashable {
     /// Range control: any value inside [low, high] is fine.
     public var rangeLow: Double?
     public var rangeHigh: Double?
-    /// MPC weight on the squared tracking error, per engineering unit².
+    /// MPC weight on the squared tracking error, per (engineering span)²: the controller weighs the error divided
+    /// by `span`, so CVs in different units are weighted alike.
     public var weight: Double
+    /// The CV's engineering span (tag limits, else its scaling's engineering range, else soft_high − soft_low);
+    /// nil = unknown, weights taken per engineering unit.
+    public var span: Double? = nil
     public var softLow: Double
     public var softHigh: Double
     /// Oscillation detection (Hägglund): an error excursion larger than this amplitude counts as a load
@@ -65,10 +69,13 @@ public struct LoopMVDefinition: Sendable, Hashable {
     /// Largest change per second, up and down (engineering units per second).
     public var rateUp: Double
     public var rateDown: Double
+    /// Per (engineering span)², like the CV weights.
     public var moveWeight: Double
     public var target: Double?
     public var targetWeight: Double
     public var pid: LoopPIDDefinition
+    /// The MV's engineering span (tag limits, else its scaling's engineering range, else high − low); nil = none.
+    public var span: Double? = nil
 
     public init(
         tag: String, low: Double, high: Double, rateUp: Double, rateDown: Double, moveWeight: Double = 1,
@@ -166,6 +173,8 @@ public struct LoopDefinition: Sendable, Hashable {
     public var lockMemory: Bool
     /// Length of the rolling window the KPIs are computed over (milliseconds).
     public var kpiWindowMilliseconds: Int
+    /// Lowest validation fit (%) an identified model of the ledger may have to be activated without `--force`.
+    public var modelMinFitPercent: Double = 70
 
     public init(
         name: String, periodMilliseconds: Int, mode: LoopModeSetting = .manual, cvs: [LoopCVDefinition],

@@ -47,6 +47,7 @@ struct LoopsCommand: ParsableCommand {
             if l.mode != l.requestedMode { head += " (requested \(l.requestedMode.uppercased()))" }
             if let r = l.reason { head += "  reason: \(r)" }
             if let since = l.modeSince { head += "  since \(formatAge(microseconds: since)) ago" }
+            if let version = l.modelVersion { head += "  model v\(version)" }
             out.append(head)
             let t = l.timing
             out.append(
@@ -109,7 +110,7 @@ struct LoopsCommand: ParsableCommand {
 
 struct LoopCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "loop", abstract: "Operate one control loop: mode, setpoint, manual MV, tuning.",
+        commandName: "loop", abstract: "Operate one control loop: mode, setpoint, manual MV, tuning, model versions.",
         discussion: """
             Changes take effect at the loop's next cycle, bumplessly, and are audited with who made them:
 
@@ -118,16 +119,26 @@ struct LoopCommand: ParsableCommand {
               edgepilot loop NAME mv MV VALUE      (in manual; approached at the MV's rate limit)
               edgepilot loop NAME tune [--cv-weight CV=W] [--move-weight MV=W] [--pid-gain MV=K]
                                        [--pid-ti MV=SECONDS] [--pid-td MV=SECONDS]
+              edgepilot loop NAME model list | show ID | add FILE [--note TEXT]
+              edgepilot loop NAME model activate ID [--force] [--note TEXT] | rollback [--note TEXT]
+
+            Model versions live in the history file's ledger; 'add' registers a file 'edgepilot identify --output' \
+            wrote (with its window, data hash and fit); 'activate' refuses a model whose tags or dimensions do not \
+            match the loop, or whose recorded validation fit is below the loop's model_min_fit (--force overrides \
+            the fit check only).
             """)
 
     @Argument(help: "The loop's name.") var name: String
-    @Argument(help: "mode, setpoint, mv or tune.") var action: String
+    @Argument(help: "mode, setpoint, mv, tune or model.") var action: String
     @Argument(help: "The action's arguments.") var values: [String] = []
     @Option(name: .customLong("cv-weight"), help: "CV=WEIGHT (MPC tracking weight).") var cvWeight: [String] = []
     @Option(name: .customLong("move-weight"), help: "MV=WEIGHT (MPC move suppression).") var moveWeight: [String] = []
     @Option(name: .customLong("pid-gain"), help: "MV=GAIN of the MV's fallback PID.") var pidGain: [String] = []
     @Option(name: .customLong("pid-ti"), help: "MV=SECONDS integral time of the MV's PID.") var pidTi: [String] = []
     @Option(name: .customLong("pid-td"), help: "MV=SECONDS derivative time of the MV's PID.") var pidTd: [String] = []
+    @Flag(name: .long, help: "model activate: activate although the recorded fit is below the threshold.")
+    var force = false
+    @Option(name: .long, help: "model activate|rollback|add: a note kept in the ledger.") var note: String?
     @OptionGroup var connection: ConnectionOptions
     @OptionGroup var output: OutputOptions
 
@@ -144,6 +155,10 @@ struct LoopCommand: ParsableCommand {
     }
 
     func run() throws {
+        if action.lowercased() == "model" {
+            try runModel()
+            return
+        }
         let request: ControlRequest
         switch action.lowercased() {
         case "mode":
@@ -171,7 +186,7 @@ struct LoopCommand: ParsableCommand {
             }
             request = ControlRequest(command: .loopTune, loop: name, tune: tune)
         default:
-            throw ValidationError("unknown action '\(action)': use mode, setpoint, mv or tune")
+            throw ValidationError("unknown action '\(action)': use mode, setpoint, mv, tune or model")
         }
         let response = try connection.send(request)
         guard response.ok else { throw CLIError(response.error ?? "the agent refused") }

@@ -152,3 +152,69 @@ import Testing
         #expect(errors(loop).isEmpty)
     }
 }
+
+/// Times in a loop's PID and FOPDT model carry their unit: `30s` is accepted, a bare `3.2` (seconds? minutes?
+/// cycles?) is refused at its line and column with what was expected.
+@Suite struct LoopUnitsTests {
+    static func loop(integral: String, timeConstant: String, deadTime: String = "1s") -> String {
+        """
+              - name: tank
+                period: 100ms
+                cvs:
+                  - {tag: level, setpoint: 12}
+                mvs:
+                  - {tag: pump, low: 0, high: 8, rate: 1, pid: {cv: level, gain: 1, integral_time: \(integral)}}
+                model:
+                  type: fopdt
+                  gains:
+                    - [{gain: 2, time_constant: \(timeConstant), dead_time: \(deadTime)}]
+                  operating_point: {mvs: [3], cvs: [12]}
+
+        """
+    }
+
+    func errors(_ loop: String) -> [ConfigDiagnostic] {
+        do {
+            _ = try ConfigurationLoader.parse(
+                yaml: LoopConfigurationTests.plant + "\nloops:\n" + loop, file: "plant.yaml")
+            return []
+        } catch {
+            return error.errors
+        }
+    }
+
+    @Test func timesWithUnitsAreAccepted() throws {
+        let loaded = try ConfigurationLoader.parse(
+            yaml: LoopConfigurationTests.plant + "\nloops:\n" + Self.loop(integral: "10s", timeConstant: "1.5m"),
+            file: "plant.yaml")
+        let loop = try #require(loaded.configuration.loops.first)
+        #expect(loop.mvs[0].pid.integralSeconds == 10)
+        guard case .transferFunctions(let gains, _) = loop.model else {
+            Issue.record("expected an FOPDT model")
+            return
+        }
+        #expect(gains[0][0]?.timeConstant == 90)
+        #expect(gains[0][0]?.deadTime == 1)
+    }
+
+    @Test func aBareNumberForATimeConstantIsRefusedWithLineAndColumn() {
+        let text = Self.loop(integral: "10s", timeConstant: "3.2")
+        let found = errors(text)
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+        let k = lines.firstIndex { $0.contains("time_constant") }!
+        let line = LoopConfigurationTests.plant.split(separator: "\n", omittingEmptySubsequences: false).count + 2 + k
+        let column = lines[k].distance(from: lines[k].startIndex, to: lines[k].range(of: "3.2")!.lowerBound) + 1
+        let error = found.first { $0.message.contains("time_constant") }
+        #expect(error?.line == line, "\(found)")
+        #expect(error?.column == column, "\(found)")
+        #expect(error?.message.contains("3.2") == true && error?.hint?.contains("30s") == true, "\(found)")
+    }
+
+    @Test func aBareNumberForAPIDIntegralTimeOrDeadTimeIsRefused() {
+        #expect(errors(Self.loop(integral: "30", timeConstant: "3s")).contains { $0.message.contains("integral_time") })
+        #expect(
+            errors(Self.loop(integral: "30s", timeConstant: "3s", deadTime: "2")).contains {
+                $0.message.contains("dead_time")
+            })
+    }
+}

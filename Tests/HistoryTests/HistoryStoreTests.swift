@@ -19,7 +19,11 @@ import Testing
         #expect(raw.text("PRAGMA journal_mode") == "wal")
         #expect(raw.int("PRAGMA auto_vacuum") == 2, "incremental")
         let tables = raw.rows("SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name").map { $0[0] }
-        #expect(tables == ["audit", "counters", "forward_queue", "samples", "sqlite_sequence", "tags"])
+        #expect(
+            tables == [
+                "audit", "counters", "forward_queue", "model_activations", "model_config", "model_versions", "samples",
+                "sqlite_sequence", "tags",
+            ])
         let indexes = raw.rows("SELECT name FROM sqlite_schema WHERE type = 'index' AND sql IS NOT NULL").map { $0[0] }
         #expect(indexes.contains("samples_tag_ts"))
         // The per-tag range query must use the index, not scan the table.

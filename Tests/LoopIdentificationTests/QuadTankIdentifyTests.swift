@@ -62,8 +62,8 @@ import Testing
               - {tag: tank1/level, setpoint: \(h0.0), soft_low: 2, soft_high: 18}
               - {tag: tank2/level, setpoint: \(h0.1), soft_low: 2, soft_high: 18}
             mvs:
-              - {tag: pump1/voltage, low: 0.5, high: 8, rate: 4, pid: {cv: tank1/level, gain: 1.5, integral_time: 1.5s}}
-              - {tag: pump2/voltage, low: 0.5, high: 8, rate: 4, pid: {cv: tank2/level, gain: 1.35, integral_time: 2s}}
+              - {tag: pump1/voltage, low: 0.5, high: 8, rate: 4, move_weight: 0.39, pid: {cv: tank1/level, gain: 1.5, integral_time: 1.5s}}
+              - {tag: pump2/voltage, low: 0.5, high: 8, rate: 4, move_weight: 0.39, pid: {cv: tank2/level, gain: 1.35, integral_time: 2s}}
             model:
               type: fopdt
               gains: [[{gain: 5, time_constant: 3s}, {gain: 3, time_constant: 5s}], [{gain: 3, time_constant: 5s}, {gain: 5, time_constant: 4s}]]

@@ -70,7 +70,7 @@ import Testing
         #expect(r.status == 0, "\(r.stderr)")
         usleep(500_000)
         let changed = TankScenario.config(port: plant.port).replacingOccurrences(
-            of: "move_weight: 0.2", with: "move_weight: 0.3")
+            of: "move_weight: 0.078", with: "move_weight: 0.117")
         try agent.reload(config: changed)
         #expect(eventually(timeout: 10) { agent.log.contains("reloaded") }, "\(agent.log)")
         usleep(1_000_000)

@@ -98,14 +98,14 @@ enum TankScenario {
                     low: 0.5
                     high: 8
                     rate: \(0.2 * s)
-                    move_weight: 0.2
-                    pid: {cv: tank1/level, gain: 1.5, integral_time: \(30 / s)}
+                    move_weight: 0.078
+                    pid: {cv: tank1/level, gain: 1.5, integral_time: \(30 / s)s}
                   - tag: pump2/voltage
                     low: 0.5
                     high: 8
                     rate: \(0.2 * s)
-                    move_weight: 0.2
-                    pid: {cv: tank2/level, gain: 1.35, integral_time: \(40 / s)}
+                    move_weight: 0.078
+                    pid: {cv: tank2/level, gain: 1.35, integral_time: \(40 / s)s}
                 model:
                   type: state_space
                   continuous: true

@@ -39,8 +39,8 @@ import Testing
               - {tag: tank1/level, setpoint: 12.4, soft_low: 2, soft_high: 18}
               - {tag: tank2/level, setpoint: 12.7, soft_low: 2, soft_high: 18}
             mvs:
-              - {tag: pump1/voltage, low: 0.5, high: 8, rate: 0.5, pid: {cv: tank1/level, gain: 1.5, integral_time: 30}}
-              - {tag: pump2/voltage, low: 0.5, high: 8, rate: 0.5, pid: {cv: tank2/level, gain: 1.35, integral_time: 40}}
+              - {tag: pump1/voltage, low: 0.5, high: 8, rate: 0.5, move_weight: 0.39, pid: {cv: tank1/level, gain: 1.5, integral_time: 30s}}
+              - {tag: pump2/voltage, low: 0.5, high: 8, rate: 0.5, move_weight: 0.39, pid: {cv: tank2/level, gain: 1.35, integral_time: 40s}}
             model:
               type: state_space
               continuous: true

@@ -1,0 +1,57 @@
+import Control
+import Foundation
+import Tags
+
+/// Model activation from the ledger (decision 0031): the controller is rebuilt with the new model on the caller's
+/// thread, off the cycle path, and swapped in at a cycle boundary exactly as a retune is. The fresh MPC's
+/// estimator has never run, so its first step initialises it from the measurements then (whole mismatch in the
+/// output disturbance), and the swap starts it from the applied MVs: the MVs do not jump.
+extension LoopRunner {
+    /// The ledger version in force (nil until the agent registered the loop's model).
+    public var activeModelVersion: Int64? {
+        rebuildLock.lock()
+        defer { rebuildLock.unlock() }
+        return modelVersion
+    }
+
+    /// The model in force, as the ledger stores it.
+    public var activeModel: LoopModelContent {
+        rebuildLock.lock()
+        defer { rebuildLock.unlock() }
+        return LoopModelContent(modelDefinition)
+    }
+
+    /// Records which ledger version the model in force is, without touching the controller (the configuration's
+    /// own model, once the agent registered it).
+    public func setActiveModelVersion(_ version: Int64) {
+        rebuildLock.lock()
+        modelVersion = version
+        rebuildLock.unlock()
+    }
+
+    /// Puts `model` (ledger version `version`) in force at the next cycle boundary; refused, with nothing changed,
+    /// when it relates other tags or has other dimensions than this loop, or the controller cannot be built on it.
+    public func activate(model: LoopModelContent, version: Int64) throws(LoopCommandError) {
+        if let why = model.mismatch(with: definition) {
+            throw LoopCommandError("model version \(version) does not fit loop '\(definition.name)': \(why)")
+        }
+        rebuildLock.lock()
+        defer { rebuildLock.unlock() }
+        let next = model.applied(to: modelDefinition)
+        let tuning = tuningState.withLock { $0 }
+        let (outputs, targets) = board.withLock { board.outputsAndTargets(nominal: next.nominalMVs) }
+        let fresh: ControlLoop
+        do {
+            fresh = try LoopFactory.build(next, tuning: tuning, targets: targets, initialOutputs: outputs)
+        } catch {
+            throw LoopCommandError("model version \(version) rejected: \(error.message)")
+        }
+        modelDefinition = next
+        modelVersion = version
+        board.withLock {
+            board.pendingSwap = fresh
+            board.retiredLoop = nil
+            board.pendingSwapReason = .modelActivated(version: version)
+        }
+    }
+}
