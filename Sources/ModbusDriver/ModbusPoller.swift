@@ -229,10 +229,12 @@ public final class ModbusPoller: @unchecked Sendable {
     }
 
     func tryConnect() -> Bool {
-        statistics.withLock { $0.state = .connecting }
+        statistics.withLock {
+            $0.state = .connecting
+            $0.notAnsweringSince = nil
+        }
         silentRequests = 0
         notAnswering = false
-        statistics.withLock { $0.notAnsweringSince = nil }
         do {
             try connection.connect()
             // Not healthy yet: only a reply proves the device is there (see `confirmLink`).
