@@ -102,7 +102,8 @@ extension AgentRuntime {
         func family(_ name: String, _ kind: MetricFamily.Kind, _ help: String) -> MetricFamily {
             MetricFamily("edgepilot_device_\(name)", kind, help: help)
         }
-        var connected = family("connected", .gauge, "1 while the device's connection is up.")
+        var connected = family(
+            "connected", .gauge, "1 while the device's connection is up and it answers (0 while not_answering).")
         var polls = family("polls_total", .counter, "Poll cycles completed (all groups).")
         var requests = family("requests_total", .counter, "Requests sent, retries included.")
         var errors = family("errors_total", .counter, "Failed requests and connects.")

@@ -60,7 +60,7 @@ extension AgentRuntime {
         let g = current
         let devices = g.configuration.devices.map { device -> DeviceReport in
             let s = g.drivers[device.name]?.driverStatus
-            return DeviceReport(
+            var report = DeviceReport(
                 name: device.name, endpoint: endpoint(device.transport), state: s?.state ?? "stopped",
                 connects: s?.connects ?? 0, polls: s?.polls ?? 0, requests: s?.requests ?? 0, errors: s?.errors ?? 0,
                 timeouts: s?.timeouts ?? 0, exceptions: s?.exceptions ?? 0, writes: s?.writes ?? 0,
@@ -69,6 +69,8 @@ extension AgentRuntime {
                 lastCycleMilliseconds: Double(s?.lastCycleNanoseconds ?? 0) / 1e6, reconnects: s?.reconnects,
                 monitoredItems: s?.monitoredItems, notifications: s?.notifications, lastRecovery: s?.lastRecovery,
                 writesExpired: s?.writesExpired, writesDropped: s?.writesDropped)
+            report.notAnsweringSince = s?.notAnsweringSince
+            return report
         }
         let writer = historyStatistics
         let stored = try? withHistoryReader { try $0.stats() }

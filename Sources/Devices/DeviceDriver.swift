@@ -62,8 +62,10 @@ public struct DeviceWriteOutcome: Sendable, Equatable {
 
 /// Connection state and counters of one driver, as `edgepilot status` shows them.
 public struct DeviceDriverStatus: Sendable, Equatable {
-    /// `connecting`, `connected`, `backing_off`, `reconnecting`, `stopped`, `disabled`, `idle`.
+    /// `connecting`, `connected`, `not_answering`, `backing_off`, `reconnecting`, `stopped`, `disabled`, `idle`.
     public var state: String = "idle"
+    /// Modbus: Unix microseconds since when a connected device has not answered (`not_answering`); nil otherwise.
+    public var notAnsweringSince: Int64?
     public var connects: UInt64 = 0
     /// Connections lost and made again (without counting the first connect).
     public var reconnects: UInt64 = 0

@@ -169,6 +169,8 @@ public struct DeviceReport: Codable, Sendable {
     /// `agent.write_limits.max_age`, or found it full (`max_queue`); nil for drivers without a queue.
     public var writesExpired: UInt64? = nil
     public var writesDropped: UInt64? = nil
+    /// Unix µs since when the device, connected, has not answered (state `not_answering`); nil otherwise.
+    public var notAnsweringSince: Int64? = nil
 
     package init(
         name: String, endpoint: String, state: String, connects: UInt64, polls: UInt64, requests: UInt64,

@@ -132,6 +132,11 @@ public struct HealthEvaluator: Sendable {
             return check
         }
         let error = d.lastError.map { ": \($0)" } ?? ""
+        if d.state == "not_answering" {
+            check.status = .crit
+            check.reason = "connected but not answering\(error)"
+            return check
+        }
         guard d.state == "connected" else {
             check.status = .crit
             check.reason = "not connected (\(d.state.replacingOccurrences(of: "_", with: " ")))\(error)"

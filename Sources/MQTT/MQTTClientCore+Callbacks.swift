@@ -10,6 +10,7 @@ extension MQTTClient.Core {
                 established = true
                 // QoS 1 messages of the last connection are re-sent now: their answers are due from here.
                 awaitingSince = awaitingAcks.isEmpty ? nil : .now
+                lastHeard = .now
                 return subscriptions.map { ($0.key, $0.value) }
             }
             // Re-sent before the connected event so that, for Sparkplug, NCMD/STATE subscriptions precede
@@ -80,6 +81,7 @@ extension MQTTClient.Core {
         let tag: UInt64? = locked {
             defer { cond.broadcast() }  // a graceful stop may be waiting for the last answer
             let tag = receiptTags.removeValue(forKey: mid)
+            probeMids.remove(mid)
             brokerAnswered()
             return tag
         }

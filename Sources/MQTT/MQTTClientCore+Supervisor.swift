@@ -75,6 +75,7 @@ extension MQTTClient.Core {
             self.mosq = mosq
             // Receipt requests are not re-sent on a new connection, so an old one is never answered.
             receiptTags = [:]
+            probeMids = []
             awaitingSince = nil
             currentBroker = broker
             attemptEnded = false
@@ -127,6 +128,8 @@ extension MQTTClient.Core {
         var tcpUp = false
         // MQTT gives a broker 1.5 × keepalive to hear from a silent client; the same bound for a silent broker.
         let silenceLimit = Duration.milliseconds(configuration.keepAlive * 1500)
+        // An idle connection asks for an answer after half a keepalive, so the silence rule covers it too.
+        let probeAfter = Duration.milliseconds(configuration.keepAlive * 500)
         cond.lock()
         while !attemptEnded && !stopRequested && !nextBrokerRequested {
             // Polled in slices because libmosquitto 2.0 ends its loop thread on a failed TLS handshake without
@@ -142,6 +145,12 @@ extension MQTTClient.Core {
                         + "(1.5 × keepalive) with requests outstanding")
                 let fd = mosquitto_socket(mosq)
                 if fd >= 0 { _ = Glibc.shutdown(fd, Int32(SHUT_RDWR)) }
+                continue
+            }
+            if established && connected && !attemptEnded && attemptError == nil && awaitingSince == nil,
+                lastHeard.duration(to: .now) >= probeAfter
+            {
+                sendIdleProbe()
                 continue
             }
             if established || attemptEnded { continue }
@@ -213,6 +222,17 @@ extension MQTTClient.Core {
         }
         if let event { onEvent(event) }
         return outcome
+    }
+
+    /// Under `cond`: an UNSUBSCRIBE of `idleProbeFilter` (when there is one and it is not subscribed), whose answer
+    /// says the broker still reads. The silence it starts counts from the broker's last packet, not from the probe:
+    /// the bound is 1.5 × keepalive after the broker was last heard, idle or not.
+    private func sendIdleProbe() {
+        guard let filter = configuration.idleProbeFilter, subscriptions[filter] == nil else { return }
+        var mid: Int32 = 0
+        guard mosquitto_unsubscribe(mosq, &mid, filter) == MOSQ_ERR_SUCCESS.rawValue else { return }
+        probeMids.insert(mid)
+        awaitingSince = lastHeard
     }
 
     /// Whether `fd` is a connected socket (its TCP handshake completed).

@@ -47,15 +47,23 @@ extension MQTTClient {
         /// is written to the socket, which says nothing about the broker.
         var awaitingAcks: Set<Int32> = []
 
+        /// When the broker's last packet came (CONNACK, SUBACK is not reported, UNSUBACK, PUBACK, PUBLISH).
+        var lastHeard = ContinuousClock.now
+        /// Message ids of idle probes (`MQTTClientConfiguration.idleProbeFilter`) not yet answered.
+        var probeMids: Set<Int32> = []
+
         /// Called under `cond` for every packet from the broker: it is alive, so outstanding requests get a new
         /// window.
         func brokerAnswered() {
-            awaitingSince = awaitingAcks.isEmpty && receiptTags.isEmpty ? nil : .now
+            lastHeard = .now
+            awaitingSince = awaitingAcks.isEmpty && receiptTags.isEmpty && probeMids.isEmpty ? nil : lastHeard
         }
 
-        /// Called under `cond` when a request was sent.
+        /// Called under `cond` when a request was sent. With idle probes the broker has been heard within half a
+        /// keepalive (or a probe is outstanding), so the silence counts from its last packet, as a probe's does;
+        /// without them that packet may be long ago (libmosquitto reports no PINGRESP), so it counts from now.
         func requestSent() {
-            if awaitingSince == nil { awaitingSince = .now }
+            if awaitingSince == nil { awaitingSince = configuration.idleProbeFilter == nil ? .now : lastHeard }
         }
 
         init(configuration: MQTTClientConfiguration, onEvent: @escaping @Sendable (MQTTClientEvent) -> Void)

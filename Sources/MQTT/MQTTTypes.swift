@@ -145,6 +145,11 @@ public struct MQTTClientConfiguration: Sendable {
     public var connectTimeout: Duration
     /// How long `stop()` waits for acknowledgements of messages already published before it disconnects.
     public var drainTimeout: Duration
+    /// A topic filter never subscribed, whose UNSUBSCRIBE asks the broker for an answer when the connection has been
+    /// idle (nothing outstanding, nothing heard) for half the keepalive, so that a broker frozen behind a live TCP
+    /// connection is given up within 1.5 × keepalive of its last packet even when nothing is sent (decision 0027).
+    /// nil: no probes; an idle connection then relies on libmosquitto's PINGREQ check (up to 2 × keepalive).
+    public var idleProbeFilter: String? = nil
 
     public init(
         brokers: [MQTTBroker], clientID: String, protocolVersion: MQTTProtocolVersion = .v311,

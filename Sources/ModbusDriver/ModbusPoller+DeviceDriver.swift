@@ -32,6 +32,7 @@ extension ModbusPoller: DeviceDriver {
         d.requestsPerCycle = s.lastRequestsPerCycle
         d.lastCycleNanoseconds = s.lastCycleNanoseconds
         d.cycleDurations = s.cycleDurations
+        d.notAnsweringSince = s.notAnsweringSince
         return d
     }
 }

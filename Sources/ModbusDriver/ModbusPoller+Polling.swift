@@ -142,6 +142,7 @@ extension ModbusPoller {
                 + "check the unit id, baud rate, parity and stop bits against the device, and the A/B wiring)"
         }
         recordError(text, error: error)
+        if error == .timeout { noteTimeout(text) }
         if error.breaksConnection {
             connection.close()
             markAll(Quality(.disconnected))

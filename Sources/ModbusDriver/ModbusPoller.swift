@@ -56,6 +56,11 @@ public final class ModbusPoller: @unchecked Sendable {
     let logger: Logger
     /// Polling thread only: whether the device answered on the current connection, and the failing streak.
     var linkConfirmed = false
+    /// Polling thread only: requests in a row that timed out on a confirmed connection with no answer in between,
+    /// the Unix µs of the first of them, and whether that made the device `notAnswering`.
+    var silentRequests = 0
+    private var firstSilentAt: Int64 = 0
+    var notAnswering = false
     private var outage: (since: Int64, failures: Int, suppressed: Int, lastLogged: Int64)?
     /// Time between two journal reminders that a device is still unreachable.
     private static let reminderNanoseconds: Int64 = 60_000_000_000
@@ -224,7 +229,12 @@ public final class ModbusPoller: @unchecked Sendable {
     }
 
     func tryConnect() -> Bool {
-        statistics.withLock { $0.state = .connecting }
+        statistics.withLock {
+            $0.state = .connecting
+            $0.notAnsweringSince = nil
+        }
+        silentRequests = 0
+        notAnswering = false
         do {
             try connection.connect()
             // Not healthy yet: only a reply proves the device is there (see `confirmLink`).
@@ -243,13 +253,17 @@ public final class ModbusPoller: @unchecked Sendable {
     /// backoff starts over, and a recovery is reported.
     @inline(__always)
     func confirmLink() {
-        guard !linkConfirmed else { return }
+        silentRequests = 0
+        guard !linkConfirmed || notAnswering else { return }
+        let newConnection = !linkConfirmed
         linkConfirmed = true
+        notAnswering = false
         backoffNanoseconds = 0
         statistics.withLock {
             $0.state = .connected
-            $0.connects &+= 1
+            if newConnection { $0.connects &+= 1 }
             $0.backoffMilliseconds = 0
+            $0.notAnsweringSince = nil
         }
         if let o = outage {
             outage = nil
@@ -262,10 +276,34 @@ public final class ModbusPoller: @unchecked Sendable {
         }
     }
 
+    /// A request timed out (after its retries) on a connection the device had answered on. Two in a row with no
+    /// answer in between (or the only request there is) make the device `notAnswering`, said once in the journal;
+    /// one timed-out request among answered ones (an address a gateway never answers) does not. Further timeouts
+    /// are reminders, at most one a minute.
+    func noteTimeout(_ text: String) {
+        guard linkConfirmed else { return }
+        if notAnswering { return noteFailure(text, connected: true) }
+        if silentRequests == 0 { firstSilentAt = unixMicroseconds() }
+        silentRequests += 1
+        let requests = activePlans.reduce(0) { $0 + $1.requests.count }
+        guard silentRequests >= min(2, max(1, requests)) else { return }
+        notAnswering = true
+        let since = firstSilentAt
+        statistics.withLock {
+            $0.state = .notAnswering
+            $0.notAnsweringSince = since
+        }
+        noteFailure(text, connected: true)
+    }
+
     /// When to connect again after the connection broke: at once if the device had answered on it, after the
     /// backoff if it broke before any reply (accept-then-reset must not become a reconnect storm).
     private func reconnectTime() -> Int64 {
         let now = monotonicNanoseconds()
+        if notAnswering {
+            notAnswering = false
+            statistics.withLock { $0.notAnsweringSince = nil }
+        }
         if linkConfirmed {
             linkConfirmed = false
             let text = statistics.withLock { $0.lastError } ?? "connection lost"
@@ -281,21 +319,24 @@ public final class ModbusPoller: @unchecked Sendable {
         return now + jitteredBackoff()
     }
 
-    /// Journals a failed connect or a lost connection: the first of a streak at once, then at most one reminder
-    /// a minute with the count of attempts in between.
-    private func noteFailure(_ text: String) {
+    /// Journals a failed connect, a lost connection or a device that stopped answering on a live one (`connected`):
+    /// the first of a streak at once, then at most one reminder a minute with the count of attempts in between.
+    private func noteFailure(_ text: String, connected: Bool = false) {
         let now = monotonicNanoseconds()
         guard var o = outage else {
             outage = (now, 1, 0, now)
-            logger.warning(
-                "Modbus device \(device.name) unreachable: \(text); retrying with backoff",
-                metadata: ["device": "\(device.name)"])
+            let line =
+                connected
+                ? "Modbus device \(device.name) not answering: \(text); the connection is up, its tags are bad until "
+                    + "it answers"
+                : "Modbus device \(device.name) unreachable: \(text); retrying with backoff"
+            logger.warning("\(line)", metadata: ["device": "\(device.name)"])
             return
         }
         o.failures += 1
         if now - o.lastLogged >= Self.reminderNanoseconds {
             logger.warning(
-                "Modbus device \(device.name) still unreachable: \(text)",
+                "Modbus device \(device.name) still \(connected ? "not answering" : "unreachable"): \(text)",
                 metadata: [
                     "device": "\(device.name)", "failed_attempts": "\(o.failures)",
                     "suppressed": "\(o.suppressed)",

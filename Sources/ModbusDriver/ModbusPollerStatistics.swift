@@ -5,6 +5,9 @@ public enum ModbusConnectionState: String, Sendable {
     case idle
     case connecting
     case connected
+    /// Connected, and the device answered on this connection, but its latest requests timed out: a frozen PLC or a
+    /// gateway that lost the device behind it. Back to `connected` with the next answer.
+    case notAnswering = "not_answering"
     /// Waiting out the reconnect backoff after a failed connect or a dropped connection.
     case backingOff = "backing_off"
     case stopped
@@ -44,4 +47,6 @@ public struct ModbusPollerStatistics: Sendable, Equatable {
     public var lastRequestsPerCycle: Int = 0
     /// The backoff the poller is currently waiting out, in milliseconds (0 when connected).
     public var backoffMilliseconds: Int = 0
+    /// Unix microseconds of the first timeout of the current `notAnswering` stretch; nil in any other state.
+    public var notAnsweringSince: Int64?
 }

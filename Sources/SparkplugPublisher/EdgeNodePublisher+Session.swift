@@ -83,13 +83,16 @@ extension EdgeNodePublisher {
                 username: b.username, password: b.passwordFile.flatMap { passwords[$0] }, tls: tls)
             return MQTTBroker(host: b.host, port: b.port, security: security)
         }
-        let config = MQTTClientConfiguration(
+        var config = MQTTClientConfiguration(
             brokers: brokers, clientID: "edgepilot-\(settings.groupID)-\(settings.edgeNodeID)",
             protocolVersion: settings.mqttVersion == .v5 ? .v5 : .v311, keepAlive: max(5, settings.keepAliveSeconds),
             reconnect: MQTTReconnectPolicy(
                 initialDelay: .milliseconds(max(10, settings.reconnectMinMilliseconds)),
                 maxDelay: .milliseconds(max(10, settings.reconnectMaxMilliseconds)),
                 startupDelayMax: .milliseconds(min(2000, settings.reconnectMaxMilliseconds))))
+        // Receipt requests are UNSUBSCRIBEs of this filter already; with confirm_live off the broker must see none
+        // (decision 0023), and an idle connection then relies on libmosquitto's own keepalive check.
+        if settings.storeAndForward.confirmLive { config.idleProbeFilter = receipts.receiptFilter }
         let c: MQTTClient
         do {
             c = try MQTTClient(configuration: config) { [weak self] in self?.handle($0) }

@@ -43,7 +43,9 @@ struct StatusCommand: ParsableCommand {
         print("")
         let rows = s.devices.map { d in
             [
-                d.name, d.endpoint, d.state, String(d.polls), String(d.requestsPerCycle), String(d.errors),
+                d.name, d.endpoint,
+                d.notAnsweringSince.map { "not answering for \(formatAge(microseconds: $0))" } ?? d.state,
+                String(d.polls), String(d.requestsPerCycle), String(d.errors),
                 d.lastError.map { "\($0) (\(formatAge(microseconds: d.lastErrorAt ?? 0)) ago)" } ?? "-",
             ]
         }

@@ -34,6 +34,15 @@ import Testing
         #expect(device(state: "stopped", enabled: false).status == .ok)
     }
 
+    @Test func aConnectedDeviceThatIsNotAnsweringIsCritical() {
+        // Its newest good value may still be young: the state says more than the age does.
+        let check = device(state: "not_answering", error: 1)
+        #expect(check.status == .crit)
+        #expect(
+            check.reason.hasPrefix("connected but not answering") && check.reason.contains("timeout"), "\(check.reason)"
+        )
+    }
+
     @Test func staleIsCriticalPastThreePeriodsPlusGrace() {
         // 3 × 0.1 s + 2 s grace = 2.3 s.
         #expect(device(age: 2.29).status == .ok)

@@ -141,11 +141,26 @@ import Testing
         #expect((o["timestamp"] as? Int ?? 0) > t0, "other/level stopped updating: \(o)")
         #expect(timeouts("plant") > timedOut, "every poll of the frozen PLC times out: \(device("plant"))")
         #expect(agent.mode() == "manual")
+        // Status says what a technician needs: connected, but not answering since the first timeout.
+        let frozen = device("plant")
+        #expect(frozen["state"] as? String == "not_answering", "\(frozen)")
+        let since = frozen["notAnsweringSince"] as? Int ?? 0
+        let frozenAtMicros = Int(frozenAt.timeIntervalSince1970 * 1_000_000)
+        #expect(since >= frozenAtMicros - 100_000 && since <= frozenAtMicros + 2_000_000, "\(frozen)")
+        #expect(state("other") == "connected")
+        let text = try agent.cli(["status"]).stdout
+        #expect(text.contains("not answering for"), "\(text)")
 
         plant.peer.resume()
         #expect(eventually(timeout: 15) { read("tank1/level")["quality"] as? String == "good" }, "\(device("plant"))")
         #expect(eventually(timeout: 15) { agent.mode() == "mpc" }, "the loop recovers: \(transitions(agent))")
         #expect(read("tank1/level")["quality"] as? String == "good")
+        #expect(state("plant") == "connected" && device("plant")["notAnsweringSince"] == nil, "\(device("plant"))")
+        // The journal: once when it stopped answering, once when it answered again, not once per timeout.
+        let log = agent.log
+        #expect(log.components(separatedBy: "Modbus device plant not answering").count == 2, "\(log)")
+        #expect(log.components(separatedBy: "Modbus device plant answers again").count == 2, "\(log)")
+        #expect(!log.contains("Modbus device other"), "\(log)")
         print("frozen PLC: tank1/level bad after \(String(format: "%.2f", badAfter)) s")
     }
 }

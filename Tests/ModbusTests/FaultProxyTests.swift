@@ -5,6 +5,10 @@ import Testing
 
 @testable import Modbus
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// The fault proxy itself, with libmodbus as the client and the quadruple-tank simulator as the peer: each fault
 /// does to a real client what it says, and switching it back restores the link.
 @Suite(.serialized) struct FaultProxyTests {
@@ -101,5 +105,92 @@ import Testing
         d.close()
         try d.connect()
         #expect((try? readHeartbeat(d).get()) == 0)
+    }
+
+    /// Reads what arrives on `fd` within `seconds`: the bytes, and whether the peer's end of file came.
+    func receive(_ fd: Int32, upTo count: Int, within seconds: Double) -> (bytes: [UInt8], endOfFile: Bool) {
+        var got: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        let deadline = Date().addingTimeInterval(seconds)
+        while got.count < count && Date() < deadline {
+            var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            guard poll(&pfd, 1, 20) > 0 else { continue }
+            let n = recv(fd, &buffer, min(buffer.count, count - got.count), 0)
+            if n <= 0 { return (got, true) }
+            got += buffer[0..<n]
+        }
+        return (got, false)
+    }
+
+    func send(_ fd: Int32, _ bytes: [UInt8]) -> Bool {
+        bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) } == bytes.count
+    }
+
+    @Test func halfCloseTowardTheClientSendsItAFinAndKeepsTheServerSideOpen() throws {
+        let server = try EchoServer()
+        defer { server.stop() }
+        let proxy = try FaultProxy(targetPort: server.port)
+        defer { proxy.stop() }
+        let fd = try connectTCP(port: proxy.port)
+        #expect(send(fd, Array("hello".utf8)))
+        #expect(receive(fd, upTo: 5, within: 5).bytes == Array("hello".utf8))
+
+        proxy.set(.halfClose(toward: .client))
+        let after = receive(fd, upTo: 1, within: 5)
+        #expect(after.endOfFile && after.bytes.isEmpty, "the client reads end of file: \(after)")
+        // The other direction still works and the server has seen no end: a half-open link.
+        #expect(send(fd, Array("more".utf8)))
+        #expect(eventually(timeout: 5) { server.received == 9 }, "\(server.received)")
+        #expect(server.endsOfFile == 0)
+        #expect(proxy.activeConnections == 1)
+        // New connections are half-closed at once; switched off, the next one is forwarded.
+        let second = try connectTCP(port: proxy.port)
+        #expect(receive(second, upTo: 1, within: 5).endOfFile)
+        // The client closing its end is passed on to the server.
+        close(second)
+        #expect(eventually(timeout: 5) { server.endsOfFile == 1 })
+        proxy.set(.none)
+        let third = try connectTCP(port: proxy.port)
+        defer { close(third) }
+        #expect(send(third, Array("back".utf8)))
+        #expect(receive(third, upTo: 4, within: 5).bytes == Array("back".utf8))
+        close(fd)
+        #expect(eventually(timeout: 5) { server.endsOfFile == 2 })
+    }
+
+    @Test func halfCloseTowardTheServerSendsItAFin() throws {
+        let server = try EchoServer()
+        defer { server.stop() }
+        let proxy = try FaultProxy(targetPort: server.port)
+        defer { proxy.stop() }
+        let fd = try connectTCP(port: proxy.port)
+        defer { close(fd) }
+        #expect(send(fd, Array("hello".utf8)))
+        #expect(receive(fd, upTo: 5, within: 5).bytes == Array("hello".utf8))
+        proxy.set(.halfClose(toward: .server))
+        #expect(eventually(timeout: 5) { server.endsOfFile == 1 }, "the server reads end of file")
+        // The echo server closes on end of file, and the proxy passes that on to the client.
+        #expect(receive(fd, upTo: 1, within: 5).endOfFile)
+    }
+
+    /// The throttle paces both directions and loses nothing: 6,000 bytes echoed through 3,000 bytes/s each way take
+    /// at least about two seconds (a lower bound only: a slow machine can make it slower, never faster).
+    @Test func throttlePacesBothDirectionsAndLosesNothing() throws {
+        let server = try EchoServer()
+        defer { server.stop() }
+        let proxy = try FaultProxy(targetPort: server.port)
+        defer { proxy.stop() }
+        proxy.set(.throttle(bytesPerSecond: 3000))
+        let fd = try connectTCP(port: proxy.port)
+        defer { close(fd) }
+        let payload = (0..<6000).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ $0 / 256) }
+        let started = Date()
+        #expect(send(fd, payload))
+        let echoed = receive(fd, upTo: payload.count, within: 20)
+        let elapsed = Date().timeIntervalSince(started)
+        #expect(echoed.bytes == payload, "\(echoed.bytes.count) of \(payload.count) bytes came back intact")
+        #expect(elapsed >= 1.6, "6,000 bytes at 3,000 bytes/s took only \(elapsed) s")
+        #expect(proxy.forwardedBytes.toServer == 6000 && proxy.forwardedBytes.toClient == 6000)
+        print("throttle 3000 B/s: 6000 bytes echoed in \(String(format: "%.2f", elapsed)) s")
     }
 }

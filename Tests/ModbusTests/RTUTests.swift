@@ -219,9 +219,11 @@ final class RTUPlant {
 
         plant.stopPeer()
         #expect(eventually { quality(t, "h1") == Quality(.timeout) && quality(t, "name") == Quality(.timeout) })
-        #expect(poller.stats.state == .connected)
+        // The port stays open; the device is not answering on it, which status says.
+        #expect(eventually { poller.stats.state == .notAnswering })
         try plant.restartPeer()
         #expect(eventually { allGood(t) })
+        #expect(poller.stats.state == .connected)
         #expect(value(t, "name") == .string("EP-DEMO1"))
         #expect(value(t, "int32") == .int(-123_456))
         #expect(value(t, "v1") == .double(3.0))

@@ -70,6 +70,49 @@ import Testing
         return (c.lastRecovery, Self.contiguous(values))
     }
 
+    /// A throttled link (800 bytes/s each way, less than the subscription and the reads ask for) under a subscription changing every 100 ms: every read either
+    /// answers with a good value or fails with an error within its request timeout (never hangs), and once the link
+    /// is back the client is connected, reads work and the subscription's values arrive in order, none twice.
+    @Test func readsThroughAThrottledLinkWorkOrFailCleanly() throws {
+        let sim = try OPCUASimulator(extra: 1, churnPeriod: 0.1)
+        defer { sim.kill() }
+        let proxy = try FaultProxy(targetPort: sim.port)
+        defer { proxy.stop() }
+        let got = Collector<Double>()
+        let c = try subscribedClient(proxy: proxy, got: got, namespace: sim.namespace)
+        defer { c.disconnect() }
+        #expect(eventually(timeout: 5) { got.count >= 5 })
+
+        proxy.set(.throttle(bytesPerSecond: 800))
+        var answered = 0
+        var failed: [String] = []
+        var longest = 0.0
+        let started = Date()
+        while Date().timeIntervalSince(started) < 6 {
+            let t0 = Date()
+            do {
+                let values = try c.read([NodeId(2258)])
+                #expect(values.first?.status.isGood == true, "\(values)")
+                answered += 1
+            } catch {
+                failed.append("\(error)")
+            }
+            longest = max(longest, Date().timeIntervalSince(t0))
+        }
+        // requestTimeout is 1 s; a reconnect in between may add one more.
+        #expect(longest < 3, "a read took \(longest) s")
+        proxy.set(.none)
+        #expect(eventually(timeout: 15) { c.state == .connected }, "\(c.state)")
+        #expect(try c.read([NodeId(2258)])[0].status.isGood)
+        let before = got.all.last ?? 0
+        #expect(eventually(timeout: 5) { (got.all.last ?? 0) > before + 10 }, "data did not resume")
+        let values = got.all
+        #expect(zip(values, values.dropFirst()).allSatisfy { $1 > $0 }, "out of order or twice: \(values)")
+        print(
+            "OPC UA at 800 B/s: \(answered) reads answered, \(failed.count) failed "
+                + "(\(Set(failed).sorted().prefix(3))), longest \(String(format: "%.2f", longest)) s")
+    }
+
     @Test func aShortLossReactivatesTheSessionAndLosesNoChange() throws {
         let (recovery, contiguous) = try reactivationScenario()
         #expect(recovery?.transferRefused == nil)
