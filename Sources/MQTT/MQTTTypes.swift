@@ -145,6 +145,10 @@ public struct MQTTClientConfiguration: Sendable {
     public var connectTimeout: Duration
     /// How long `stop()` waits for acknowledgements of messages already published before it disconnects.
     public var drainTimeout: Duration
+    /// MQTT 5 only: every DISCONNECT this client sends (stop, move to the next broker) carries reason code 0x04,
+    /// "Disconnect with Will Message", so the broker publishes the Will as well — what Sparkplug 3.0 asks of an edge
+    /// node (tck-id-payloads-ndeath-will-message-publisher-disconnect-mqtt50). MQTT 3.1.1 has no such code.
+    public var disconnectWithWill = false
 
     public init(
         brokers: [MQTTBroker], clientID: String, protocolVersion: MQTTProtocolVersion = .v311,

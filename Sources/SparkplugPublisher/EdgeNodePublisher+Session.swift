@@ -83,13 +83,15 @@ extension EdgeNodePublisher {
                 username: b.username, password: b.passwordFile.flatMap { passwords[$0] }, tls: tls)
             return MQTTBroker(host: b.host, port: b.port, security: security)
         }
-        let config = MQTTClientConfiguration(
+        var config = MQTTClientConfiguration(
             brokers: brokers, clientID: "edgepilot-\(settings.groupID)-\(settings.edgeNodeID)",
             protocolVersion: settings.mqttVersion == .v5 ? .v5 : .v311, keepAlive: max(5, settings.keepAliveSeconds),
             reconnect: MQTTReconnectPolicy(
                 initialDelay: .milliseconds(max(10, settings.reconnectMinMilliseconds)),
                 maxDelay: .milliseconds(max(10, settings.reconnectMaxMilliseconds)),
                 startupDelayMax: .milliseconds(min(2000, settings.reconnectMaxMilliseconds))))
+        // MQTT 5: a DISCONNECT must ask for the NDEATH Will as well (Sparkplug 3.0, docs/SPARKPLUG.md).
+        config.disconnectWithWill = true
         let c: MQTTClient
         do {
             c = try MQTTClient(configuration: config) { [weak self] in self?.handle($0) }
@@ -227,8 +229,14 @@ extension EdgeNodePublisher {
     /// that may follow carry what the devices hold now rather than what was declared before the first poll.
     func refreshBirthValues() {
         let now = Self.nowMs()
+        // Node metrics too, while no data can go out: the NBIRTH then carries values read now, and NDATA compares
+        // against what that NBIRTH said (a value the host already has is not sent again).
+        let node = nodeMetrics(now: now)
         sessionLock.withLock {
             guard session != nil else { return }
+            if (try? session!.refreshNode(node)) == true {
+                for m in node { if let name = m.name, let v = m.value { sentNodeValues[name] = v } }
+            }
             for d in view.devices {
                 let metrics = d.table.definitions.indices.map { i in
                     let sample = d.table.read(i)
