@@ -109,7 +109,7 @@ let package = Package(
             name: "edgepilot",
             dependencies: [
                 "Agent", "LocalControl", "LoopRuntime", "SparkplugPublisher", "Configuration", "Modbus", "Tags",
-                "OPCUA", "OPCUADriver", "History", "LoopIdentification",
+                "OPCUA", "OPCUADriver", "History", "LoopIdentification", "MQTT", "Sparkplug",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"), "Yams",
             ]
         ),

@@ -50,7 +50,7 @@ extension MQTTClient.Core {
             let fd = mosquitto_socket(mosq)
             if fd >= 0 { _ = Glibc.shutdown(fd, Int32(SHUT_RDWR)) }
         } else {
-            if configuration.protocolVersion == .v5 && sendWill {
+            if configuration.protocolVersion == .v5 && (sendWill || configuration.disconnectWithWill) {
                 _ = mosquitto_disconnect_v5(mosq, Int32(MQTT_RC_DISCONNECT_WITH_WILL_MSG.rawValue), nil)
             } else {
                 _ = mosquitto_disconnect(mosq)

@@ -202,7 +202,11 @@ extension MQTTClient.Core {
             // Next broker requested, or abort() before CONNACK: DISCONNECT (if the socket is up) and the
             // disconnected state make libmosquitto's loop thread end; without it loop_stop would wait forever.
             // stop() has queued its DISCONNECT already.
-            _ = mosquitto_disconnect(mosq)
+            if configuration.protocolVersion == .v5 && configuration.disconnectWithWill && !outcome.stopped {
+                _ = mosquitto_disconnect_v5(mosq, Int32(MQTT_RC_DISCONNECT_WITH_WILL_MSG.rawValue), nil)
+            } else {
+                _ = mosquitto_disconnect(mosq)
+            }
         }
         if stuck {
             // See `stuck`: DISCONNECT cannot be sent on a socket that never connected, and the loop thread

@@ -150,6 +150,10 @@ public struct MQTTClientConfiguration: Sendable {
     /// connection is given up within 1.5 × keepalive of its last packet even when nothing is sent (decision 0027).
     /// nil: no probes; an idle connection then relies on libmosquitto's PINGREQ check (up to 2 × keepalive).
     public var idleProbeFilter: String? = nil
+    /// MQTT 5 only: every DISCONNECT this client sends (stop, move to the next broker) carries reason code 0x04,
+    /// "Disconnect with Will Message", so the broker publishes the Will as well — what Sparkplug 3.0 asks of an edge
+    /// node (tck-id-payloads-ndeath-will-message-publisher-disconnect-mqtt50). MQTT 3.1.1 has no such code.
+    public var disconnectWithWill = false
 
     public init(
         brokers: [MQTTBroker], clientID: String, protocolVersion: MQTTProtocolVersion = .v311,

@@ -138,7 +138,10 @@ public struct EdgeNodeSession: Sendable {
         node = try makeTable(nodeMetrics, owner: "edge node '\(configuration.edgeNodeID)'")
     }
 
-    public var isOnline: Bool { phase == .online }
+    /// Whether data (NDATA, DDATA) may go out now: born, and no rebirth pending — a node asked to rebirth stops
+    /// sending data until its births (tck-id-operational-behavior-data-commands-rebirth-action-1); what changes
+    /// meanwhile is carried by those births.
+    public var isOnline: Bool { phase == .online && rebirthDueAt == nil }
 
     // MARK: Topics
 
@@ -225,7 +228,7 @@ public struct EdgeNodeSession: Sendable {
         -> [EdgeNodeAction]
     {
         let metrics = try apply(changes, to: &node, owner: "edge node")
-        guard phase == .online, !metrics.isEmpty else { return [] }
+        guard isOnline, !metrics.isEmpty else { return [] }
         return [.publish(try message(.ndata, device: nil, metrics: metrics, now: now))]
     }
 
@@ -236,8 +239,18 @@ public struct EdgeNodeSession: Sendable {
         guard var device = devices[deviceID] else { throw .invalidRequest("unknown device '\(deviceID)'") }
         let metrics = try apply(changes, to: &device.table, owner: "device '\(deviceID)'")
         devices[deviceID] = device
-        guard phase == .online, device.born, !metrics.isEmpty else { return [] }
+        guard isOnline, device.born, !metrics.isEmpty else { return [] }
         return [.publish(try message(.ddata, device: deviceID, metrics: metrics, now: now))]
+    }
+
+    /// Stores the node's current values without publishing them, for the next NBIRTH to carry; only while no data
+    /// can go out (`isOnline` false), since a change stored silently while online would never reach the host.
+    /// Returns whether they were taken.
+    @discardableResult
+    public mutating func refreshNode(_ current: [SparkplugMetric]) throws(SparkplugError) -> Bool {
+        guard !isOnline else { return false }
+        _ = try apply(current, to: &node, owner: "edge node")
+        return true
     }
 
     /// Stores a device's current values (with their Quality) without publishing them, so that the next birth
@@ -532,6 +545,13 @@ public struct EdgeNodeSession: Sendable {
                     reason: "declared \(declared.dataType), update is \(m.dataType)")
             }
             if !m.isHistorical {
+                // Report by exception: a live value and quality the host already has (from the birth or earlier
+                // data) is not sent again (tck-id-operational-behavior-data-publish-dbirth-change) — e.g. the
+                // first poll after a DBIRTH that already carried it, or a written value echoed and then polled.
+                let unchanged =
+                    declared.value != nil && m.value == declared.value
+                    && m.properties.allSatisfy { p in declared.properties.contains(p) }
+                if unchanged { continue }
                 table.metrics[i].value = m.value
                 table.metrics[i].timestamp = m.timestamp
                 // The sample's properties (its Quality) replace the declared ones of the same key, so the next

@@ -93,6 +93,8 @@ extension EdgeNodePublisher {
         // Receipt requests are UNSUBSCRIBEs of this filter already; with confirm_live off the broker must see none
         // (decision 0023), and an idle connection then relies on libmosquitto's own keepalive check.
         if settings.storeAndForward.confirmLive { config.idleProbeFilter = receipts.receiptFilter }
+        // MQTT 5: a DISCONNECT must ask for the NDEATH Will as well (Sparkplug 3.0, docs/SPARKPLUG.md).
+        config.disconnectWithWill = true
         let c: MQTTClient
         do {
             c = try MQTTClient(configuration: config) { [weak self] in self?.handle($0) }
@@ -230,8 +232,14 @@ extension EdgeNodePublisher {
     /// that may follow carry what the devices hold now rather than what was declared before the first poll.
     func refreshBirthValues() {
         let now = Self.nowMs()
+        // Node metrics too, while no data can go out: the NBIRTH then carries values read now, and NDATA compares
+        // against what that NBIRTH said (a value the host already has is not sent again).
+        let node = nodeMetrics(now: now)
         sessionLock.withLock {
             guard session != nil else { return }
+            if (try? session!.refreshNode(node)) == true {
+                for m in node { if let name = m.name, let v = m.value { sentNodeValues[name] = v } }
+            }
             for d in view.devices {
                 let metrics = d.table.definitions.indices.map { i in
                     let sample = d.table.read(i)

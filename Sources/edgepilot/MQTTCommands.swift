@@ -8,8 +8,9 @@ import SparkplugPublisher
 /// `edgepilot mqtt …`: the Sparkplug B edge node's session, backlog and rebirth.
 struct MQTTCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "mqtt", abstract: "Show the Sparkplug/MQTT session, or ask for a rebirth.",
-        subcommands: [Status.self, Rebirth.self])
+        commandName: "mqtt",
+        abstract: "Show the Sparkplug/MQTT session, ask for a rebirth, or watch the node's traffic.",
+        subcommands: [Status.self, Rebirth.self, Watch.self])
 
     struct Status: ParsableCommand {
         static let configuration = CommandConfiguration(

@@ -75,6 +75,7 @@ def _property_set(ps):
         field = pv.WhichOneof("value")
         out[key] = {
             "type": pv.type,
+            "has_type": pv.HasField("type"),
             "is_null": pv.is_null,
             "field": field,
             "value": getattr(pv, field) if field else None,
@@ -98,6 +99,8 @@ def metric_to_dict(m):
         "raw": raw.hex() if isinstance(raw, bytes) else raw,
         "value": typed_value(m.datatype, field, raw),
         "properties": _property_set(m.properties) if m.HasField("properties") else None,
+        # The two arrays of the PropertySet as sent: the map above would hide a mismatch.
+        "property_counts": [len(m.properties.keys), len(m.properties.values)] if m.HasField("properties") else None,
     }
 
 

@@ -66,10 +66,10 @@ struct Delivery {
     var live: [Received] { data.filter { !$0.isHistorical } }
     var historical: [Received] { data.filter(\.isHistorical) }
 
-    /// History's samples with a timestamp in `from ... to` that never arrived, live or historical, leaving out those
-    /// in an `excused` range.
+    /// History's samples with a timestamp in `from ... to` that never arrived, live, historical or in a DBIRTH (which
+    /// carries the current sample, then not sent again as data), leaving out those in an `excused` range.
     func missing(from: Int64, to: Int64, excused: [ClosedRange<Int64>] = []) -> [Point] {
-        let received = Set(data.flatMap(Self.points))
+        let received = Set((data + messages.filter { $0.kind == "DBIRTH" }).flatMap(Self.points))
         return Self.compared.flatMap { history[$0] ?? [] }.filter { p in
             p.timestamp >= from && p.timestamp <= to && !received.contains(p)
                 && !excused.contains { $0.contains(p.timestamp) }

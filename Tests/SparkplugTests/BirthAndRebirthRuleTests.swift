@@ -3,7 +3,8 @@ import Sparkplug
 import Testing
 
 /// The session rules of docs/decisions/0016: births carry each metric's current quality, bdSeq advances per CONNECT
-/// a broker may have accepted, and rebirth requests are coalesced.
+/// a broker may have accepted, and rebirth requests are coalesced; and of 0030: no data while a rebirth is pending,
+/// no unchanged value sent again.
 @Suite struct BirthAndRebirthRuleTests {
     private let ncmdTopic = "spBv1.0/Plant1/NCMD/edge1"
 
@@ -114,5 +115,49 @@ import Testing
         _ = try s.handleMessage(topic: ncmdTopic, payload: rebirthRequest(servedAt + 10), now: servedAt + 10)
         s.connectionLost()
         #expect(s.rebirthDueAt == nil)
+    }
+
+    /// tck-id-operational-behavior-data-commands-rebirth-action-1: from the request to the births no data goes
+    /// out; the births carry what changed meanwhile.
+    @Test func noDataWhileARebirthIsPending() throws {
+        var s = try session()
+        _ = s.prepareConnect(now: 1000)
+        _ = s.connected(now: 1000)
+        let voltage = { (v: Float, t: UInt64) in
+            SparkplugMetric(name: "pump1/voltage", timestamp: t, value: .float(v), properties: [.quality(.good)])
+        }
+        #expect(try s.updateDevice("plant", [voltage(1, 2000)], now: 2000).count == 1)
+        _ = try s.handleMessage(topic: ncmdTopic, payload: rebirthRequest(3000), now: 3000)
+        #expect(!s.isOnline)
+        #expect(try s.updateDevice("plant", [voltage(2, 3100)], now: 3100).isEmpty)
+        #expect(
+            try s.updateNode([SparkplugMetric(name: "Uptime", timestamp: 3100, value: .int64(9))], now: 3100).isEmpty)
+        let born = try births(s.serveDueRebirth(now: 3000 + EdgeNodeSession.rebirthSettle))
+        #expect(born.count == 2)
+        #expect(born.last?.1.metrics.first?.value == .float(2), "the DBIRTH carries the change made meanwhile")
+        #expect(s.isOnline)
+    }
+
+    /// tck-id-operational-behavior-data-publish-dbirth-change / -nbirth-change: a live value and quality the host
+    /// already has is not sent again; a new quality with the same value is.
+    @Test func unchangedValuesAreNotSentAgain() throws {
+        var s = try session()
+        _ = s.prepareConnect(now: 1000)
+        let good = SparkplugMetric(
+            name: "pump1/voltage", timestamp: 1500, value: .float(4), properties: [.quality(.good)])
+        try s.refreshDevice("plant", [good])
+        _ = s.connected(now: 2000)
+        var again = good
+        again.timestamp = 2100
+        #expect(try s.updateDevice("plant", [again], now: 2100).isEmpty, "the DBIRTH carried 4.0, good")
+        again.properties = [.quality(.stale)]
+        #expect(try s.updateDevice("plant", [again], now: 2200).count == 1, "same value, new quality")
+        var historical = again
+        historical.isHistorical = true
+        #expect(try s.updateDevice("plant", [historical], now: 2300).count == 1, "replay is never dropped")
+        // Node metrics are refreshed silently only while no data can go out.
+        #expect(try s.refreshNode([SparkplugMetric(name: "Uptime", timestamp: 2400, value: .int64(5))]) == false)
+        #expect(
+            try s.updateNode([SparkplugMetric(name: "Uptime", timestamp: 2500, value: .int64(0))], now: 2500).isEmpty)
     }
 }

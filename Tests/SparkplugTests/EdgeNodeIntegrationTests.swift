@@ -170,9 +170,10 @@ private func bdSeqOf(_ message: [String: Any]) -> Int64? {
             || log.messages.last.map(kind) == "DBIRTH"
         {
             guard Date() < deadline else { throw TestFailure("no rebirth; host saw:\n\(log.entries)") }
+            // Rebirth requests are coalesced by the session; the driver serves them when due. While one is pending
+            // the session takes no data (`isOnline` is false), as the specification asks.
+            first.step { $0.serveDueRebirth(now: nowMs()) }
             if first.isOnline {
-                // Rebirth requests are coalesced by the session; the driver serves them when due.
-                first.step { $0.serveDueRebirth(now: nowMs()) }
                 counter += 1
                 first.step {
                     try $0.updateNode(

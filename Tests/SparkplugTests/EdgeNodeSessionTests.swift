@@ -104,7 +104,8 @@ private func ncmd(_ metrics: [SparkplugMetric]) throws -> [UInt8] {
         for i in 0..<300 {
             let actions =
                 i % 2 == 0
-                ? try s.updateNode([SparkplugMetric(name: "Uptime", timestamp: 2, value: .int64(Int64(i)))], now: 2)
+                // i + 1: an update equal to the value the host has (Uptime is born 0) is not sent again.
+                ? try s.updateNode([SparkplugMetric(name: "Uptime", timestamp: 2, value: .int64(Int64(i + 1)))], now: 2)
                 : try s.updateDevice(
                     "Pump1", [SparkplugMetric(name: "Flow", timestamp: 2, value: .float(Float(i)))], now: 2)
             seqs += try actions.decoded().map { $0.1.seq! }

@@ -8,7 +8,8 @@ STATE {"online": true, "timestamp": now}, so the edge node's births (and replay)
 Every message becomes one JSON line in --out: topic, qos, retain, receive time (ms) and the decoded payload.
 Commands are JSON lines appended by the test to --commands (polled every 20 ms):
   {"cmd": "rebirth"}                                       NCMD Node Control/Rebirth = true
-  {"cmd": "dcmd", "device": d, "metric": m, "datatype": "Float", "value": v}   ("values": [...]: one metric each)
+  {"cmd": "dcmd", "device": d, "metric": m, "datatype": "Float", "value": v}   ("values": [...]: one metric each;
+                                                           "alias": n sends the alias without name and datatype)
   {"cmd": "raw", "topic": t, "hex": "..."}                 arbitrary bytes (malformed commands)
   {"cmd": "state", "online": bool}                         publish STATE now
 Prints {"event": "listening"} once the first subscription is acknowledged; stops on SIGTERM. --cafile connects
@@ -105,7 +106,13 @@ def main():
             p = pb.Payload()
             p.timestamp = now_ms()
             for value in cmd["values"] if "values" in cmd else [cmd["value"]]:
-                p.metrics.append(metric(cmd["metric"], getattr(DT, cmd["datatype"]), value, timestamp=p.timestamp))
+                m = metric(cmd["metric"], getattr(DT, cmd["datatype"]), value, timestamp=p.timestamp)
+                if "alias" in cmd:
+                    # As a host writes once the births gave aliases: the alias only, no name, no datatype.
+                    m.ClearField("name")
+                    m.ClearField("datatype")
+                    m.alias = cmd["alias"]
+                p.metrics.append(m)
             client.publish(
                 "spBv1.0/%s/DCMD/%s/%s" % (args.group, args.node, cmd["device"]), p.SerializeToString(), qos=0
             )
