@@ -44,6 +44,11 @@ public final class DenseQPSolver {
     /// dependent on a full W): entry i is a_iᵀ·H⁻¹·a_id.
     private let columns: UnsafeMutablePointer<Double>
     private let slotOf: UnsafeMutablePointer<Int>
+    /// The whole Gram matrix [I; A]·H⁻¹·[I; A]ᵀ (total × total) when it takes at most `gramLimit` entries:
+    /// an add then copies its column instead of forming it (O(total) instead of O(nnz(a)·total)).
+    private let gram: UnsafeMutablePointer<Double>?
+    /// 2¹⁷ entries, 1 MiB: the Gram matrix of a 360-row problem, above the sizes of the scenarios benchmarked.
+    static let gramLimit = 1 << 17
     private let activeId: UnsafeMutablePointer<Int>
     private let activeSign: UnsafeMutablePointer<Double>
     private let isActive: UnsafeMutablePointer<Bool>
@@ -101,6 +106,7 @@ public final class DenseQPSolver {
         rowInverseNorm = zeros(m)
         inverseColumns = zeros(n * (n + m))
         columns = zeros((n + 1) * (n + m))
+        gram = (n + m) * (n + m) <= Self.gramLimit ? zeros((n + m) * (n + m)) : nil
         slotOf = .allocate(capacity: n + 1)
         for k in 0...n { (slotOf + k).initialize(to: k) }
         activeId = .allocate(capacity: n)
@@ -130,6 +136,7 @@ public final class DenseQPSolver {
         rowInverseNorm.deallocate()
         inverseColumns.deallocate()
         columns.deallocate()
+        gram?.deallocate()
         slotOf.deallocate()
         activeId.deallocate()
         activeSign.deallocate()
@@ -227,11 +234,29 @@ public final class DenseQPSolver {
         resetWarmStart()
     }
 
-    /// The columns of A·H⁻¹ after those of H⁻¹.
+    /// The columns of A·H⁻¹ after those of H⁻¹, and the Gram matrix when it is kept.
     private func formInverseRows() {
         for i in 0..<m {
             let row = rows + i * n
             for j in 0..<n { inverseColumns[j * total + n + i] = dot(inverseColumns + j * total, row, n) }
+        }
+        guard let gram else { return }
+        for id in 0..<total { formColumn(id, into: gram + id * total) }
+    }
+
+    /// Gram column of constraint `id`: entry i is a_iᵀ·H⁻¹·a_id = Σₖ a_id,k·(row k of the stored columns).
+    private func formColumn(_ id: Int, into slot: UnsafeMutablePointer<Double>) {
+        if id < n {
+            slot.update(from: inverseColumns + id * total, count: total)
+            return
+        }
+        for i in 0..<total { slot[i] = 0 }
+        let a = rows + (id - n) * n
+        // MPC rows have plenty of zeros.
+        for k in 0..<n where a[k] != 0 {
+            let c = a[k]
+            let source = inverseColumns + k * total
+            for i in 0..<total { slot[i] += c * source[i] }
         }
     }
 
@@ -502,18 +527,7 @@ public final class DenseQPSolver {
     /// `.dependent` leaves work2 = G_W⁻¹·g for the null-direction step and W unchanged.
     private func append(_ id: Int, sign: Double, multiplier value: Double) -> AddOutcome {
         let slot = columns + slotOf[q] * total
-        if id < n {
-            slot.update(from: inverseColumns + id * total, count: total)
-        } else {
-            // Σₖ a_id,k·(row k), skipping the zeros MPC rows have plenty of.
-            for i in 0..<total { slot[i] = 0 }
-            let a = rows + (id - n) * n
-            for k in 0..<n where a[k] != 0 {
-                let c = a[k]
-                let source = inverseColumns + k * total
-                for i in 0..<total { slot[i] += c * source[i] }
-            }
-        }
+        if let gram { slot.update(from: gram + id * total, count: total) } else { formColumn(id, into: slot) }
         // Forward solve L·z = g (g: the Gram row of `id` against W), d = G_id,id − zᵀD⁻¹z; then work = l = D⁻¹z.
         let diagonal = slot[id]
         var d = diagonal

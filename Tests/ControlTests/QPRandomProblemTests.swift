@@ -32,10 +32,11 @@ struct RandomQP {
     var xLower: [Double]
     var xUpper: [Double]
 
-    init(seed: UInt64, degenerate: Bool) {
+    /// `rows` fixes m (otherwise 0..<3n).
+    init(seed: UInt64, degenerate: Bool, rows: Int? = nil) {
         var rng = SplitMix(state: seed)
         n = rng.int(2..<14)
-        m = rng.int(0..<(3 * n))
+        m = rows ?? rng.int(0..<(3 * n))
         (h, a, f, lower, upper, xLower, xUpper) = ([], [], [], [], [], [], [])
         // H = BᵀB + δI with a spread of scales (condition up to ~1e6).
         var b = [Double](repeating: 0, count: n * n)
@@ -161,8 +162,8 @@ struct RandomQP {
 @Suite struct QPRandomProblemTests {
     /// Cold solves agree with the Goldfarb–Idnani reference on status and, when optimal, on the solution
     /// (unique: H is positive definite); the optimum is feasible and no worse than the reference's.
-    func compare(seed: UInt64, degenerate: Bool) throws -> (optimal: Int, infeasible: Int) {
-        let p = RandomQP(seed: seed, degenerate: degenerate)
+    func compare(seed: UInt64, degenerate: Bool, rows: Int? = nil) throws -> (optimal: Int, infeasible: Int) {
+        let p = RandomQP(seed: seed, degenerate: degenerate, rows: rows)
         let solver = try DenseQPSolver(variables: p.n, constraints: p.m, hessian: p.h, constraintMatrix: p.a)
         let reference = try GoldfarbIdnaniReference(
             variables: p.n, constraints: p.m, hessian: p.h, constraintMatrix: p.a)
@@ -201,6 +202,17 @@ struct RandomQP {
         var optimal = 0
         for seed in UInt64(1001)...1600 { optimal += try compare(seed: seed, degenerate: true).optimal }
         #expect(optimal > 200)
+    }
+
+    /// Above `gramLimit` the solver forms each Gram column when the constraint enters W instead of copying it.
+    @Test func agreesWithReferenceWithoutTheStoredGramMatrix() throws {
+        let rows = 400
+        #expect((rows + 2) * (rows + 2) > DenseQPSolver.gramLimit)
+        var optimal = 0
+        for seed in UInt64(3001)...3040 {
+            optimal += try compare(seed: seed, degenerate: seed % 2 == 0, rows: rows).optimal
+        }
+        #expect(optimal > 10)
     }
 
     /// Sequences with H and A fixed and f and bounds changing, hot-started from the previous working set,
