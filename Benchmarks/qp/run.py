@@ -21,8 +21,10 @@ warm's. DAQP runs with primal_tol = 1e-9 (QPSettings.primalTolerance; both measu
 
 Run from the repository root:  .venv/bin/python Benchmarks/qp/run.py
 Options: --qpbench PATH (default: build it with `swift build -c release --product qpbench`),
-         --steps N (default 300), --scenarios a,b,..., --input FILE.jsonl (repeatable; solved instead of
-         the scenarios), --no-osqp.
+         --steps N (default 300), --random-steps N (default 1500: the random-soft-SEED sequences, random
+         stable plants with soft CV limits, setpoint and disturbance steps, some disturbances beyond the MVs'
+         reach so that only the slacks keep the QP feasible), --scenarios a,b,..., --input FILE.jsonl
+         (repeatable; solved instead of the scenarios), --no-osqp.
 The DAQP sdist is fetched once with pip (PyPI only) into the venv; the harness is built into .build/.
 """
 
@@ -42,7 +44,8 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(__file__))
 from qpio import BIG, daqp_arrays, problem_from_json, solve_quadprog  # noqa: E402
 
-SCENARIOS = ["quadtank-30-10", "quadtank-60-20", "quadtank-100-40", "woodberry-40-10"]
+SCENARIOS = ["quadtank-30-10", "quadtank-60-20", "quadtank-100-40", "woodberry-40-10", "random-soft-1", "random-soft-2",
+             "random-soft-3"]
 ROOT = os.path.normpath(os.path.join(os.path.dirname(__file__), "..", ".."))
 # The same flags as daqp's own setup.py uses for the wheel's extension.
 DAQP_CFLAGS = ["-O3", "-DPROFILING", "-fassociative-math", "-fno-signed-zeros", "-fno-trapping-math"]
@@ -280,6 +283,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--qpbench")
     ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--random-steps", type=int, default=1500)
     ap.add_argument("--scenarios", default=",".join(SCENARIOS))
     ap.add_argument("--input", action="append", default=[], help="a JSON Lines QP sequence (repeatable)")
     ap.add_argument("--no-osqp", action="store_true")
@@ -296,8 +300,9 @@ def main():
             for name in args.scenarios.split(","):
                 qp_file = os.path.join(tmp, name + ".jsonl")
                 stats_file = os.path.join(tmp, name + ".stats.json")
+                steps = args.random_steps if name.startswith("random-soft-") else args.steps
                 subprocess.run(
-                    [qpbench, "generate", name, "--out", qp_file, "--steps", str(args.steps), "--stats", stats_file],
+                    [qpbench, "generate", name, "--out", qp_file, "--steps", str(steps), "--stats", stats_file],
                     check=True,
                 )
                 with open(stats_file) as fh:

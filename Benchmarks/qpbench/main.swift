@@ -114,9 +114,20 @@ func solveFile(input: String, output: String?, coldStart: Bool, statsPath: Strin
     var lineNumber = 0
     var iterations: [Int] = []
     var nonOptimal = 0
+    // Parsed up front, so that solves follow each other as in DAQP's harness (which reads only f and the bounds
+    // between two solves): parsing a line of JSON between solves would evict the solver's data from the caches.
+    // Problems with the H and A of the previous one share its arrays.
+    var problems: [Problem] = []
     for line in text.split(separator: "\n", omittingEmptySubsequences: true) {
         lineNumber += 1
-        let p = try parseProblem(line, number: lineNumber)
+        var p = try parseProblem(line, number: lineNumber)
+        if let last = problems.last, last.h == p.h, last.a == p.a {
+            p.h = last.h
+            p.a = last.a
+        }
+        problems.append(p)
+    }
+    for p in problems {
         var setupMicroseconds = 0.0
         if solver == nil || current!.h != p.h || current!.a != p.a {
             // New matrices: build (factorize) once; later problems with the same H and A are hot-started.
@@ -269,6 +280,88 @@ func woodBerry(np: Int, nc: Int) -> Scenario {
     }
 }
 
+/// Random stable plants (2–3 CVs × 2–3 MVs of first order with dead time, gains of either sign, 20 % model
+/// error), soft CV limits, rate-limited MVs, random setpoint steps and unmeasured disturbance steps; one
+/// disturbance in three is too large for the MVs, so the CV limits hold only through their slacks until it
+/// passes (a QP that is infeasible without the slack variables). The seed picks the plant and the sequence.
+func randomSoft(seed: UInt64) -> Scenario {
+    Scenario(name: "random-soft-\(seed)") { steps, record in
+        var state = seed &* 0x9E37_79B9_7F4A_7C15 | 1
+        func uniform(_ low: Double, _ high: Double) -> Double {
+            state ^= state << 13
+            state ^= state >> 7
+            state ^= state << 17
+            return low + (high - low) * Double(state >> 11) / Double(1 << 53)
+        }
+        let ny = Int(uniform(2, 4))
+        let nu = Int(uniform(2, 4))
+        var g = [[FirstOrderDeadTime?]](repeating: [FirstOrderDeadTime?](repeating: nil, count: nu), count: ny)
+        var truth = g
+        var gd = [[FirstOrderDeadTime?]](repeating: [nil], count: ny)
+        for i in 0..<ny {
+            for j in 0..<nu {
+                let sign: Double = uniform(0, 1) < 0.3 ? -1 : 1
+                let tf = FirstOrderDeadTime(
+                    gain: sign * uniform(0.5, 2), timeConstant: uniform(3, 25), deadTime: Double(Int(uniform(0, 4))))
+                g[i][j] = tf
+                var actual = tf
+                actual.gain *= uniform(0.8, 1.2)
+                actual.timeConstant *= uniform(0.8, 1.2)
+                truth[i][j] = actual
+            }
+            gd[i][0] = FirstOrderDeadTime(gain: uniform(0.5, 1.5), timeConstant: uniform(5, 20))
+        }
+        let model = try StateSpaceModel.fromTransferFunctions(g, period: 1)
+        let plant = try StateSpaceModel.fromTransferFunctions(truth, disturbances: gd, period: 1)
+        let mpc = try ModelPredictiveController(
+            model: model,
+            configuration: MPCConfiguration(
+                predictionHorizon: 40, controlHorizon: 10,
+                outputs: (0..<ny).map { _ in CVSettings(target: .setpoint(0), softLow: -1, softHigh: 1) },
+                inputs: (0..<nu).map { _ in
+                    MVSettings(moveWeight: 0.5, low: -1, high: 1, maxIncrease: 0.1, maxDecrease: 0.1)
+                }))
+        let n = plant.stateCount
+        var x = [Double](repeating: 0, count: n)
+        var next = x
+        var u = [Double](repeating: 0, count: nu)
+        var output = u
+        var y = [Double](repeating: 0, count: ny)
+        var disturbance = 0.0
+        let none: [Double] = []
+        var times = [UInt64]()
+        for k in 0..<steps {
+            if k % 40 == 5 {
+                for i in 0..<ny { try mpc.setTarget(i, .setpoint(uniform(-0.9, 0.9))) }
+            }
+            if k % 50 == 25 {
+                // Beyond what MVs limited to ±1 can offset (gains ≤ 2 per MV, up to 3 MVs) one time in three.
+                disturbance = uniform(0, 1) < 1.0 / 3 ? uniform(4, 8) * (uniform(0, 1) < 0.5 ? -1 : 1) : uniform(-1, 1)
+            }
+            for i in 0..<ny { y[i] = dot(plant.c, row: i, x) }
+            let t0 = nowNanoseconds()
+            _ = mpc.step(measurement: y, disturbance: none, appliedInput: u, output: &output)
+            times.append(nowNanoseconds() - t0)
+            record(mpc)
+            u = output
+            for r in 0..<n {
+                var v = plant.bd[r] * disturbance
+                for j in 0..<nu { v += plant.b[r * nu + j] * u[j] }
+                for s in 0..<n { v += plant.a[r * n + s] * x[s] }
+                next[r] = v
+            }
+            swap(&x, &next)
+        }
+        return times
+    }
+}
+
+func dot(_ matrix: [Double], row: Int, _ v: [Double]) -> Double {
+    var s = 0.0
+    for k in 0..<v.count { s += matrix[row * v.count + k] * v[k] }
+    return s
+}
+
 func percentile(_ sorted: [Double], _ p: Double) -> Double {
     sorted[min(sorted.count - 1, Int((p * Double(sorted.count - 1)).rounded()))]
 }
@@ -278,8 +371,16 @@ func generate(scenario name: String, steps: Int, output: String, statsPath: Stri
         quadrupleTank(np: 30, nc: 10), quadrupleTank(np: 60, nc: 20), quadrupleTank(np: 100, nc: 40),
         woodBerry(np: 40, nc: 10),
     ]
-    guard let scenario = scenarios.first(where: { $0.name == name }) else {
-        throw Failure(description: "unknown scenario \(name); known: \(scenarios.map(\.name).joined(separator: ", "))")
+    let randomPrefix = "random-soft-"
+    let scenario: Scenario
+    if name.hasPrefix(randomPrefix), let seed = UInt64(name.dropFirst(randomPrefix.count)) {
+        scenario = randomSoft(seed: seed)
+    } else if let known = scenarios.first(where: { $0.name == name }) {
+        scenario = known
+    } else {
+        throw Failure(
+            description:
+                "unknown scenario \(name); known: \(scenarios.map(\.name).joined(separator: ", ")), random-soft-SEED")
     }
     var lines = ""
     let record: (ModelPredictiveController) -> Void = { mpc in
@@ -309,7 +410,8 @@ func generate(scenario name: String, steps: Int, output: String, statsPath: Stri
 let usage = """
     usage: qpbench solve INPUT.jsonl [--out OUTPUT.jsonl] [--cold] [--stats STATS.json]
            qpbench generate SCENARIO --out FILE.jsonl [--steps N] [--stats STATS.json]
-    scenarios: quadtank-30-10, quadtank-60-20, quadtank-100-40, woodberry-40-10
+    scenarios: quadtank-30-10, quadtank-60-20, quadtank-100-40, woodberry-40-10,
+               random-soft-SEED (a random plant with soft CV limits, SEED a positive integer)
     """
 var arguments = Array(CommandLine.arguments.dropFirst())
 @MainActor func option(_ name: String) -> String? {

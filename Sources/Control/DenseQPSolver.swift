@@ -1,12 +1,17 @@
-/// Dual active-set solver (Goldfarb–Idnani) for the dense strictly convex QP
+/// Dual active-set solver for the dense strictly convex QP
 ///
-///     minimize ½xᵀHx + fᵀx  subject to  lower ≤ A·x ≤ upper,  variableLower ≤ x ≤ variableUpper.
+///     minimize ½xᵀHx + fᵀx  subject to  lower ≤ A·x ≤ upper,  variableLower ≤ x ≤ variableUpper,
+///
+/// in the range-space form of DAQP's least-distance method: the working set W is held as the LDLᵀ
+/// factor of its Gram matrix G_W = N_Wᵀ·H⁻¹·N_W (N_W: the normals of W's constraints), grown by one row
+/// on an add and downdated on a drop, so a change costs O(q²) plus the constraint's column of the Gram
+/// matrix, never O(n²) in the size of the problem.
 ///
 /// H and A are fixed when the solver is built (as they are for a condensed MPC problem); f and all
 /// bounds are written into the solver's buffers before each `solve()`. All memory is allocated in
-/// `init`; `solve()` allocates nothing. The Cholesky factor of H is computed once, and the factored
-/// working set of one solve is the starting point of the next (a hot start costing O(n·q)).
-/// See docs/decisions/0003-qp-solver.md for why this algorithm.
+/// `init`; `solve()` allocates nothing. H⁻¹ and A·H⁻¹ are formed once; the working set of one solve,
+/// its factor and its multipliers are the starting point of the next (hot start), valid because they
+/// depend on H, A and W only. See docs/decisions/0003-qp-solver.md for why this algorithm.
 public final class DenseQPSolver {
     public let variableCount: Int
     public let constraintCount: Int
@@ -23,25 +28,39 @@ public final class DenseQPSolver {
     public let variableLower: UnsafeMutableBufferPointer<Double>
     public let variableUpper: UnsafeMutableBufferPointer<Double>
     /// The solution of the last solve (length n).
-    public var solution: UnsafeBufferPointer<Double> { UnsafeBufferPointer(start: x, count: variableCount) }
+    public var solution: UnsafeBufferPointer<Double> { UnsafeBufferPointer(start: point, count: variableCount) }
 
     private let n: Int
     private let m: Int
+    /// n + m: constraint ids are 0..<n for the bounds of x, n + i for row i of A.
+    private let total: Int
     private let hessian: UnsafeMutablePointer<Double>  // n×n row-major
     private let rows: UnsafeMutablePointer<Double>  // m×n row-major
     private let rowInverseNorm: UnsafeMutablePointer<Double>
-    private let jInitial: UnsafeMutablePointer<Double>  // L⁻ᵀ, column-major
-    private let j: UnsafeMutablePointer<Double>  // column-major, J·Jᵀ = H⁻¹ always
-    private let r: UnsafeMutablePointer<Double>  // column-major upper triangular, Jᵀ·N = [R; 0]
+    /// [I; A]·H⁻¹ stored by columns (n × total): entry (k, i) is eₖᵀ·H⁻¹·aᵢ, so row k's first n entries are
+    /// row k of H⁻¹. Every per-solve product with it is an axpy over contiguous rows, which vectorizes.
+    private let inverseColumns: UnsafeMutablePointer<Double>
+    /// One Gram column per working-set slot (n + 1 slots × total, the last for a candidate that turns out
+    /// dependent on a full W): entry i is a_iᵀ·H⁻¹·a_id.
+    private let columns: UnsafeMutablePointer<Double>
+    private let slotOf: UnsafeMutablePointer<Int>
+    /// The whole Gram matrix [I; A]·H⁻¹·[I; A]ᵀ (total × total) when it takes at most `gramLimit` entries:
+    /// an add then copies its column instead of forming it (O(total) instead of O(nnz(a)·total)).
+    private let gram: UnsafeMutablePointer<Double>?
+    /// 2¹⁷ entries, 1 MiB: the Gram matrix of a 360-row problem, above the sizes of the scenarios benchmarked.
+    static let gramLimit = 1 << 17
     private let activeId: UnsafeMutablePointer<Int>
     private let activeSign: UnsafeMutablePointer<Double>
     private let isActive: UnsafeMutablePointer<Bool>
-    private let lambda: UnsafeMutablePointer<Double>
-    private let x: UnsafeMutablePointer<Double>
-    private let d: UnsafeMutablePointer<Double>
-    private let z: UnsafeMutablePointer<Double>
-    private let step: UnsafeMutablePointer<Double>
-    private let scratch: UnsafeMutablePointer<Double>
+    /// Signed multipliers μ of W (x = x₀ + Σ μ_k·H⁻¹a_k); sign·μ ≥ 0 for an inequality.
+    private let multiplier: UnsafeMutablePointer<Double>
+    private let factorL: UnsafeMutablePointer<Double>  // unit lower triangular, row-major, stride n
+    private let factorD: UnsafeMutablePointer<Double>
+    private let work: UnsafeMutablePointer<Double>
+    private let work2: UnsafeMutablePointer<Double>
+    /// [x₀; A·x₀] for the unconstrained minimum x₀ = −H⁻¹f, then [x; A·x] for the current point.
+    private let unconstrained: UnsafeMutablePointer<Double>
+    private let point: UnsafeMutablePointer<Double>
     private var q = 0
 
     /// - Parameters:
@@ -62,6 +81,7 @@ public final class DenseQPSolver {
         }
         self.n = n
         self.m = m
+        self.total = n + m
         self.variableCount = n
         self.constraintCount = m
         self.settings = settings
@@ -71,29 +91,36 @@ public final class DenseQPSolver {
             b.initialize(repeating: value)
             return b
         }
+        func zeros(_ count: Int) -> UnsafeMutablePointer<Double> {
+            let p = UnsafeMutablePointer<Double>.allocate(capacity: Swift.max(count, 1))
+            p.initialize(repeating: 0, count: Swift.max(count, 1))
+            return p
+        }
         linearCost = buffer(n, 0)
         lower = buffer(m, -.infinity)
         upper = buffer(m, .infinity)
         variableLower = buffer(n, -.infinity)
         variableUpper = buffer(n, .infinity)
-        hessian = .allocate(capacity: n * n)
-        rows = .allocate(capacity: Swift.max(m * n, 1))
-        rowInverseNorm = .allocate(capacity: Swift.max(m, 1))
-        jInitial = .allocate(capacity: n * n)
-        j = .allocate(capacity: n * n)
-        r = .allocate(capacity: n * n)
-        r.initialize(repeating: 0, count: n * n)
+        hessian = zeros(n * n)
+        rows = zeros(m * n)
+        rowInverseNorm = zeros(m)
+        inverseColumns = zeros(n * (n + m))
+        columns = zeros((n + 1) * (n + m))
+        gram = (n + m) * (n + m) <= Self.gramLimit ? zeros((n + m) * (n + m)) : nil
+        slotOf = .allocate(capacity: n + 1)
+        for k in 0...n { (slotOf + k).initialize(to: k) }
         activeId = .allocate(capacity: n)
-        activeSign = .allocate(capacity: n)
+        activeId.initialize(repeating: 0, count: n)
+        activeSign = zeros(n)
         isActive = .allocate(capacity: n + m)
         isActive.initialize(repeating: false, count: n + m)
-        lambda = .allocate(capacity: n + 1)
-        x = .allocate(capacity: n)
-        x.initialize(repeating: 0, count: n)
-        d = .allocate(capacity: n)
-        z = .allocate(capacity: n)
-        step = .allocate(capacity: n)
-        scratch = .allocate(capacity: n * n)
+        multiplier = zeros(n)
+        factorL = zeros(n * n)
+        factorD = zeros(n)
+        work = zeros(n)
+        work2 = zeros(n)
+        unconstrained = zeros(n + m)
+        point = zeros(n + m)
         try setHessian(h)
         try setConstraintMatrix(a)
     }
@@ -107,18 +134,20 @@ public final class DenseQPSolver {
         hessian.deallocate()
         rows.deallocate()
         rowInverseNorm.deallocate()
-        jInitial.deallocate()
-        j.deallocate()
-        r.deallocate()
+        inverseColumns.deallocate()
+        columns.deallocate()
+        gram?.deallocate()
+        slotOf.deallocate()
         activeId.deallocate()
         activeSign.deallocate()
         isActive.deallocate()
-        lambda.deallocate()
-        x.deallocate()
-        d.deallocate()
-        z.deallocate()
-        step.deallocate()
-        scratch.deallocate()
+        multiplier.deallocate()
+        factorL.deallocate()
+        factorD.deallocate()
+        work.deallocate()
+        work2.deallocate()
+        unconstrained.deallocate()
+        point.deallocate()
     }
 
     /// Replaces H (same size) and refactors it; the warm start is discarded. Allocation-free.
@@ -134,13 +163,12 @@ public final class DenseQPSolver {
                 else {
                     throw ControlError(.invalidParameter, "QP: Hessian is not symmetric at [\(i)][\(k)]")
                 }
-                hessian[i * n + k] = v
             }
         }
-        // Cholesky H = L·Lᵀ into scratch (row-major lower).
-        let l = scratch
+        // Cholesky H = L·Lᵀ into factorL (row-major lower; the factor of W is rebuilt from scratch after).
+        let l = factorL
         for jj in 0..<n {
-            var s = hessian[jj * n + jj]
+            var s = h[jj * n + jj]
             for k in 0..<jj { s -= l[jj * n + k] * l[jj * n + k] }
             guard s > 0 && s.isFinite else {
                 throw ControlError(.numerical, "QP: Hessian is not positive definite (pivot \(jj) is \(s))")
@@ -148,26 +176,35 @@ public final class DenseQPSolver {
             let djj = s.squareRoot()
             l[jj * n + jj] = djj
             for i in (jj + 1)..<Swift.max(n, jj + 1) {
-                var t = hessian[i * n + jj]
+                var t = h[i * n + jj]
                 for k in 0..<jj { t -= l[i * n + k] * l[jj * n + k] }
                 l[i * n + jj] = t / djj
             }
         }
-        // J₀ = L⁻ᵀ: column i of J₀ is row i of L⁻¹, found by forward substitution L·w = e_i
-        // (w is column i of L⁻¹, so write it as row i of L⁻¹ → column-major J₀ element (k, i) = L⁻¹[i][k]).
-        for i in 0..<n { for k in 0..<n { jInitial[k * n + i] = 0 } }
+        for i in 0..<n { for k in 0..<n { hessian[i * n + k] = h[i * n + k] } }
+        // L⁻¹ (lower) into the slot storage, which is free until the first add.
+        let inverse = columns
         for col in 0..<n {
-            // Solve L·w = e_col; w[k] = L⁻¹[k][col] = J₀(col, k) → jInitial[k*n + col].
             for k in 0..<n {
-                var s = (k == col) ? 1.0 : 0.0
                 if k < col {
-                    jInitial[k * n + col] = 0
+                    inverse[k * n + col] = 0
                     continue
                 }
-                for p in col..<k { s -= l[k * n + p] * jInitial[p * n + col] }
-                jInitial[k * n + col] = s / l[k * n + k]
+                var s = (k == col) ? 1.0 : 0.0
+                for p in col..<k { s -= l[k * n + p] * inverse[p * n + col] }
+                inverse[k * n + col] = s / l[k * n + k]
             }
         }
+        // H⁻¹ = L⁻ᵀ·L⁻¹: entry (i, j) = Σ_{k ≥ max(i, j)} L⁻¹[k][i]·L⁻¹[k][j].
+        for i in 0..<n {
+            for j in i..<n {
+                var s = 0.0
+                for k in j..<n { s += inverse[k * n + i] * inverse[k * n + j] }
+                inverseColumns[i * total + j] = s
+                inverseColumns[j * total + i] = s
+            }
+        }
+        formInverseRows()
         resetWarmStart()
     }
 
@@ -181,18 +218,50 @@ public final class DenseQPSolver {
             for k in 0..<n {
                 let v = a[i * n + k]
                 guard v.isFinite else { throw ControlError(.nonFinite, "QP: A[\(i)][\(k)] is \(v)") }
-                rows[i * n + k] = v
                 norm += v * v
             }
             guard norm > 0 else { throw ControlError(.invalidParameter, "QP: row \(i) of A is zero") }
+        }
+        for i in 0..<m {
+            var norm = 0.0
+            for k in 0..<n {
+                rows[i * n + k] = a[i * n + k]
+                norm += a[i * n + k] * a[i * n + k]
+            }
             rowInverseNorm[i] = 1 / norm.squareRoot()
         }
+        formInverseRows()
         resetWarmStart()
+    }
+
+    /// The columns of A·H⁻¹ after those of H⁻¹, and the Gram matrix when it is kept.
+    private func formInverseRows() {
+        for i in 0..<m {
+            let row = rows + i * n
+            for j in 0..<n { inverseColumns[j * total + n + i] = dot(inverseColumns + j * total, row, n) }
+        }
+        guard let gram else { return }
+        for id in 0..<total { formColumn(id, into: gram + id * total) }
+    }
+
+    /// Gram column of constraint `id`: entry i is a_iᵀ·H⁻¹·a_id = Σₖ a_id,k·(row k of the stored columns).
+    private func formColumn(_ id: Int, into slot: UnsafeMutablePointer<Double>) {
+        if id < n {
+            slot.update(from: inverseColumns + id * total, count: total)
+            return
+        }
+        for i in 0..<total { slot[i] = 0 }
+        let a = rows + (id - n) * n
+        // MPC rows have plenty of zeros.
+        for k in 0..<n where a[k] != 0 {
+            let c = a[k]
+            let source = inverseColumns + k * total
+            for i in 0..<total { slot[i] += c * source[i] }
+        }
     }
 
     /// Forgets the working set; the next solve starts from the unconstrained minimum.
     public func resetWarmStart() {
-        j.update(from: jInitial, count: n * n)
         for k in 0..<q { isActive[activeId[k]] = false }
         q = 0
     }
@@ -202,8 +271,8 @@ public final class DenseQPSolver {
         var value = 0.0
         for i in 0..<n {
             var hx = 0.0
-            for k in 0..<n { hx += hessian[i * n + k] * x[k] }
-            value += x[i] * (0.5 * hx + linearCost[i])
+            for k in 0..<n { hx += hessian[i * n + k] * point[k] }
+            value += point[i] * (0.5 * hx + linearCost[i])
         }
         return value
     }
@@ -218,143 +287,118 @@ public final class DenseQPSolver {
         }
         if !settings.warmStart { resetWarmStart() }
         let limit = settings.maxIterations > 0 ? settings.maxIterations : 3 * (n + m) + 50
-        let tolerance = settings.primalTolerance
         var iterations = 0
 
-        // Hot start: the previous working set keeps its factorization; drop entries whose bound
-        // disappeared, then drop negative multipliers until the point is dual feasible.
+        // [x₀; A·x₀] = −Σₖ fₖ·(row k of the stored [I; A]·H⁻¹ columns), x₀ = −H⁻¹f.
+        formUnconstrained()
+
+        // Hot start: W's factor depends on H, A and W only, so it is still valid; a member whose side lost
+        // its bound leaves, and multipliers of inequalities are clamped to the dual-feasible side (any
+        // λ ≥ 0 is a dual-feasible point of the least-distance problem).
         var k = 0
         while k < q {
-            if !bound(of: activeId[k], sign: activeSign[k]).isFinite {
-                dropActive(at: k)
+            let id = activeId[k]
+            if !target(of: id, sign: activeSign[k]).isFinite {
+                remove(at: k)
                 iterations += 1
-            } else {
-                k += 1
+                continue
             }
-        }
-        if q == 0 {
-            unconstrainedMinimum()
-        } else {
-            // solveWorkingSet forms x₀ itself, so it is not formed before.
-            while true {
-                solveWorkingSet()
-                var worst = -1
-                var worstValue = 0.0
-                for i in 0..<q where lambda[i] < worstValue && !isEquality(activeId[i]) {
-                    worst = i
-                    worstValue = lambda[i]
-                }
-                if worst < 0 { break }
-                dropActive(at: worst)
-                iterations += 1
-                if q == 0 {
-                    unconstrainedMinimum()
-                    break
-                }
-            }
+            if !isEquality(id) && activeSign[k] * multiplier[k] < 0 { multiplier[k] = 0 }
+            k += 1
         }
 
         while true {
-            // Most violated constraint, measured along its unit normal.
-            var chosen = -1
-            var chosenSign = 1.0
-            var worst = tolerance
-            for i in 0..<n where !isActive[i] {
-                let v = x[i]
-                let below = variableLower[i] - v
-                if below > worst {
-                    worst = below
-                    chosen = i
-                    chosenSign = 1
-                } else {
-                    let above = v - variableUpper[i]
-                    if above > worst {
-                        worst = above
-                        chosen = i
-                        chosenSign = -1
+            // The minimizer with W as equalities; a partial step towards it when a multiplier would turn
+            // negative, dropping the constraint that blocks.
+            solveWorkingSet()
+            var blocking = -1
+            var alpha = 1.0
+            for k in 0..<q where !isEquality(activeId[k]) {
+                let s = activeSign[k]
+                let wanted = s * work[k]
+                if wanted < 0 {
+                    let now = Swift.max(s * multiplier[k], 0)
+                    let ratio = now / (now - wanted)
+                    if ratio < alpha {
+                        alpha = ratio
+                        blocking = k
                     }
                 }
             }
-            for i in 0..<m where !isActive[n + i] {
-                let lo = lower[i]
-                let hi = upper[i]
-                if lo == -.infinity && hi == .infinity { continue }
-                let ax = dot(rows + i * n, x, n)
-                let scale = rowInverseNorm[i]
-                let below = (lo - ax) * scale
-                if below > worst {
-                    worst = below
-                    chosen = n + i
-                    chosenSign = 1
-                } else {
-                    let above = (ax - hi) * scale
-                    if above > worst {
-                        worst = above
-                        chosen = n + i
-                        chosenSign = -1
-                    }
-                }
+            if blocking >= 0 {
+                if let stop = limitReached(iterations, limit, start) { return stopEarly(stop, iterations) }
+                for k in 0..<q { multiplier[k] += alpha * (work[k] - multiplier[k]) }
+                remove(at: blocking)
+                iterations += 1
+                continue
             }
+            for k in 0..<q { multiplier[k] = work[k] }
+            formPoint()
+            let (chosen, sign, worst) = mostViolated()
             if chosen < 0 {
-                if !allFinite(x, n) { return finish(.numericalFailure, iterations, 0) }
+                if !allFinite(point, n) { return finish(.numericalFailure, iterations, 0) }
                 return finish(.optimal, iterations, 0)
             }
-            // Add `chosen`: partial steps drop blocking constraints until a full step adds it.
-            var pendingMultiplier = 0.0
-            let target = bound(of: chosen, sign: chosenSign)
+            if let stop = limitReached(iterations, limit, start) { return finish(stop, iterations, worst) }
+            iterations += 1
+            // Add `chosen`; while it depends on W, move the dual along the null direction (the point does not
+            // move) and drop the member that blocks, until it is independent.
+            var chosenMultiplier = 0.0
             while true {
-                if iterations >= limit { return finish(.iterationLimit, iterations, worst) }
-                if let budget = settings.timeBudgetNanoseconds, let clock, clock() &- start > budget {
-                    return finish(.timeLimit, iterations, worst)
-                }
-                iterations += 1
-                computeDirections(constraint: chosen, sign: chosenSign)
-                // Blocking multiplier (partial step length).
-                var blocking = -1
-                var partial = Double.infinity
-                for i in 0..<q where step[i] > 0 && !isEquality(activeId[i]) {
-                    // Clamp round-off negatives so a step can never go backwards.
-                    let ratio = Swift.max(lambda[i], 0) / step[i]
-                    if ratio < partial {
-                        partial = ratio
-                        blocking = i
+                switch append(chosen, sign: sign, multiplier: chosenMultiplier) {
+                case .added:
+                    break
+                case .failed:
+                    return finish(.numericalFailure, iterations, worst)
+                case .dependent:
+                    // work2 = G_W⁻¹·g (g: the Gram row of `chosen` against W); raising λ_chosen by t moves μ_W by
+                    // −t·sign·work2.
+                    var drop = -1
+                    var t = Double.infinity
+                    for k in 0..<q where !isEquality(activeId[k]) {
+                        let s = activeSign[k]
+                        let rate = -s * sign * work2[k]
+                        if rate < 0 {
+                            let ratio = Swift.max(s * multiplier[k], 0) / -rate
+                            if ratio < t {
+                                t = ratio
+                                drop = k
+                            }
+                        }
                     }
-                }
-                var zz = 0.0
-                var dd = 0.0
-                for i in 0..<n {
-                    dd += d[i] * d[i]
-                    if i >= q { zz += d[i] * d[i] }
-                }
-                if zz <= 1e-14 * dd {
-                    // n_p lies in the span of the working set: only the dual can move.
-                    if blocking < 0 { return finish(.infeasible, iterations, worst) }
-                    for i in 0..<q { lambda[i] -= partial * step[i] }
-                    pendingMultiplier += partial
-                    dropActive(at: blocking)
+                    if drop < 0 { return finish(.infeasible, iterations, worst) }
+                    if let stop = limitReached(iterations, limit, start) { return stopEarly(stop, iterations) }
+                    for k in 0..<q { multiplier[k] -= t * sign * work2[k] }
+                    chosenMultiplier += t * sign
+                    remove(at: drop)
+                    iterations += 1
                     continue
                 }
-                let residual = target - chosenSign * normalDot(chosen, x)
-                let full = Swift.max(residual / zz, 0)
-                let t = Swift.min(partial, full)
-                for i in 0..<n { x[i] += t * z[i] }
-                for i in 0..<q { lambda[i] -= t * step[i] }
-                pendingMultiplier += t
-                if full <= partial {
-                    if !addActive(constraint: chosen, sign: chosenSign, multiplier: pendingMultiplier) {
-                        return finish(.numericalFailure, iterations, worst)
-                    }
-                    break
-                }
-                dropActive(at: blocking)
+                break
             }
         }
     }
 
     // MARK: - Pieces
 
+    private enum AddOutcome { case added, dependent, failed }
+
     private func finish(_ status: QPStatus, _ iterations: Int, _ violation: Double) -> QPResult {
         QPResult(status: status, iterations: iterations, activeCount: q, maxViolation: violation)
+    }
+
+    /// Iteration limit or time budget reached: the current (dual-feasible) point and its violation.
+    private func stopEarly(_ status: QPStatus, _ iterations: Int) -> QPResult {
+        formPoint()
+        let (chosen, _, worst) = mostViolated()
+        return finish(status, iterations, chosen < 0 ? 0 : worst)
+    }
+
+    @inline(__always)
+    private func limitReached(_ iterations: Int, _ limit: Int, _ start: UInt64) -> QPStatus? {
+        if iterations >= limit { return .iterationLimit }
+        if let budget = settings.timeBudgetNanoseconds, let clock, clock() &- start > budget { return .timeLimit }
+        return nil
     }
 
     private func validateInputs() -> QPStatus? {
@@ -379,189 +423,180 @@ public final class DenseQPSolver {
         id < n ? variableLower[id] == variableUpper[id] : lower[id - n] == upper[id - n]
     }
 
-    /// Right-hand side b of the oriented constraint sign·aᵀx ≥ b.
+    /// The value aᵀx takes when the constraint is active on the side `sign` (+1 lower, −1 upper).
     @inline(__always)
-    private func bound(of id: Int, sign: Double) -> Double {
-        if id < n { return sign > 0 ? variableLower[id] : -variableUpper[id] }
-        return sign > 0 ? lower[id - n] : -upper[id - n]
+    private func target(of id: Int, sign: Double) -> Double {
+        if id < n { return sign > 0 ? variableLower[id] : variableUpper[id] }
+        return sign > 0 ? lower[id - n] : upper[id - n]
     }
 
-    @inline(__always)
-    private func normalDot(_ id: Int, _ v: UnsafeMutablePointer<Double>) -> Double {
-        id < n ? v[id] : dot(rows + (id - n) * n, v, n)
-    }
-
-    /// x₀ = −H⁻¹f = −J₀·J₀ᵀ·f. J₀ = L⁻ᵀ is upper triangular (column i is zero below row i), so this costs
-    /// 2n² flops where the rotated J (J·Jᵀ = H⁻¹ too, but dense) costs 4n².
-    private func unconstrainedMinimum() {
-        let f = linearCost.baseAddress!
-        for i in 0..<n { d[i] = dot(jInitial + i * n, f, i + 1) }
-        for k in 0..<n { x[k] = 0 }
-        for i in 0..<n {
-            let c = -d[i]
-            let column = jInitial + i * n
-            for k in 0...i { x[k] += c * column[k] }
+    private func formUnconstrained() {
+        for i in 0..<total { unconstrained[i] = 0 }
+        var k = 0
+        while k + 2 <= n {
+            let f0 = -linearCost[k]
+            let f1 = -linearCost[k + 1]
+            let c0 = inverseColumns + k * total
+            let c1 = c0 + total
+            for i in 0..<total { unconstrained[i] += f0 * c0[i] + f1 * c1[i] }
+            k += 2
+        }
+        if k < n {
+            let f0 = -linearCost[k]
+            let c0 = inverseColumns + k * total
+            for i in 0..<total { unconstrained[i] += f0 * c0[i] }
         }
     }
 
-    /// With x = x₀ on entry: the minimizer on the working set (as equalities) and its multipliers.
+    @inline(__always)
+    private func column(_ k: Int) -> UnsafeMutablePointer<Double> { columns + slotOf[k] * total }
+
+    /// work = μ* with G_W·μ* = β, β_k = target_k − a_kᵀx₀ (from the kept LDLᵀ factor, O(q²)).
     private func solveWorkingSet() {
-        unconstrainedMinimum()
-        // w = b − Nᵀx₀, then Rᵀy = w, R·λ = y, x = x₀ + J₁·y.
         for i in 0..<q {
             let id = activeId[i]
-            let s = activeSign[i]
-            var y = bound(of: id, sign: s) - s * normalDot(id, x)
-            for k in 0..<i { y -= r[k + i * n] * d[k] }
-            d[i] = y / r[i + i * n]
+            work[i] = target(of: id, sign: activeSign[i]) - unconstrained[id] - dot(factorL + i * n, work, i)
         }
-        for i in stride(from: q - 1, through: 0, by: -1) {
-            var s = d[i]
-            for k in (i + 1)..<Swift.max(q, i + 1) { s -= r[i + k * n] * lambda[k] }
-            lambda[i] = s / r[i + i * n]
-        }
-        for i in 0..<q {
-            let c = d[i]
-            let column = j + i * n
-            for k in 0..<n { x[k] += c * column[k] }
-        }
-    }
-
-    /// d = Jᵀ·n_p, z = J₂·d₂ (primal direction), step = R⁻¹·d₁ (dual direction).
-    private func computeDirections(constraint id: Int, sign: Double) {
-        if id < n {
-            for i in 0..<n { d[i] = sign * j[i * n + id] }
-        } else {
-            let row = rows + (id - n) * n
-            for i in 0..<n { d[i] = sign * dot(j + i * n, row, n) }
-        }
-        for k in 0..<n { z[k] = 0 }
-        for i in q..<n {
-            let c = d[i]
-            if c == 0 { continue }
-            let column = j + i * n
-            for k in 0..<n { z[k] += c * column[k] }
-        }
-        for i in stride(from: q - 1, through: 0, by: -1) {
-            var s = d[i]
-            for k in (i + 1)..<Swift.max(q, i + 1) { s -= r[i + k * n] * step[k] }
-            step[i] = s / r[i + i * n]
-        }
-    }
-
-    /// Appends the constraint whose d = Jᵀn_p was computed last; Givens rotations zero d[q+1…].
-    private func addActive(constraint id: Int, sign: Double, multiplier: Double) -> Bool {
-        var i = n - 1
-        while i > q {
-            let a = d[i - 1]
-            let b = d[i]
-            if b != 0 {
-                let h = hypot(a, b)
-                let c = a / h
-                let s = b / h
-                d[i - 1] = h
-                d[i] = 0
-                let c0 = j + (i - 1) * n
-                let c1 = j + i * n
-                for k in 0..<n {
-                    let u = c0[k]
-                    let v = c1[k]
-                    c0[k] = c * u + s * v
-                    c1[k] = -s * u + c * v
-                }
-            }
+        for i in 0..<q { work[i] /= factorD[i] }
+        var i = q - 1
+        while i >= 0 {
+            var s = work[i]
+            for k in (i + 1)..<Swift.max(q, i + 1) { s -= factorL[k * n + i] * work[k] }
+            work[i] = s
             i -= 1
         }
-        let diagonal = d[q]
-        if !(abs(diagonal) > 1e-13) || !diagonal.isFinite { return false }
-        for k in 0...q { r[k + q * n] = d[k] }
-        activeId[q] = id
-        activeSign[q] = sign
-        lambda[q] = multiplier
-        isActive[id] = true
-        q += 1
-        return true
     }
 
-    /// Removes working-set entry `k`, restoring the triangular R with rotations applied to J too.
-    private func dropActive(at k: Int) {
+    /// point = [x; A·x] = [x₀; A·x₀] + Σ μ_k·(Gram column of member k), O((n + m)·q).
+    private func formPoint() {
+        point.update(from: unconstrained, count: total)
+        var k = 0
+        while k + 2 <= q {
+            let c0 = column(k)
+            let c1 = column(k + 1)
+            let u0 = multiplier[k]
+            let u1 = multiplier[k + 1]
+            for i in 0..<total { point[i] += u0 * c0[i] + u1 * c1[i] }
+            k += 2
+        }
+        if k < q {
+            let c0 = column(k)
+            let u0 = multiplier[k]
+            for i in 0..<total { point[i] += u0 * c0[i] }
+        }
+    }
+
+    /// The most violated constraint outside W, measured along its unit normal (nil id: none beyond tolerance).
+    private func mostViolated() -> (id: Int, sign: Double, violation: Double) {
+        var chosen = -1
+        var chosenSign = 1.0
+        var worst = settings.primalTolerance
+        for i in 0..<n where !isActive[i] {
+            let v = point[i]
+            let below = variableLower[i] - v
+            let above = v - variableUpper[i]
+            if below > worst {
+                worst = below
+                chosen = i
+                chosenSign = 1
+            } else if above > worst {
+                worst = above
+                chosen = i
+                chosenSign = -1
+            }
+        }
+        for i in 0..<m where !isActive[n + i] {
+            let ax = point[n + i]
+            let scale = rowInverseNorm[i]
+            let below = (lower[i] - ax) * scale
+            let above = (ax - upper[i]) * scale
+            if below > worst {
+                worst = below
+                chosen = n + i
+                chosenSign = 1
+            } else if above > worst {
+                worst = above
+                chosen = n + i
+                chosenSign = -1
+            }
+        }
+        return (chosen, chosenSign, worst)
+    }
+
+    /// Appends `id` to W: its Gram column into a free slot, then one new row of the LDLᵀ factor.
+    /// `.dependent` leaves work2 = G_W⁻¹·g for the null-direction step and W unchanged.
+    private func append(_ id: Int, sign: Double, multiplier value: Double) -> AddOutcome {
+        let slot = columns + slotOf[q] * total
+        if let gram { slot.update(from: gram + id * total, count: total) } else { formColumn(id, into: slot) }
+        // Forward solve L·z = g (g: the Gram row of `id` against W), d = G_id,id − zᵀD⁻¹z; then work = l = D⁻¹z.
+        let diagonal = slot[id]
+        var d = diagonal
+        for k in 0..<q {
+            let z = column(k)[id] - dot(factorL + k * n, work, k)
+            work[k] = z
+            d -= z * z / factorD[k]
+        }
+        if !d.isFinite || !diagonal.isFinite { return .failed }
+        for k in 0..<q { work[k] /= factorD[k] }
+        if q < n && d > 1e-12 * diagonal {
+            let row = factorL + q * n
+            for k in 0..<q { row[k] = work[k] }
+            factorD[q] = d
+            activeId[q] = id
+            activeSign[q] = sign
+            multiplier[q] = value
+            isActive[id] = true
+            q += 1
+            return .added
+        }
+        // Dependent: G_W⁻¹·g = L⁻ᵀ·l.
+        var i = q - 1
+        while i >= 0 {
+            var s = work[i]
+            for k in (i + 1)..<Swift.max(q, i + 1) { s -= factorL[k * n + i] * work2[k] }
+            work2[i] = s
+            i -= 1
+        }
+        return .dependent
+    }
+
+    /// Removes member k of W: the rows and columns after it move up and the trailing block of the factor
+    /// takes the rank-one update l·d_k·lᵀ that the removed pivot carried (stable: d_k > 0).
+    private func remove(at k: Int) {
         isActive[activeId[k]] = false
-        for i in k..<(q - 1) {
-            activeId[i] = activeId[i + 1]
-            activeSign[i] = activeSign[i + 1]
-            lambda[i] = lambda[i + 1]
-            let dst = r + i * n
-            let src = r + (i + 1) * n
-            for row in 0...(i + 1) { dst[row] = src[row] }
+        let freed = slotOf[k]
+        var alpha = factorD[k]
+        let trailing = q - 1 - k
+        let w = work2
+        for t in 0..<trailing {
+            let old = k + 1 + t
+            activeId[k + t] = activeId[old]
+            activeSign[k + t] = activeSign[old]
+            multiplier[k + t] = multiplier[old]
+            slotOf[k + t] = slotOf[old]
+            let src = factorL + old * n
+            let dst = factorL + (k + t) * n
+            w[t] = src[k]
+            for j in 0..<k { dst[j] = src[j] }
+            for j in 0..<t { dst[k + j] = src[k + 1 + j] }
+            factorD[k + t] = factorD[old]
         }
+        slotOf[q - 1] = freed
         q -= 1
-        for i in k..<q {
-            let a = r[i + i * n]
-            let b = r[(i + 1) + i * n]
-            if b == 0 { continue }
-            let h = hypot(a, b)
-            let c = a / h
-            let s = b / h
-            for col in i..<q {
-                let u = r[i + col * n]
-                let v = r[(i + 1) + col * n]
-                r[i + col * n] = c * u + s * v
-                r[(i + 1) + col * n] = -s * u + c * v
-            }
-            r[(i + 1) + i * n] = 0
-            let c0 = j + i * n
-            let c1 = j + (i + 1) * n
-            for row in 0..<n {
-                let u = c0[row]
-                let v = c1[row]
-                c0[row] = c * u + s * v
-                c1[row] = -s * u + c * v
+        for t in 0..<trailing {
+            let j = k + t
+            let p = w[t]
+            if p == 0 { continue }
+            let dOld = factorD[j]
+            let dNew = dOld + alpha * p * p
+            let beta = p * alpha / dNew
+            alpha = dOld * alpha / dNew
+            factorD[j] = dNew
+            for s in (t + 1)..<Swift.max(trailing, t + 1) {
+                let i = k + s
+                w[s] -= p * factorL[i * n + j]
+                factorL[i * n + j] += beta * w[s]
             }
         }
-        // The column that slid out of the triangle must not leak into the next add.
-        for row in 0..<n { r[row + q * n] = 0 }
     }
-}
-
-@inline(__always)
-func dot(_ a: UnsafePointer<Double>, _ b: UnsafePointer<Double>, _ count: Int) -> Double {
-    // Four accumulators: lets the compiler keep independent FMA chains in flight.
-    var s0 = 0.0
-    var s1 = 0.0
-    var s2 = 0.0
-    var s3 = 0.0
-    var k = 0
-    while k + 4 <= count {
-        s0 += a[k] * b[k]
-        s1 += a[k + 1] * b[k + 1]
-        s2 += a[k + 2] * b[k + 2]
-        s3 += a[k + 3] * b[k + 3]
-        k += 4
-    }
-    while k < count {
-        s0 += a[k] * b[k]
-        k += 1
-    }
-    return (s0 + s1) + (s2 + s3)
-}
-
-@inline(__always)
-func dot(_ a: UnsafeMutablePointer<Double>, _ b: UnsafeMutablePointer<Double>, _ count: Int) -> Double {
-    dot(UnsafePointer(a), UnsafePointer(b), count)
-}
-
-@inline(__always)
-func hypot(_ a: Double, _ b: Double) -> Double {
-    let fa = abs(a)
-    let fb = abs(b)
-    let big = Swift.max(fa, fb)
-    if big == 0 { return 0 }
-    let small = Swift.min(fa, fb) / big
-    return big * (1 + small * small).squareRoot()
-}
-
-@inline(__always)
-func allFinite(_ v: UnsafeMutablePointer<Double>, _ count: Int) -> Bool {
-    for i in 0..<count where !v[i].isFinite { return false }
-    return true
 }
