@@ -254,11 +254,19 @@ public struct EdgeNodeSession: Sendable {
     }
 
     /// Stores a device's current values (with their Quality) without publishing them, so that the next birth
-    /// carries what the device holds now even for metrics whose changes were never published.
-    public mutating func refreshDevice(_ deviceID: String, _ current: [SparkplugMetric]) throws(SparkplugError) {
+    /// carries what the device holds now even for metrics whose changes were never published. Only while no data
+    /// of the device can go out (node not online, or device not born): otherwise the table is what the host has
+    /// seen, and a change still on its way to DDATA would be taken for one the host already has and never sent.
+    /// Returns whether they were taken.
+    @discardableResult
+    public mutating func refreshDevice(_ deviceID: String, _ current: [SparkplugMetric]) throws(SparkplugError)
+        -> Bool
+    {
         guard var device = devices[deviceID] else { throw .invalidRequest("unknown device '\(deviceID)'") }
+        guard !isOnline || !device.born else { return false }
         _ = try apply(current, to: &device.table, owner: "device '\(deviceID)'")
         devices[deviceID] = device
+        return true
     }
 
     // MARK: Devices

@@ -138,6 +138,24 @@ import Testing
         #expect(s.isOnline)
     }
 
+    /// A refresh of birth values while the node is online and the device born (a STATE message, another device
+    /// coming back) must not absorb a change that is still on its way to DDATA: the host has not seen it, so the
+    /// change must still go out. Before, the refresh updated the table and the change was then dropped as
+    /// "unchanged": the sample was neither published nor stored (found by the store-and-forward test under load).
+    @Test func aRefreshWhileOnlineDoesNotSwallowAChangeOnItsWay() throws {
+        var s = try session()
+        _ = s.prepareConnect(now: 1000)
+        let born = SparkplugMetric(
+            name: "pump1/voltage", timestamp: 1500, value: .float(4), properties: [.quality(.good)])
+        try s.refreshDevice("plant", [born])
+        _ = s.connected(now: 2000)
+        #expect(s.isOnline)
+        let next = SparkplugMetric(
+            name: "pump1/voltage", timestamp: 2100, value: .float(5), properties: [.quality(.good)])
+        try s.refreshDevice("plant", [next])
+        #expect(try s.updateDevice("plant", [next], now: 2100).count == 1, "the host never saw 5.0")
+    }
+
     /// tck-id-operational-behavior-data-publish-dbirth-change / -nbirth-change: a live value and quality the host
     /// already has is not sent again; a new quality with the same value is.
     @Test func unchangedValuesAreNotSentAgain() throws {
