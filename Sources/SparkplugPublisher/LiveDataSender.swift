@@ -56,7 +56,9 @@ final class LiveDataSender {
                 let r = update(device, byDevice[device]!)
                 if !r.online || !r.ok {
                     toStore += rows[device]!
-                } else if r.published > 0 {
+                } else {
+                    // Also when nothing was published: a change whose value a birth already carried is not sent
+                    // again, but that birth is QoS 0 too, so the sample waits for the same receipt as DDATA would.
                     receipts.keepUntilConfirmed(rows[device]!)
                 }
             }

@@ -36,4 +36,28 @@ import Testing
         }
         #expect(sent == [.string("pid"), .string("manual"), .string("mpc")])
     }
+
+    /// A change the session does not send because a birth already carried its value (report by exception) is kept
+    /// until a receipt confirms what went before it, like one sent in DDATA: that birth is QoS 0 too, and if the
+    /// connection dies before the broker confirms it, the sample must be replayed. Before, it was dropped at once:
+    /// a kill -9 round lost a sample whose only carrier was a DBIRTH the dying broker never passed on.
+    @Test func aChangeOnlyABirthCarriedIsKeptUntilConfirmed() {
+        let feed = ChangeFeed(consumers: 1)
+        let table = TagTable(
+            definitions: [
+                TagDefinition(
+                    name: "tank1/raw", device: "plant", source: .computed("raw"), type: .uint16)
+            ], changes: feed)
+        _ = table.update(0, TagSample(value: .uint(1244), quality: .good, timestamp: 1))
+        let counters = PublisherCounters()
+        let queue = StoreAndForwardQueue(bounds: StoreAndForwardSettings(), counters: counters)
+        let receipts = ReceiptTracker(capacity: 64, receiptFilter: "r", queue: queue, counters: counters)
+        let sender = LiveDataSender(feed: feed, consumer: 0, receipts: receipts)
+        sender.drain(TagDirectory(tables: [table])) { _, _ in
+            EdgeNodePublisher.StepResult(ok: true, published: 0, online: true)
+        }
+        #expect(receipts.unconfirmed == 1, "kept until the broker confirms the birth that carried it")
+        receipts.requeueUnconfirmed()
+        #expect(counters.withLock { $0.liveRequeued } == 1, "and queued for replay when the connection ends first")
+    }
 }
