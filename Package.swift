@@ -30,6 +30,9 @@ let package = Package(
         // Process identification from history (data preparation, GBN, FOPDT/SOPDT/integrating PEM, PO-MOESP).
         // Pure Swift like Control; libm for the same reason.
         .target(name: "Identification", dependencies: ["Control"], linkerSettings: [.linkedLibrary("m")]),
+        // Loop performance from routine data (service factor, IAE, variance, Harris index, Hägglund oscillation,
+        // Horch stiction) in fixed memory over a sliding window; pure, depends on nothing.
+        .target(name: "LoopMonitoring", linkerSettings: [.linkedLibrary("m")]),
 
         // ── Configuration: YAML and CSV files → a validated AgentConfiguration, with located errors ────────────
         .target(name: "Configuration", dependencies: ["Tags", "Yams"]),
@@ -147,6 +150,7 @@ let package = Package(
             exclude: ["Peers"]),
         .testTarget(
             name: "IdentificationTests", dependencies: ["Identification", "Control", "TestSupport"], exclude: ["Peers"]),
+        .testTarget(name: "LoopMonitoringTests", dependencies: ["LoopMonitoring"]),
         .testTarget(name: "ControlTests", dependencies: ["Control", "CAllocCounter"], exclude: ["Fixtures"]),
         .testTarget(name: "AgentTests", dependencies: ["Agent", "Configuration", "Tags", "History", "TestSupport"]),
         .testTarget(name: "MetricsTests", dependencies: ["Metrics", "Tags"]),
