@@ -77,7 +77,8 @@ let package = Package(
         .target(
             name: "LoopRuntime",
             dependencies: [
-                "Control", "Devices", "History", "Tags", .product(name: "Logging", package: "swift-log"),
+                "Control", "Devices", "History", "LoopMonitoring", "Tags",
+                .product(name: "Logging", package: "swift-log"),
             ]),
         // The Sparkplug B edge node: session driving, live data with broker receipts, replay, commands.
         .target(

@@ -54,6 +54,8 @@ public final class AgentRuntime: @unchecked Sendable {
         var loops: [String: LoopRunner] = [:]
         /// Each loop's state as a device (`loop-<name>`); also in `tables`, `drivers` and `directory`.
         var loopDevices: [String: LoopStateDevice] = [:]
+        /// Each watched loop (`monitors:`) as a device (`monitor-<name>`); also in `tables`, `drivers`, `directory`.
+        var monitorDevices: [String: LoopMonitorDevice] = [:]
     }
 
     public let configPath: String
@@ -238,6 +240,22 @@ public final class AgentRuntime: @unchecked Sendable {
                 nextIDBase += Int32(max(1, device.table.count))
             }
             generation.loopDevices[name] = device
+            generation.tables[device.device.name] = device.table
+            generation.drivers[device.device.name] = device
+        }
+        for d in configuration.monitors {
+            // Rebuilt at every reload: a monitor's window starts again, nothing of a control loop depends on it.
+            func bind(_ name: String?) -> MonitorTagBinding? {
+                guard let name, let (table, index) = generation.directory.locate(name: name) else { return nil }
+                return MonitorTagBinding(table: table, index: index)
+            }
+            guard let pv = bind(d.pv), let sp = bind(d.sp), let op = bind(d.op) else {
+                throw AgentStartError("monitor \(d.name): its PV, SP or OP tag has no device")
+            }
+            let device = LoopMonitorDevice(
+                definition: d, pv: pv, sp: sp, op: op, auto: bind(d.auto), feed: feed, idBase: nextIDBase)
+            nextIDBase += Int32(max(1, device.table.count))
+            generation.monitorDevices[d.name] = device
             generation.tables[device.device.name] = device.table
             generation.drivers[device.device.name] = device
         }
