@@ -151,7 +151,7 @@ let package = Package(
             exclude: ["Peers"]),
         .testTarget(
             name: "IdentificationTests", dependencies: ["Identification", "Control", "TestSupport"], exclude: ["Peers"]),
-        .testTarget(name: "LoopMonitoringTests", dependencies: ["LoopMonitoring"]),
+        .testTarget(name: "LoopMonitoringTests", dependencies: ["LoopMonitoring", "CAllocCounter"]),
         .testTarget(name: "ControlTests", dependencies: ["Control", "CAllocCounter"], exclude: ["Fixtures"]),
         .testTarget(name: "AgentTests", dependencies: ["Agent", "Configuration", "Tags", "History", "TestSupport"]),
         .testTarget(name: "MetricsTests", dependencies: ["Metrics", "Tags"]),

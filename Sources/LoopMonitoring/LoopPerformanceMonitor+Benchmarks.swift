@@ -7,17 +7,26 @@ extension LoopPerformanceMonitor {
         let d = settings.delaySamples
         guard validCount > 1 else { return nil }
         let mean = sumError / Double(validCount)
+        // Locals, not methods of self: a copy of self alive while `gram` is written would make every write copy it.
+        let ring = errorRing
+        let n = settings.windowSamples
+        let first = next - count + 2 * n
+        func e(_ j: Int) -> Double { ring[(first + j) % n] }
+        func rowIsComplete(_ j: Int) -> Bool {
+            for i in 0...p where !e(j - i).isFinite { return false }
+            return true
+        }
         for i in 0..<(p * p) { gram[i] = 0 }
         for i in 0..<p { rhs[i] = 0 }
         var rows = 0
         var outputSquares = 0.0
         for j in p..<max(p, count) {
             guard rowIsComplete(j) else { continue }
-            let y = at(errorRing, j) - mean
+            let y = e(j) - mean
             for a in 0..<p {
-                let xa = at(errorRing, j - 1 - a) - mean
+                let xa = e(j - 1 - a) - mean
                 rhs[a] += xa * y
-                for b in 0...a { gram[a * p + b] += xa * (at(errorRing, j - 1 - b) - mean) }
+                for b in 0...a { gram[a * p + b] += xa * (e(j - 1 - b) - mean) }
             }
             outputSquares += y * y
             rows += 1
@@ -27,8 +36,8 @@ extension LoopPerformanceMonitor {
         guard choleskySolve(order: p) else { return nil }
         var residualSquares = 0.0
         for j in p..<count where rowIsComplete(j) {
-            var r = at(errorRing, j) - mean
-            for a in 0..<p { r -= rhs[a] * (at(errorRing, j - 1 - a) - mean) }
+            var r = e(j) - mean
+            for a in 0..<p { r -= rhs[a] * (e(j - 1 - a) - mean) }
             residualSquares += r * r
         }
         let innovation = residualSquares / Double(rows)
@@ -42,12 +51,6 @@ extension LoopPerformanceMonitor {
             sum += psi * psi
         }
         return min(1, innovation * sum / variance)
-    }
-
-    /// A regression row needs the error at `j` and at the `arOrder` samples before it.
-    private func rowIsComplete(_ j: Int) -> Bool {
-        for i in 0...settings.arOrder where !at(errorRing, j - i).isFinite { return false }
-        return true
     }
 
     /// Solves gram·x = rhs in place (lower triangle of gram filled), leaving x in rhs; false if not positive
@@ -88,19 +91,29 @@ extension LoopPerformanceMonitor {
     /// half the oscillation's period, estimated from the error's zero crossings: for sines at a phase φ apart it
     /// is sin²φ.
     mutating func stictionIndex() -> Double? {
+        // Locals, not methods of self: a copy of self alive while `correlation` is written would make every write
+        // copy it.
+        let errors = errorRing
+        let outputs = outputRing
+        let values = processRing
+        let n = settings.windowSamples
+        let first = next - count + 2 * n
+        func e(_ j: Int) -> Double { errors[(first + j) % n] }
+        func u(_ j: Int) -> Double { outputs[(first + j) % n] }
+        func y(_ j: Int) -> Double { values[(first + j) % n] }
         var crossings = 0
         var lastSign = 0.0
         var meanOutput = 0.0
         var meanProcess = 0.0
         var pairs = 0
         for j in 0..<count {
-            let e = at(errorRing, j)
+            let e = e(j)
             guard e.isFinite else { continue }
             let sign: Double = e > 0 ? 1 : (e < 0 ? -1 : 0)
             if sign != 0 && lastSign != 0 && sign != lastSign { crossings += 1 }
             if sign != 0 { lastSign = sign }
-            meanOutput += at(outputRing, j)
-            meanProcess += at(processRing, j)
+            meanOutput += u(j)
+            meanProcess += y(j)
             pairs += 1
         }
         guard crossings >= 2, pairs > 0 else { return nil }
@@ -110,12 +123,16 @@ extension LoopPerformanceMonitor {
         let halfPeriodSamples = Double(count) / Double(crossings)
         let lags = min(correlation.count / 2, Int(halfPeriodSamples.rounded()))
         guard lags >= 1 else { return nil }
-        for (slot, lag) in (-lags...lags).enumerated() {
+        let total = count
+        for slot in 0..<(2 * lags + 1) {
+            let lag = slot - lags
             var s = 0.0
-            for j in max(0, -lag)..<min(count, count - lag) {
-                let u = at(outputRing, j)
-                let y = at(processRing, j + lag)
-                if u.isFinite && y.isFinite && at(errorRing, j).isFinite { s += (u - meanOutput) * (y - meanProcess) }
+            for j in max(0, -lag)..<min(total, total - lag) {
+                let output = u(j)
+                let value = y(j + lag)
+                if output.isFinite && value.isFinite && e(j).isFinite {
+                    s += (output - meanOutput) * (value - meanProcess)
+                }
             }
             correlation[slot] = s
         }

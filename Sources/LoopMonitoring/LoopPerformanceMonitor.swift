@@ -196,9 +196,4 @@ public struct LoopPerformanceMonitor {
         k.stiction = k.oscillating && (k.stictionIndex ?? 0) > 0.5
         return k
     }
-
-    /// The sample at position `j` of the window, oldest first.
-    @inline(__always) func at(_ ring: [Double], _ j: Int) -> Double {
-        ring[(next - count + j + 2 * settings.windowSamples) % settings.windowSamples]
-    }
 }

@@ -1,3 +1,4 @@
+import CAllocCounter
 import Foundation
 import Testing
 
@@ -149,5 +150,39 @@ struct Noise {
         #expect(s.oscillating && s.stiction, "sticking valve: \(s)")
         #expect(!l.oscillating && !l.stiction, "linear valve: \(l)")
         #expect(g.oscillating && !g.stiction, "aggressive tuning: \(g)")
+    }
+
+    /// Fixed memory: once built, sampling and computing every figure allocates nothing (the monitor runs for years
+    /// beside the control loops).
+    @Test func samplingAndFiguresAllocateNothingAfterInit() {
+        var monitor = LoopPerformanceMonitor(settings: Self.settings(window: 500, low: 0, high: 100))
+        var noise = Noise(seed: 21)
+        for t in 0..<600 {
+            let x = Double(t) / 6
+            monitor.add(pv: 20 - sin(x) + 0.1 * noise.gaussian(), sp: 20, op: 50 + 10 * cos(x), automatic: true)
+        }
+        _ = monitor.kpis()
+        var a0 = ep_alloc_count_thread()
+        for t in 600..<1600 {
+            let x = Double(t) / 6
+            monitor.add(pv: 20 - sin(x) + 0.1 * noise.gaussian(), sp: 20, op: 50 + 10 * cos(x), automatic: true)
+        }
+        let sampling = ep_alloc_count_thread() - a0
+        a0 = ep_alloc_count_thread()
+        var flagged = 0
+        for _ in 0..<10 where monitor.kpis().oscillating { flagged += 1 }
+        let figures = ep_alloc_count_thread() - a0
+        // Each figure on its own, so a failure names the one that allocates.
+        a0 = ep_alloc_count_thread()
+        _ = monitor.harrisIndex()
+        let harris = ep_alloc_count_thread() - a0
+        a0 = ep_alloc_count_thread()
+        _ = monitor.stictionIndex()
+        let stiction = ep_alloc_count_thread() - a0
+        #expect(harris == 0)
+        #expect(stiction == 0)
+        #expect(sampling == 0)
+        #expect(figures == 0)
+        #expect(flagged == 10)
     }
 }
