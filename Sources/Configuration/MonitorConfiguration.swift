@@ -26,9 +26,12 @@ extension Builder {
             sink.error(v.line, v.column, "monitor '\(name)': period \(period)ms is below 10ms")
         }
         let window = r.duration("window", sink: &sink) ?? 3_600_000
-        if let v = r.value("window"), window < 64 * period || window > 100_000 * period {
+        // The window is the monitor's memory and its figures' cost, in samples: checked with the default too.
+        if period > 0, window < 64 * period || window > 100_000 * period {
+            let place = r.value("window") ?? r.value("period")
             sink.error(
-                v.line, v.column, "monitor '\(name)': window must hold between 64 and 100000 periods",
+                place?.line ?? r.line, place?.column ?? 1,
+                "monitor '\(name)': window must hold between 64 and 100000 periods, holds \(window / max(1, period))",
                 hint: "e.g. window: 1h with period: 1s")
         }
         let oscillationPeriod = seconds(&r, "oscillation_period")

@@ -89,6 +89,8 @@ public struct LoopPerformanceMonitor {
 
     /// Hägglund's limits: n_lim load disturbances within the supervision time T_sup = 50·T_u.
     public static let loadLimit = 10.0
+    /// The most lags either side the stiction test correlates over.
+    public static let maximumLag = 256
 
     public init(settings: LoopMonitorSettings) {
         self.settings = settings
@@ -101,7 +103,9 @@ public struct LoopPerformanceMonitor {
         gram = [Double](repeating: 0, count: p * p)
         rhs = [Double](repeating: 0, count: p)
         impulse = [Double](repeating: 0, count: settings.delaySamples)
-        correlation = [Double](repeating: 0, count: 2 * (n / 4) + 1)
+        // Lags within a quarter of the window, and at most 256 each side: the test costs window × lags per
+        // computation, and a half period longer than 256 samples is sampled far faster than it needs.
+        correlation = [Double](repeating: 0, count: 2 * min(n / 4, Self.maximumLag) + 1)
         // IAE_lim = 2a/ω_u, ω_u = 2π/T_u: the IAE of a half period of a sine of amplitude a.
         iaeLimit = settings.amplitude * settings.oscillationPeriod / Double.pi
         forgetting = max(0, 1 - settings.samplePeriod / (50 * settings.oscillationPeriod))

@@ -81,4 +81,12 @@ import Testing
         #expect(e[0].message.contains("no span") && e[0].hint?.contains("amplitude") == true)
         #expect(e[1].message.contains("defined twice"))
     }
+
+    /// The window is the monitor's memory in samples: the default hour at a 10 ms period would be 360,000.
+    @Test func aWindowOfTooManySamplesIsRefusedEvenByDefault() {
+        let e = errors("  - {name: f, pv: flow, sp: flow_sp, op: valve, dead_time: 1s, period: 10ms}\n")
+        #expect(e.count == 1)
+        #expect(e.first?.message.contains("holds 360000") == true)
+        #expect(e.first?.line == 12 && e.first?.column == 72)
+    }
 }
