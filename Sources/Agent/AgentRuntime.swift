@@ -244,7 +244,13 @@ public final class AgentRuntime: @unchecked Sendable {
             generation.drivers[device.device.name] = device
         }
         for d in configuration.monitors {
-            // Rebuilt at every reload: a monitor's window starts again, nothing of a control loop depends on it.
+            if let old, plan?.keepsMonitor(d.name) == true, let kept = old.monitorDevices[d.name] {
+                // Same definition, same tables: it samples on with its window.
+                generation.monitorDevices[d.name] = kept
+                generation.tables[kept.device.name] = kept.table
+                generation.drivers[kept.device.name] = kept
+                continue
+            }
             func bind(_ name: String?) -> MonitorTagBinding? {
                 guard let name, let (table, index) = generation.directory.locate(name: name) else { return nil }
                 return MonitorTagBinding(table: table, index: index)

@@ -82,5 +82,11 @@ import Testing
         #expect(table.status == 0 && table.stdout.contains("FIC-1") && table.stdout.contains("FIC-2"))
         let tags = try agent.cli(["tags", "monitor/FIC-1/*"])
         #expect(tags.stdout.contains("monitor/FIC-1/harris_index") && tags.stdout.contains("monitor/FIC-1/stiction"))
+
+        // A reload that leaves a monitor and its devices alone keeps it sampling with its window: it is still
+        // flagged right after, not waiting for data again.
+        try agent.reload(config: Self.config(sticky: sticky.port, linear: linear.port))
+        #expect(eventually(timeout: 10) { agent.log.contains("reloaded") }, "\(agent.log)")
+        #expect(monitors(agent)["FIC-1"]?["oscillating"] as? Bool == true, "\(agent.log)")
     }
 }
