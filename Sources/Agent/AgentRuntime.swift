@@ -243,6 +243,8 @@ public final class AgentRuntime: @unchecked Sendable {
             generation.tables[device.device.name] = device.table
             generation.drivers[device.device.name] = device
         }
+        // Monitors may watch the loops' state tags: bind them in a directory that has the loops' devices.
+        generation.directory = TagDirectory(tables: Array(generation.tables.values))
         for d in configuration.monitors {
             if let old, plan?.keepsMonitor(d.name) == true, let kept = old.monitorDevices[d.name] {
                 // Same definition, same tables: it samples on with its window.

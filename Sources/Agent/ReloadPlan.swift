@@ -60,6 +60,9 @@ struct ReloadPlan {
             for device in devices.sorted() where !keptDevices.contains(device) {
                 reasons.append("its device \(device) restarts")
             }
+            // A loop's state tags belong to the loop's device, rebuilt when the loop restarts.
+            let loops = Set(tags.compactMap { tag in new.loops.first { tag.hasPrefix("loop/\($0.name)/") }?.name })
+            for loop in loops.sorted() where !keepsLoop(loop) { reasons.append("its loop \(loop) restarts") }
             items.append(
                 ReloadItem(
                     kind: "monitor", name: monitor.name, action: reasons.isEmpty ? .keep : .restart, reasons: reasons))

@@ -53,7 +53,23 @@ extension Builder {
     /// Names unique and fit for tag paths, the tags configured and numeric; fills the amplitude and output range
     /// from the tags' spans.
     mutating func validateMonitors() {
-        let tagByName = Dictionary(tags.map { ($0.0.name, $0.0) }, uniquingKeysWith: { a, _ in a })
+        var tagByName = Dictionary(tags.map { ($0.0.name, $0.0) }, uniquingKeysWith: { a, _ in a })
+        // The agent's own loops may be watched too, through their state tags (device `loop-<name>`): a CV's value
+        // and setpoint, an MV's value, with the span of the tag behind them.
+        for (loop, _) in loops {
+            func state(_ name: String, _ behind: String) {
+                guard var tag = tagByName[behind] else { return }
+                tag.name = name
+                tag.device = "loop-\(loop.name)"
+                tag.type = .float64
+                tagByName[name] = tag
+            }
+            for cv in loop.cvs {
+                state("loop/\(loop.name)/cv/\(cv.tag)/value", cv.tag)
+                state("loop/\(loop.name)/cv/\(cv.tag)/setpoint", cv.tag)
+            }
+            for mv in loop.mvs { state("loop/\(loop.name)/mv/\(mv.tag)/value", mv.tag) }
+        }
         var seen: [String: Location] = [:]
         for k in monitors.indices {
             let (monitor, at, places) = monitors[k]

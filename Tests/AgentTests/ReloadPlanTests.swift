@@ -110,4 +110,19 @@ import Testing
             item(ReloadPlan(from: watched, to: moved), "monitor", "LIC-1")?.reasons == ["its device plant restarts"])
         #expect(item(ReloadPlan(from: watched, to: running), "monitor", "LIC-1")?.action == .remove)
     }
+
+    /// A monitor on a loop's state tags restarts with the loop (the loop's device is rebuilt).
+    @Test func aMonitorOnALoopRestartsWithTheLoop() throws {
+        var watched = running
+        watched.monitors = [
+            MonitorDefinition(
+                name: "tanks", pv: "loop/tanks/cv/tank1/level/value", sp: "loop/tanks/cv/tank1/level/setpoint",
+                op: "loop/tanks/mv/pump1/voltage/value", deadTimeSeconds: 2)
+        ]
+        #expect(ReloadPlan(from: watched, to: watched).keepsMonitor("tanks"))
+        var retuned = watched
+        retuned.loops[0].predictionHorizon += 1
+        let plan = ReloadPlan(from: watched, to: retuned)
+        #expect(item(plan, "monitor", "tanks")?.reasons == ["its loop tanks restarts"])
+    }
 }

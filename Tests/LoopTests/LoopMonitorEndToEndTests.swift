@@ -89,4 +89,31 @@ import Testing
         #expect(eventually(timeout: 10) { agent.log.contains("reloaded") }, "\(agent.log)")
         #expect(monitors(agent)["FIC-1"]?["oscillating"] as? Bool == true, "\(agent.log)")
     }
+
+    /// The agent's own loop watched through its state tags: the monitor binds to the loop's device and computes.
+    @Test func anAgentLoopIsWatchedThroughItsStateTags() throws {
+        let plant = try TankScenario.plant()
+        defer { plant.stop() }
+        let monitor = """
+
+            monitors:
+              - name: tanks
+                pv: loop/tanks/cv/tank1/level/value
+                sp: loop/tanks/cv/tank1/level/setpoint
+                op: loop/tanks/mv/pump1/voltage/value
+                dead_time: 100ms
+                period: 100ms
+                window: 1m
+                amplitude: 0.2
+            """
+        let agent = try AgentProcess(config: TankScenario.config(port: plant.port) + monitor, check: true)
+        defer {
+            agent.stop()
+            agent.dir.remove()
+        }
+        #expect(
+            eventually(timeout: 30) { monitors(agent)["tanks"]?["harrisIndex"] is Double }, "\(agent.log)")
+        let row = try #require(monitors(agent)["tanks"])
+        #expect((row["serviceFactor"] as? Double ?? 0) > 0, "\(row)")
+    }
 }
