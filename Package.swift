@@ -30,6 +30,9 @@ let package = Package(
         // Process identification from history (data preparation, GBN, FOPDT/SOPDT/integrating PEM, PO-MOESP).
         // Pure Swift like Control; libm for the same reason.
         .target(name: "Identification", dependencies: ["Control"], linkerSettings: [.linkedLibrary("m")]),
+        // Loop performance from routine data (service factor, IAE, variance, Harris index, Hägglund oscillation,
+        // Horch stiction) in fixed memory over a sliding window; pure, depends on nothing.
+        .target(name: "LoopMonitoring", linkerSettings: [.linkedLibrary("m")]),
 
         // ── Configuration: YAML and CSV files → a validated AgentConfiguration, with located errors ────────────
         .target(name: "Configuration", dependencies: ["Tags", "Yams"]),
@@ -74,7 +77,8 @@ let package = Package(
         .target(
             name: "LoopRuntime",
             dependencies: [
-                "Control", "Devices", "History", "Tags", .product(name: "Logging", package: "swift-log"),
+                "Control", "Devices", "History", "LoopMonitoring", "Tags",
+                .product(name: "Logging", package: "swift-log"),
             ]),
         // The Sparkplug B edge node: session driving, live data with broker receipts, replay, commands.
         .target(
@@ -147,6 +151,7 @@ let package = Package(
             exclude: ["Peers"]),
         .testTarget(
             name: "IdentificationTests", dependencies: ["Identification", "Control", "TestSupport"], exclude: ["Peers"]),
+        .testTarget(name: "LoopMonitoringTests", dependencies: ["LoopMonitoring", "CAllocCounter"]),
         .testTarget(name: "ControlTests", dependencies: ["Control", "CAllocCounter"], exclude: ["Fixtures"]),
         .testTarget(name: "AgentTests", dependencies: ["Agent", "Configuration", "Tags", "History", "TestSupport"]),
         .testTarget(name: "MetricsTests", dependencies: ["Metrics", "Tags"]),

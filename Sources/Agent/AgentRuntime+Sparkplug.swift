@@ -34,7 +34,7 @@ extension AgentRuntime {
         }
     }
 
-    /// The devices of generation `g` in configuration order, then the loops' devices; `retired` tables still resolve
+    /// The devices of generation `g` in configuration order, then the loops' and the monitors' devices; `retired` tables still resolve
     /// queued change ids.
     func sparkplugView(_ g: Generation, retired: [TagTable]) -> EdgeNodePublisher.View {
         EdgeNodePublisher.View(
@@ -42,6 +42,9 @@ extension AgentRuntime {
                 g.tables[d.name].map { (d.name, $0, g.drivers[d.name]) }
             }
                 + g.loopDevices.values.sorted { $0.device.name < $1.device.name }.map {
+                    ($0.device.name, $0.table, $0 as any DeviceDriver)
+                }
+                + g.monitorDevices.values.sorted { $0.device.name < $1.device.name }.map {
                     ($0.device.name, $0.table, $0 as any DeviceDriver)
                 },
             directory: TagDirectory(tables: Array(g.tables.values) + retired))

@@ -54,6 +54,8 @@ public final class AgentRuntime: @unchecked Sendable {
         var loops: [String: LoopRunner] = [:]
         /// Each loop's state as a device (`loop-<name>`); also in `tables`, `drivers` and `directory`.
         var loopDevices: [String: LoopStateDevice] = [:]
+        /// Each watched loop (`monitors:`) as a device (`monitor-<name>`); also in `tables`, `drivers`, `directory`.
+        var monitorDevices: [String: LoopMonitorDevice] = [:]
     }
 
     public let configPath: String
@@ -238,6 +240,30 @@ public final class AgentRuntime: @unchecked Sendable {
                 nextIDBase += Int32(max(1, device.table.count))
             }
             generation.loopDevices[name] = device
+            generation.tables[device.device.name] = device.table
+            generation.drivers[device.device.name] = device
+        }
+        // Monitors may watch the loops' state tags: bind them in a directory that has the loops' devices.
+        generation.directory = TagDirectory(tables: Array(generation.tables.values))
+        for d in configuration.monitors {
+            if let old, plan?.keepsMonitor(d.name) == true, let kept = old.monitorDevices[d.name] {
+                // Same definition, same tables: it samples on with its window.
+                generation.monitorDevices[d.name] = kept
+                generation.tables[kept.device.name] = kept.table
+                generation.drivers[kept.device.name] = kept
+                continue
+            }
+            func bind(_ name: String?) -> MonitorTagBinding? {
+                guard let name, let (table, index) = generation.directory.locate(name: name) else { return nil }
+                return MonitorTagBinding(table: table, index: index)
+            }
+            guard let pv = bind(d.pv), let sp = bind(d.sp), let op = bind(d.op) else {
+                throw AgentStartError("monitor \(d.name): its PV, SP or OP tag has no device")
+            }
+            let device = LoopMonitorDevice(
+                definition: d, pv: pv, sp: sp, op: op, auto: bind(d.auto), feed: feed, idBase: nextIDBase)
+            nextIDBase += Int32(max(1, device.table.count))
+            generation.monitorDevices[d.name] = device
             generation.tables[device.device.name] = device.table
             generation.drivers[device.device.name] = device
         }

@@ -1,7 +1,7 @@
 import LocalControl
 import Tags
 
-/// What a reload from the running configuration to a new one does to each device and loop, decided from the two
+/// What a reload from the running configuration to a new one does to each device, loop and monitor, decided from the two
 /// configurations alone.
 ///
 /// The runtime's reload follows this plan, and `edgepilot config diff` shows it before anything is touched: the
@@ -47,6 +47,29 @@ struct ReloadPlan {
         for loop in old.loops where !new.loops.contains(where: { $0.name == loop.name }) {
             items.append(ReloadItem(kind: "loop", name: loop.name, action: .remove, reasons: []))
         }
+        // A monitor runs on while its definition and its tags' devices stay: its window is kept.
+        for monitor in new.monitors {
+            guard let before = old.monitors.first(where: { $0.name == monitor.name }) else {
+                items.append(ReloadItem(kind: "monitor", name: monitor.name, action: .add, reasons: []))
+                continue
+            }
+            var reasons: [String] = []
+            if before != monitor { reasons.append("its definition changed") }
+            let tags = [monitor.pv, monitor.sp, monitor.op] + (monitor.auto.map { [$0] } ?? [])
+            let devices = Set(tags.compactMap { tag in new.tags.first { $0.name == tag }?.device })
+            for device in devices.sorted() where !keptDevices.contains(device) {
+                reasons.append("its device \(device) restarts")
+            }
+            // A loop's state tags belong to the loop's device, rebuilt when the loop restarts.
+            let loops = Set(tags.compactMap { tag in new.loops.first { tag.hasPrefix("loop/\($0.name)/") }?.name })
+            for loop in loops.sorted() where !keepsLoop(loop) { reasons.append("its loop \(loop) restarts") }
+            items.append(
+                ReloadItem(
+                    kind: "monitor", name: monitor.name, action: reasons.isEmpty ? .keep : .restart, reasons: reasons))
+        }
+        for monitor in old.monitors where !new.monitors.contains(where: { $0.name == monitor.name }) {
+            items.append(ReloadItem(kind: "monitor", name: monitor.name, action: .remove, reasons: []))
+        }
         if new.history != old.history { needsRestart.append("history settings") }
         if new.controlSocketPath != old.controlSocketPath { needsRestart.append("control_socket") }
         if new.readOnlyGroup != old.readOnlyGroup { needsRestart.append("read_only_group") }
@@ -68,11 +91,15 @@ struct ReloadPlan {
         items.contains { $0.kind == "loop" && $0.name == name && $0.action == .keep }
     }
 
+    func keepsMonitor(_ name: String) -> Bool {
+        items.contains { $0.kind == "monitor" && $0.name == name && $0.action == .keep }
+    }
+
     /// The one-line form the journal shows after a reload.
     var summary: ReloadSummary {
         var s = ReloadSummary()
         for item in items {
-            let name = item.kind == "loop" ? "loop \(item.name)" : item.name
+            let name = item.kind == "device" ? item.name : "\(item.kind) \(item.name)"
             switch item.action {
             case .keep: s.kept.append(name)
             case .restart: s.restarted.append(name)
@@ -127,6 +154,10 @@ struct ReloadPlan {
         }
             + c.loops.map { l in
                 "loop-\(l.name)|" + (l.cvs.map(\.tag) + l.mvs.map(\.tag) + l.dvs).joined(separator: ",")
+            }
+            // A monitor's tags are fixed by its name; only the PV's units (the IAE's) could change them.
+            + c.monitors.map { m in
+                "monitor-\(m.name)|" + (c.tags.first { $0.name == m.pv }?.units ?? "")
             }
     }
 }

@@ -60,6 +60,7 @@ public enum ConfigurationLoader {
             controlSocketPath: builder.controlSocket, logLevel: builder.logLevel)
         configuration.readOnlyGroup = builder.readOnlyGroup
         configuration.loops = LoopValidator.withSpans(builder.loops.map(\.0), tags: builder.tags.map(\.0))
+        configuration.monitors = builder.monitors.map(\.0)
         configuration.sparkplug = builder.sparkplug?.0
         configuration.metrics = builder.metrics
         var locations: [String: ConfigDiagnostic] = [:]
@@ -108,6 +109,7 @@ struct Builder {
     var readOnlyGroup: String? = AgentConfiguration.defaultReadOnlyGroup
     var logLevel = LogLevel.info
     var loops: [(LoopDefinition, Location)] = []
+    var monitors: [(MonitorDefinition, Location, [String: Location])] = []
     var sparkplug: (SparkplugSettings, Location)?
     var metrics: MetricsSettings?
     var writeLimits = DeviceWriteLimits()
@@ -153,6 +155,7 @@ struct Builder {
         for node in top.list("tags", sink: &sink) ?? [] { readTag(node) }
         for node in top.list("tag_files", sink: &sink) ?? [] { readTagFile(node) }
         for node in top.list("loops", sink: &sink) ?? [] { readLoop(node) }
+        for node in top.list("monitors", sink: &sink) ?? [] { readMonitor(node) }
         if let node = top.value("sparkplug") { readSparkplug(node) }
         if let node = top.value("metrics") { readMetrics(node) }
     }
@@ -361,6 +364,7 @@ struct Builder {
         ConfigValidator.validate(
             devices: devices, tags: tags, pollGroups: pollGroups, history: history, sink: &sink)
         LoopValidator.validate(loops: loops, tags: tags, pollGroups: pollGroups, devices: devices, sink: &sink)
+        validateMonitors()
         validateSparkplug()
     }
 }

@@ -255,7 +255,7 @@ extension Builder {
         return (model, nominal)
     }
 
-    private mutating func seconds(_ r: inout MappingReader, _ key: String) -> Double? {
+    mutating func seconds(_ r: inout MappingReader, _ key: String) -> Double? {
         guard let text = r.string(key, sink: &sink), let v = r.value(key) else { return nil }
         if text.lowercased() == "off" || text.lowercased() == "none" { return key == "integral_time" ? .infinity : 0 }
         if let seconds = UnitParser.seconds(text) { return seconds }

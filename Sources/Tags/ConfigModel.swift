@@ -242,6 +242,8 @@ public struct AgentConfiguration: Sendable, Hashable {
     public var logLevel: LogLevel
     /// Control loops (MPC with a PID base layer) the agent runs.
     public var loops: [LoopDefinition] = []
+    /// Loops the agent only watches (`monitors:`), publishing their performance as tags.
+    public var monitors: [MonitorDefinition] = []
     /// The Sparkplug B edge node (MQTT publisher); nil when the agent does not publish.
     public var sparkplug: SparkplugSettings? = nil
     /// The Prometheus/OpenMetrics endpoint; nil (the default) when the agent serves no metrics.

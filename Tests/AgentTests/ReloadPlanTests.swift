@@ -82,4 +82,47 @@ import Testing
         #expect(plan.items.allSatisfy { $0.action == .keep })
         #expect(plan.summary.description.contains("needs a restart to apply: history settings; control_socket"))
     }
+
+    /// A monitor runs on (its window kept) unless its definition or a device of its tags changes.
+    @Test func aMonitorRunsOnUnlessItOrItsDeviceChanges() throws {
+        var watched = running
+        watched.monitors = [
+            MonitorDefinition(
+                name: "LIC-1", pv: "tank1/level", sp: "tank2/level", op: "pump1/voltage", deadTimeSeconds: 2)
+        ]
+        let added = ReloadPlan(from: running, to: watched)
+        #expect(item(added, "monitor", "LIC-1")?.action == .add)
+        #expect(added.newBirths)
+        #expect(ReloadPlan(from: watched, to: watched).keepsMonitor("LIC-1"))
+
+        var retuned = watched
+        retuned.monitors[0].deadTimeSeconds = 3
+        let changed = ReloadPlan(from: watched, to: retuned)
+        #expect(item(changed, "monitor", "LIC-1")?.action == .restart)
+        #expect(item(changed, "monitor", "LIC-1")?.reasons == ["its definition changed"])
+        #expect(!changed.newBirths)
+        #expect(changed.summary.description.contains("monitor LIC-1"))
+
+        var moved = watched
+        let index = try #require(moved.tags.firstIndex { $0.name == "tank3/level" })
+        moved.tags[index].deadband = 0.5
+        #expect(
+            item(ReloadPlan(from: watched, to: moved), "monitor", "LIC-1")?.reasons == ["its device plant restarts"])
+        #expect(item(ReloadPlan(from: watched, to: running), "monitor", "LIC-1")?.action == .remove)
+    }
+
+    /// A monitor on a loop's state tags restarts with the loop (the loop's device is rebuilt).
+    @Test func aMonitorOnALoopRestartsWithTheLoop() throws {
+        var watched = running
+        watched.monitors = [
+            MonitorDefinition(
+                name: "tanks", pv: "loop/tanks/cv/tank1/level/value", sp: "loop/tanks/cv/tank1/level/setpoint",
+                op: "loop/tanks/mv/pump1/voltage/value", deadTimeSeconds: 2)
+        ]
+        #expect(ReloadPlan(from: watched, to: watched).keepsMonitor("tanks"))
+        var retuned = watched
+        retuned.loops[0].predictionHorizon += 1
+        let plan = ReloadPlan(from: watched, to: retuned)
+        #expect(item(plan, "monitor", "tanks")?.reasons == ["its loop tanks restarts"])
+    }
 }

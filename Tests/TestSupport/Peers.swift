@@ -111,6 +111,21 @@ public final class PythonPeer: @unchecked Sendable {
     deinit { stop() }
 }
 
+/// A PLC running its own PI loop over Modbus TCP (Tests/TestSupport/Peers/plc_pid_loop.py), read-only: PV, SP, OP
+/// and auto as float32 input registers 0, 2, 4, 6. `sticky` puts a stick-slip valve in the loop, which then cycles.
+public final class PLCLoop: @unchecked Sendable {
+    public let peer: PythonPeer
+    public let port: Int
+
+    public init(sticky: Bool) throws {
+        peer = try PythonPeer(
+            script: "Tests/TestSupport/Peers/plc_pid_loop.py", arguments: ["--valve", sticky ? "sticky" : "linear"])
+        port = peer.ready["port"] as! Int
+    }
+
+    public func stop() { peer.stop() }
+}
+
 /// Simulators/quadtank_sim.py with its JSON-lines fault control channel.
 public final class QuadTank: @unchecked Sendable {
     public let peer: PythonPeer
