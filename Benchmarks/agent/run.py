@@ -40,12 +40,24 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
 
 
-def rss_kib(pid):
+def _status_field(pid, field):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field):
                 return int(line.split()[1])
     return 0
+
+
+def rss_kib(pid):
+    return _status_field(pid, "VmRSS:")
+
+
+def threads(pid):
+    return _status_field(pid, "Threads:")
+
+
+def open_fds(pid):
+    return len(os.listdir(f"/proc/{pid}/fd"))
 
 
 LOOP_TAGS = """\
