@@ -48,6 +48,13 @@ extension Builder {
             }
         }
         if let ms = r.duration("reconnect_min", sink: &sink) { settings.reconnectMinMilliseconds = max(10, ms) }
+        if let ms = r.duration("startup_delay_max", sink: &sink), let v = r.value("startup_delay_max") {
+            if (0...600_000).contains(ms) {
+                settings.startupDelayMaxMilliseconds = ms
+            } else {
+                sink.error(v.line, v.column, "sparkplug startup_delay_max must be between 0s and 10min")
+            }
+        }
         if let ms = r.duration("reconnect_max", sink: &sink) { settings.reconnectMaxMilliseconds = max(10, ms) }
         if settings.reconnectMaxMilliseconds < settings.reconnectMinMilliseconds {
             sink.error(r.line, 1, "sparkplug reconnect_max is shorter than reconnect_min")

@@ -31,7 +31,8 @@ extension EdgeNodePublisher {
             session = s
             client = c
         }
-        if connect { c.start() }
+        // During the startup delay a rebuilt session waits for it too.
+        if connect && firstConnectDue == nil { c.start() }
     }
 
     /// NDEATH and disconnect; what the broker did not confirm or acknowledge goes to the queue.

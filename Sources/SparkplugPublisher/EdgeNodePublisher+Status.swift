@@ -32,6 +32,8 @@ extension EdgeNodePublisher {
             receiptRequests: c.receiptRequests, liveConfirmed: c.liveConfirmed, liveRequeued: c.liveRequeued,
             lastError: c.lastError, notOnlineSince: c.notOnlineSince)
         report.nextServerIgnored = ignored
+        report.startupDelay = c.startupDelay
+        report.firstConnectAt = c.firstConnectAt
         return report
     }
 

@@ -103,6 +103,8 @@ package final class EdgeNodePublisher: @unchecked Sendable {
     var lastNodeMetrics = ContinuousClock.now
     var lastStatsRefresh = ContinuousClock.now
     var sentNodeValues: [String: SparkplugValue] = [:]
+    /// While the startup delay runs: when the first CONNECT may go (set before the thread starts, then its own).
+    var firstConnectDue: ContinuousClock.Instant?
     /// The factor NCMD Scan Rate set on every poll period, as a Double's bit pattern (read by `nodeMetrics` on the
     /// supervisor thread too).
     let scanRateBits = Atomic<UInt64>(1.0.bitPattern)
@@ -157,9 +159,22 @@ package final class EdgeNodePublisher: @unchecked Sendable {
 
     // MARK: - Lifecycle (any thread)
 
-    /// Starts connecting, and the publisher thread.
+    /// Starts the publisher thread, and connecting: at once, or after a random delay up to `startup_delay_max`
+    /// (changes meanwhile go to the store-and-forward queue, as while the broker is away).
     package func start() {
-        sessionLock.withLock { client }?.start()
+        let most = settings.startupDelayMaxMilliseconds
+        if most > 0 {
+            let delay = Int.random(in: 0...most)
+            firstConnectDue = ContinuousClock.now + .milliseconds(delay)
+            let at = HistoryClock.now() + Int64(delay) * 1000
+            counters.withLock {
+                $0.startupDelay = delay
+                $0.firstConnectAt = at
+            }
+            logger.notice("first connection in \(delay) ms (sparkplug.startup_delay_max \(most) ms)")
+        } else {
+            sessionLock.withLock { client }?.start()
+        }
         let t = Thread { [self] in
             run()
             finished.signal()
@@ -207,6 +222,10 @@ package final class EdgeNodePublisher: @unchecked Sendable {
                 return (e, stopRequested)
             }
             for e in pending { process(e) }
+            if let due = firstConnectDue, ContinuousClock.now >= due {
+                firstConnectDue = nil
+                sessionLock.withLock { client }?.start()
+            }
             serveDueRebirth()
             checkDevices()
             drainFeed()

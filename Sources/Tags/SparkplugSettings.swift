@@ -139,6 +139,9 @@ public struct SparkplugSettings: Sendable, Hashable {
     /// With `commands: allow_list`: the metrics DCMD may write, as `<metric>` (any device) or `<device>/<metric>`.
     public var commandAllowList: [String] = []
     public var commandLimits = SparkplugCommandLimits()
+    /// The first CONNECT waits a random time up to this (ms, 0 = off), so nodes powered up together after a site
+    /// outage do not all connect and publish their births in the same second.
+    public var startupDelayMaxMilliseconds = 0
     /// What NCMD `Node Control/Scan Rate` may set.
     public var scanRateLimits = ScanRateLimits()
 

@@ -108,6 +108,30 @@ import Testing
         #expect(status["commandsWritten"] as? Int == 2)
     }
 
+    /// `startup_delay_max`: the first CONNECT waits a random delay up to it, shown in `mqtt status` (JSON and text);
+    /// nothing reaches the broker before it ends, the births follow after.
+    @Test func firstConnectWaitsARandomStartupDelayShownInStatus() throws {
+        let scenario = try SparkplugScenario(plant: noisyPlant(), startAgent: false) { plantPort, brokerPort in
+            SparkplugAgentConfig.text(
+                modbusPort: plantPort, brokerPort: brokerPort, sparkplugExtra: "  startup_delay_max: 3s\n")
+        }
+        defer { scenario.stop() }
+        let launched = Int64(Date().timeIntervalSince1970 * 1000)
+        try scenario.agent.start()
+        let status = try scenario.agent.mqttStatus()
+        let delay = try #require(status["startupDelay"] as? Int)
+        #expect((0...3000).contains(delay))
+        let connectAt = try #require((status["firstConnectAt"] as? NSNumber)?.int64Value) / 1000
+        #expect(connectAt >= launched + Int64(delay), "the delay counts from the agent's start")
+        let text = try scenario.agent.cli(["mqtt", "status"]).stdout
+        #expect(text.contains("startup delay \(delay) ms"), "\(text)")
+
+        try scenario.host.waitFor("NBIRTH after the delay") { ms in ms.contains { $0.kind == "NBIRTH" } }
+        let nbirth = try #require(scenario.host.messages.first { $0.kind == "NBIRTH" })
+        #expect(nbirth.receivedAt >= connectAt, "NBIRTH at \(nbirth.receivedAt), the delay ends at \(connectAt)")
+        #expect(try scenario.agent.mqttStatus()["connects"] as? Int == 1)
+    }
+
     /// Files laid out like `/`: DMI and os-release are read, quotes removed; without them the fields are empty and
     /// the OS falls back to the kernel's name and release.
     @Test func hostIdentityIsReadFromTheBoxAndEmptySafe() throws {

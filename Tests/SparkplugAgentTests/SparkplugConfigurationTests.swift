@@ -197,7 +197,7 @@ import Testing
     }
 
     /// `scan_rate_limits` bounds what NCMD Node Control/Scan Rate may set: 100 ms to 1 h unless configured; a
-    /// bound outside 1 ms…24 h, or min above max, is an error.
+    /// bound outside 1 ms…24 h, or min above max, is an error. `startup_delay_max` is off unless set, at most 10 min.
     @Test func scanRateLimits() throws {
         func parse(_ section: String) throws(ConfigurationError) -> SparkplugSettings? {
             try ConfigurationLoader.parse(
@@ -216,6 +216,14 @@ import Testing
         #expect(
             try parse("  scan_rate_limits: {min: 250ms, max: 10m}\n")?.scanRateLimits
                 == ScanRateLimits(minimumMilliseconds: 250, maximumMilliseconds: 600_000))
+        #expect(try parse("")?.startupDelayMaxMilliseconds == 0, "off by default")
+        #expect(try parse("  startup_delay_max: 30s\n")?.startupDelayMaxMilliseconds == 30_000)
+        do {
+            _ = try parse("  startup_delay_max: 1h\n")
+            Issue.record("accepted a one-hour startup delay")
+        } catch {
+            #expect(error.errors.contains { $0.message.contains("startup_delay_max must be between 0s and 10min") })
+        }
         for (bad, message) in [
             ("{min: 10s, max: 1s}", "min is above max"), ("{max: 2d}", "must be between 1ms and 24h"),
             ("{min: fast}", "must be a duration"), ("{mni: 1s}", "unknown key 'mni'"),
