@@ -48,6 +48,13 @@ extension Builder {
             }
         }
         if let ms = r.duration("reconnect_min", sink: &sink) { settings.reconnectMinMilliseconds = max(10, ms) }
+        if let ms = r.duration("startup_delay_max", sink: &sink), let v = r.value("startup_delay_max") {
+            if (0...600_000).contains(ms) {
+                settings.startupDelayMaxMilliseconds = ms
+            } else {
+                sink.error(v.line, v.column, "sparkplug startup_delay_max must be between 0s and 10min")
+            }
+        }
         if let ms = r.duration("reconnect_max", sink: &sink) { settings.reconnectMaxMilliseconds = max(10, ms) }
         if settings.reconnectMaxMilliseconds < settings.reconnectMinMilliseconds {
             sink.error(r.line, 1, "sparkplug reconnect_max is shorter than reconnect_min")
@@ -139,6 +146,26 @@ extension Builder {
                 }
             }
             if let m = s.int("max_metrics", range: 1...100_000, sink: &sink) { settings.commandLimits.maxMetrics = m }
+            s.reportUnknownKeys(sink: &sink)
+        }
+        if let n = r.value("scan_rate_limits"),
+            var s = MappingReader(n, what: "'sparkplug.scan_rate_limits'", sink: &sink)
+        {
+            for key in ["min", "max"] {
+                guard let ms = s.duration(key, sink: &sink), let v = s.value(key) else { continue }
+                if (1...86_400_000).contains(ms) {
+                    if key == "min" {
+                        settings.scanRateLimits.minimumMilliseconds = ms
+                    } else {
+                        settings.scanRateLimits.maximumMilliseconds = ms
+                    }
+                } else {
+                    sink.error(v.line, v.column, "scan_rate_limits \(key) must be between 1ms and 24h")
+                }
+            }
+            if settings.scanRateLimits.minimumMilliseconds > settings.scanRateLimits.maximumMilliseconds {
+                sink.error(n.line, n.column, "scan_rate_limits min is above max")
+            }
             s.reportUnknownKeys(sink: &sink)
         }
         guard settings.commands != .off else { return }

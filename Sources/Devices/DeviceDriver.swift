@@ -13,6 +13,17 @@ public protocol DeviceDriver: AnyObject, Sendable {
     func writeTag(_ index: Int, _ value: TagValue) throws(DeviceWriteError) -> DeviceWriteOutcome
     /// A snapshot of the counters, readable from any thread.
     var driverStatus: DeviceDriverStatus { get }
+    /// The period of the driver's fastest poll group as configured (ms); nil for a driver that does not poll.
+    var fastestPollPeriodMilliseconds: Int? { get }
+    /// Multiplies every poll group's configured period by `factor` (1 = as configured), from the next cycle on;
+    /// callable from any thread. Sparkplug's `Node Control/Scan Rate` sets it (docs/decisions/0032).
+    func scalePollPeriods(by factor: Double)
+}
+
+extension DeviceDriver {
+    /// Drivers that do not poll (OPC UA subscriptions: the server samples) have no scan rate to change.
+    public var fastestPollPeriodMilliseconds: Int? { nil }
+    public func scalePollPeriods(by factor: Double) {}
 }
 
 /// Why a write through a `DeviceDriver` did not happen or did not succeed.

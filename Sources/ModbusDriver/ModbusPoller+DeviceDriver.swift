@@ -35,10 +35,22 @@ extension ModbusPoller: DeviceDriver {
         d.notAnsweringSince = s.notAnsweringSince
         return d
     }
+
+    public var fastestPollPeriodMilliseconds: Int? { groups.map(\.periodMilliseconds).min() }
+
+    /// Takes effect when the next cycle is scheduled; the sleeping thread is woken so a shorter period does not
+    /// wait out the longer one first.
+    public func scalePollPeriods(by factor: Double) {
+        guard factor.isFinite, factor > 0 else { return }
+        periodScale.store(factor.bitPattern, ordering: .relaxed)
+        rescaled.store(true, ordering: .releasing)
+        waker.signal()
+    }
 }
 
 extension String {
     package func replacingPrefix(_ prefix: String) -> String {
         hasPrefix(prefix) ? String(dropFirst(prefix.count)) : self
     }
+
 }

@@ -38,6 +38,10 @@ public final class ModbusPoller: @unchecked Sendable {
     private let deviceTags: [Int]
     let entryByTag: [Int: PlanEntry]
     private let periods: [Int64]
+    /// The factor `scalePollPeriods(by:)` set, as the bit pattern of a Double (1.0 = as configured).
+    let periodScale = Atomic<UInt64>(1.0.bitPattern)
+    /// Set with `periodScale`: the polling thread reschedules its groups.
+    let rescaled = Atomic<Bool>(false)
     private let nextDue: UnsafeMutablePointer<Int64>
     let registers: UnsafeMutablePointer<UInt16>
     let bits: UnsafeMutablePointer<UInt8>
@@ -201,6 +205,13 @@ public final class ModbusPoller: @unchecked Sendable {
                 nextConnect = reconnectTime()
                 continue
             }
+            if rescaled.exchange(false, ordering: .acquiringAndReleasing) {
+                // A shorter period applies now, not after the longer wait already scheduled.
+                let scale = Double(bitPattern: periodScale.load(ordering: .relaxed))
+                for g in 0..<groups.count {
+                    nextDue[g] = min(nextDue[g], now + max(1_000_000, Int64(Double(periods[g]) * scale)))
+                }
+            }
             var earliest = 0
             for g in 1..<max(1, groups.count) where nextDue[g] < nextDue[earliest] { earliest = g }
             guard !groups.isEmpty else {
@@ -214,7 +225,8 @@ public final class ModbusPoller: @unchecked Sendable {
             }
             runCycle(earliest)
             // Absolute schedule: the next cycle is due one period after this one was due, never after it ran.
-            let period = periods[earliest]
+            let scale = Double(bitPattern: periodScale.load(ordering: .relaxed))
+            let period = scale == 1 ? periods[earliest] : max(1_000_000, Int64(Double(periods[earliest]) * scale))
             var next = due + period
             let after = monotonicNanoseconds()
             if next <= after {

@@ -504,7 +504,8 @@ public struct EdgeNodeSession: Sendable {
                 throw .invalidRequest("\(owner): every metric needs a name")
             }
             guard table.byName[name] == nil else { throw .invalidRequest("\(owner): metric '\(name)' declared twice") }
-            guard name != Self.bdSeqMetric, !name.hasPrefix("Node Control/") else {
+            // The session's own metrics; other Node Control metrics (Scan Rate) are the node's to declare.
+            guard name != Self.bdSeqMetric, name != Self.rebirthMetric, name != Self.nextServerMetric else {
                 throw .invalidRequest("\(owner): metric name '\(name)' is reserved for the session")
             }
             if let v = m.value, v.dataType != m.dataType {

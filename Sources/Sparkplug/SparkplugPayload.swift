@@ -56,6 +56,12 @@ public struct SparkplugProperty: Sendable, Hashable {
     public static func engLow(_ v: Double) -> Self { .init(key: "engLow", value: .double(v)) }
     /// Ignition's engineering range high limit.
     public static func engHigh(_ v: Double) -> Self { .init(key: "engHigh", value: .double(v)) }
+    /// Ignition's Documentation tag property (binding name `documentation`), shown in the tag's editor.
+    public static func documentation(_ text: String) -> Self { .init(key: "documentation", value: .string(text)) }
+    /// Ignition's Tooltip tag property (binding name `tooltip`), shown on hover in clients.
+    public static func tooltip(_ text: String) -> Self { .init(key: "tooltip", value: .string(text)) }
+    /// Ignition's Read Only tag property (binding name `readOnly`): MQTT Engine refuses writes from clients.
+    public static func readOnly(_ v: Bool) -> Self { .init(key: "readOnly", value: .boolean(v)) }
     /// The Sparkplug "Quality" property: Int32 (type 3) with 0, 192 or 500.
     public static func quality(_ q: SparkplugQuality) -> Self { .init(key: "Quality", value: .int32(q.rawValue)) }
 }

@@ -62,6 +62,30 @@ final class CommandHandler: @unchecked Sendable {
         }
     }
 
+    /// Why the policy refuses an NCMD write of the Node Control metric `name` (decision 0017: a remote write, allowed
+    /// only under `allow_list` with the metric's full name listed), nil when it allows it.
+    func nodeControlRefusal(_ name: String) -> String? {
+        switch policy {
+        case .off: return "remote writes are off (sparkplug.commands: off)"
+        case .readOnlyMetrics: return "remote writes are refused (sparkplug.commands: read_only_metrics)"
+        case .allowList: return allowList.contains(name) ? nil : "\(name) is not in sparkplug.command_allow_list"
+        }
+    }
+
+    /// Audits and counts the outcome of an NCMD Node Control write carried out (or refused) by the publisher.
+    func recordNodeControl(_ m: SparkplugMetric, source: String, refusal: String?, detail: String) {
+        let value = m.value.map { "\($0)" } ?? "null"
+        if let refusal {
+            counters.withLock { $0.commandsRefused += 1 }
+            logger.warning("NCMD \(m.label) refused: \(refusal)", metadata: ["source": "\(source)"])
+            record(source, m.label, value, "refused", refusal)
+        } else {
+            counters.withLock { $0.commandsWritten += 1 }
+            logger.notice("NCMD \(m.label): \(detail)", metadata: ["source": "\(source)"])
+            record(source, m.label, value, "ok", detail)
+        }
+    }
+
     /// A DCMD or NCMD whose payload is over `max_payload`: refused before it is decoded, one audit row.
     func refuseOversize(topic: String, bytes: Int, source: String) {
         counters.withLock { $0.commandsDropped += 1 }

@@ -31,7 +31,8 @@ extension EdgeNodePublisher {
             session = s
             client = c
         }
-        if connect { c.start() }
+        // During the startup delay a rebuilt session waits for it too.
+        if connect && firstConnectDue == nil { c.start() }
     }
 
     /// NDEATH and disconnect; what the broker did not confirm or acknowledge goes to the queue.
@@ -255,6 +256,8 @@ extension EdgeNodePublisher {
     func reload(_ next: View) {
         let changed = next.signature != view.signature
         view = next
+        // A scan rate set by NCMD holds for the devices of the new configuration too (decision 0032).
+        applyScanRate()
         if changed {
             logger.notice("devices or tags changed: new Sparkplug session with new births")
             endSession()
@@ -305,6 +308,8 @@ extension EdgeNodePublisher {
         _ transition: (inout EdgeNodeSession) throws -> [EdgeNodeAction]
     ) -> StepResult {
         var commandsToRun: [(String, [SparkplugMetric])] = []
+        // Carried out after the lock: a Scan Rate write answers with NDATA, itself a step.
+        var nodeCommands: [[SparkplugMetric]] = []
         var result = StepResult()
         sessionLock.withLock {
             defer { result.online = session?.isOnline ?? false }
@@ -346,7 +351,7 @@ extension EdgeNodePublisher {
                     logger.notice("moving to the next MQTT server")
                     client.moveToNextBroker()
                 case .nodeCommand(let metrics):
-                    commands.refuseNodeWrites(metrics, source: commandSource)
+                    nodeCommands.append(metrics)
                 case .deviceCommand(let device, let metrics):
                     commandsToRun.append((device, metrics))
                 }
@@ -359,6 +364,7 @@ extension EdgeNodePublisher {
                 }
             }
         }
+        for metrics in nodeCommands { nodeCommand(metrics) }
         for (device, metrics) in commandsToRun {
             commands.run(device: device, metrics, source: commandSource, view: view) { [self] device, tag in
                 post(.republish(device: device, tag: tag))

@@ -32,6 +32,8 @@ extension EdgeNodePublisher {
             receiptRequests: c.receiptRequests, liveConfirmed: c.liveConfirmed, liveRequeued: c.liveRequeued,
             lastError: c.lastError, notOnlineSince: c.notOnlineSince)
         report.nextServerIgnored = ignored
+        report.startupDelay = c.startupDelay
+        report.firstConnectAt = c.firstConnectAt
         return report
     }
 
@@ -84,8 +86,12 @@ extension EdgeNodePublisher {
         func m(_ name: String, _ v: SparkplugValue) -> SparkplugMetric {
             SparkplugMetric(name: name, timestamp: now, value: v)
         }
-        return [
+        var metrics = [
             m("Properties/Version", .string(agentVersion)),
+            m("Properties/Hardware Make", .string(hostIdentity.hardwareMake)),
+            m("Properties/Hardware Model", .string(hostIdentity.hardwareModel)),
+            m("Properties/OS", .string(hostIdentity.os)),
+            m("Properties/OS Version", .string(hostIdentity.osVersion)),
             m("Properties/Uptime", .uint64(UInt64(max(0, Date().timeIntervalSince(startedAt))))),
             m("Store and Forward/Backlog", .int64(c.backlog.rows)),
             m("Store and Forward/Backlog Bytes", .int64(c.backlog.bytes)),
@@ -100,5 +106,7 @@ extension EdgeNodePublisher {
                 .uint64(
                     c.commandsRefused + c.commandsFailed + c.commandsRejected + c.commandsExpired + c.commandsDropped)),
         ]
+        if let rate = scanRate { metrics.append(m(Self.scanRateMetric, .int64(rate))) }
+        return metrics
     }
 }

@@ -4,6 +4,7 @@ import History
 import Logging
 import MQTT
 import Sparkplug
+import Synchronization
 import Tags
 
 /// The agent as a Sparkplug B edge node: every Modbus device is a Sparkplug device, every tag a metric.
@@ -33,13 +34,19 @@ package final class EdgeNodePublisher: @unchecked Sendable {
         /// Resolves change ids, including those of tables a reload just replaced.
         var directory: TagDirectory
 
-        /// Device names with their tags' names, types and units: when it changes, the births must change.
+        /// Device names with their tags' names, types, units, writable and description (DBIRTH properties), and whether anything is polled (NBIRTH declares
+        /// Scan Rate then): when it changes, the births must change.
         var signature: [String] {
-            devices.map { d in
-                d.name + "|"
-                    + d.table.definitions.map { "\($0.name):\(SparkplugMapping.dataType(of: $0)):\($0.units ?? "")" }
-                    .joined(separator: ",")
-            }.sorted()
+            let polled = devices.contains { $0.driver?.fastestPollPeriodMilliseconds != nil }
+            return ["polled:\(polled)"]
+                + devices.map { d in
+                    d.name + "|"
+                        + d.table.definitions.map {
+                            "\($0.name):\(SparkplugMapping.dataType(of: $0)):\($0.units ?? ""):\($0.writable):"
+                                + ($0.description ?? "")
+                        }
+                        .joined(separator: ",")
+                }.sorted()
         }
 
         package init(
@@ -69,6 +76,8 @@ package final class EdgeNodePublisher: @unchecked Sendable {
     let startedAt = Date()
     /// Shown as `Properties/Version` in NBIRTH.
     let agentVersion: String
+    /// Shown as `Properties/Hardware Make`, `Hardware Model`, `OS` and `OS Version` in NBIRTH.
+    let hostIdentity = HostIdentity.read()
 
     let sessionLock = NSLock()
     var session: EdgeNodeSession?
@@ -94,6 +103,11 @@ package final class EdgeNodePublisher: @unchecked Sendable {
     var lastNodeMetrics = ContinuousClock.now
     var lastStatsRefresh = ContinuousClock.now
     var sentNodeValues: [String: SparkplugValue] = [:]
+    /// While the startup delay runs: when the first CONNECT may go (set before the thread starts, then its own).
+    var firstConnectDue: ContinuousClock.Instant?
+    /// The factor NCMD Scan Rate set on every poll period, as a Double's bit pattern (read by `nodeMetrics` on the
+    /// supervisor thread too).
+    let scanRateBits = Atomic<UInt64>(1.0.bitPattern)
     /// The bdSeq last written to the store (supervisor thread, under `sessionLock`).
     var savedBdSeq: UInt8?
     /// The audit source of commands: the connection that delivers them (`commandSource(_:broker:)`).
@@ -145,9 +159,22 @@ package final class EdgeNodePublisher: @unchecked Sendable {
 
     // MARK: - Lifecycle (any thread)
 
-    /// Starts connecting, and the publisher thread.
+    /// Starts the publisher thread, and connecting: at once, or after a random delay up to `startup_delay_max`
+    /// (changes meanwhile go to the store-and-forward queue, as while the broker is away).
     package func start() {
-        sessionLock.withLock { client }?.start()
+        let most = settings.startupDelayMaxMilliseconds
+        if most > 0 {
+            let delay = Int.random(in: 0...most)
+            firstConnectDue = ContinuousClock.now + .milliseconds(delay)
+            let at = HistoryClock.now() + Int64(delay) * 1000
+            counters.withLock {
+                $0.startupDelay = delay
+                $0.firstConnectAt = at
+            }
+            logger.notice("first connection in \(delay) ms (sparkplug.startup_delay_max \(most) ms)")
+        } else {
+            sessionLock.withLock { client }?.start()
+        }
         let t = Thread { [self] in
             run()
             finished.signal()
@@ -195,6 +222,10 @@ package final class EdgeNodePublisher: @unchecked Sendable {
                 return (e, stopRequested)
             }
             for e in pending { process(e) }
+            if let due = firstConnectDue, ContinuousClock.now >= due {
+                firstConnectDue = nil
+                sessionLock.withLock { client }?.start()
+            }
             serveDueRebirth()
             checkDevices()
             drainFeed()

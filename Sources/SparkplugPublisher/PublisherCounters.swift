@@ -34,6 +34,10 @@ final class PublisherCounters: Sendable {
         var receiptRequests: UInt64 = 0
         var liveConfirmed: UInt64 = 0
         var liveRequeued: UInt64 = 0
+        /// The random startup delay drawn (ms; nil when `startup_delay_max` is off), and the Unix µs of the first
+        /// CONNECT it allows.
+        var startupDelay: Int?
+        var firstConnectAt: Int64?
     }
 
     private let values = Mutex(Values())

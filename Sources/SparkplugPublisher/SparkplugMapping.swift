@@ -99,7 +99,9 @@ enum SparkplugMapping {
             name: tag.name, timestamp: ts, nullOf: type, properties: properties, isHistorical: historical)
     }
 
-    /// The birth definition of `tag`: current value, engUnit, engLow/engHigh (scaling range, else write limits).
+    /// The birth definition of `tag`: current value, engUnit, engLow/engHigh (scaling range, else write limits),
+    /// documentation and tooltip (the tag's `description`) and readOnly (not `writable`), named as Ignition's tag
+    /// properties are, so MQTT Engine fills them in (docs/decisions/0032-engine-node-metrics-and-scan-rate.md).
     static func birthMetric(_ tag: TagDefinition, table: TagTable, index: Int, now: UInt64) -> SparkplugMetric {
         let sample = table.read(index)
         var m = metric(
@@ -113,7 +115,12 @@ enum SparkplugMapping {
             m.properties.append(.engLow(l.minimum))
             m.properties.append(.engHigh(l.maximum))
         }
-        if let d = tag.description { m.properties.append(SparkplugProperty(key: "documentation", value: .string(d))) }
+        if let d = tag.description, !d.isEmpty {
+            m.properties.append(.documentation(d))
+            m.properties.append(.tooltip(d))
+        }
+        // Ignition's default is writable; a tag the device driver would refuse must not look writable there.
+        m.properties.append(.readOnly(!tag.writable))
         return m
     }
 

@@ -55,4 +55,8 @@ public struct MQTTStatusReport: Codable, Sendable, Equatable {
     public var lastError: String?
     /// Unix µs since when the session has not been online (broker lost or Primary Host offline); nil while online.
     public var notOnlineSince: Int64? = nil
+    /// The random delay (ms) drawn before the first CONNECT (`startup_delay_max`), and the Unix µs it ends; nil
+    /// when off.
+    public var startupDelay: Int? = nil
+    public var firstConnectAt: Int64? = nil
 }

@@ -106,6 +106,19 @@ public struct SparkplugCommandLimits: Sendable, Hashable {
     }
 }
 
+/// The range NCMD `Node Control/Scan Rate` may set (`sparkplug.scan_rate_limits`), in ms; a value outside it is
+/// refused and audited (docs/decisions/0032-engine-node-metrics-and-scan-rate.md).
+public struct ScanRateLimits: Sendable, Hashable {
+    public var minimumMilliseconds: Int
+    public var maximumMilliseconds: Int
+
+    /// 100 ms to 1 h: a host must not be able to make the node hammer its PLCs, nor stop polling them.
+    public init(minimumMilliseconds: Int = 100, maximumMilliseconds: Int = 3_600_000) {
+        self.minimumMilliseconds = minimumMilliseconds
+        self.maximumMilliseconds = maximumMilliseconds
+    }
+}
+
 /// The `sparkplug:` section: EdgePilot as a Sparkplug B 3.0 edge node.
 public struct SparkplugSettings: Sendable, Hashable {
     public var groupID: String
@@ -126,6 +139,11 @@ public struct SparkplugSettings: Sendable, Hashable {
     /// With `commands: allow_list`: the metrics DCMD may write, as `<metric>` (any device) or `<device>/<metric>`.
     public var commandAllowList: [String] = []
     public var commandLimits = SparkplugCommandLimits()
+    /// The first CONNECT waits a random time up to this (ms, 0 = off), so nodes powered up together after a site
+    /// outage do not all connect and publish their births in the same second.
+    public var startupDelayMaxMilliseconds = 0
+    /// What NCMD `Node Control/Scan Rate` may set.
+    public var scanRateLimits = ScanRateLimits()
 
     public init(
         groupID: String, edgeNodeID: String, primaryHostID: String? = nil, brokers: [SparkplugBrokerSettings],

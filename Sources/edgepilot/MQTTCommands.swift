@@ -59,6 +59,11 @@ func mqttStatusText(_ s: MQTTStatusReport) -> String {
         let refused = (s.statesRejected ?? 0) > 0 ? ", \(s.statesRejected!) STATE refused" : ""
         lines.append("primary host \(host): \(state)\(at)\(refused)")
     }
+    if let delay = s.startupDelay, let at = s.firstConnectAt {
+        let wait = (Double(at) / 1e6 - Date().timeIntervalSince1970)
+        let state = wait > 0 ? "first connection in \(String(format: "%.1f", wait)) s" : "elapsed"
+        lines.append("startup delay \(delay) ms (\(state))")
+    }
     if let ignored = s.nextServerIgnored, ignored > 0 {
         lines.append("Next Server: \(ignored) ignored (at most one every 30 s)")
     }

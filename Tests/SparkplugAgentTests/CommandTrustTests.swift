@@ -46,6 +46,17 @@ import Testing
         #expect(row["result"] as? String == "refused")
         #expect((row["detail"] as? String ?? "").contains("sparkplug.commands: off"), "\(row)")
 
+        // NCMD Scan Rate is a remote write too: refused under the default policy, audited, polling unchanged.
+        try host.send(["cmd": "ncmd", "metric": "Node Control/Scan Rate", "datatype": "Int64", "value": 1000])
+        #expect(
+            eventually(timeout: 10) {
+                (try? auditRows(agent))?.contains { $0["tag"] as? String == "Node Control/Scan Rate" } == true
+            })
+        let scan = try #require(try auditRows(agent).first { $0["tag"] as? String == "Node Control/Scan Rate" })
+        #expect(scan["result"] as? String == "refused" && scan["source"] as? String == source, "\(scan)")
+        #expect((scan["detail"] as? String ?? "").contains("sparkplug.commands: off"), "\(scan)")
+        #expect(!host.messages.contains { $0.kind == "NDATA" && $0.metric("Node Control/Scan Rate") != nil })
+
         // An oversize payload is refused before it is decoded, with one audit row.
         try host.send([
             "cmd": "raw", "topic": "spBv1.0/Plant1/DCMD/edge1/plant", "hex": String(repeating: "0a", count: 70_000),

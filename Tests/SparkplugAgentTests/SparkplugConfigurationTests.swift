@@ -196,6 +196,48 @@ import Testing
         }
     }
 
+    /// `scan_rate_limits` bounds what NCMD Node Control/Scan Rate may set: 100 ms to 1 h unless configured; a
+    /// bound outside 1 ms…24 h, or min above max, is an error. `startup_delay_max` is off unless set, at most 10 min.
+    @Test func scanRateLimits() throws {
+        func parse(_ section: String) throws(ConfigurationError) -> SparkplugSettings? {
+            try ConfigurationLoader.parse(
+                yaml: Self.base + """
+                    sparkplug:
+                      group_id: Plant1
+                      edge_node_id: edge1
+                      brokers:
+                        - url: mqtt://10.0.0.5
+
+                    """ + section, file: "a.yaml"
+            ).configuration.sparkplug
+        }
+        #expect(
+            try parse("")?.scanRateLimits == ScanRateLimits(minimumMilliseconds: 100, maximumMilliseconds: 3_600_000))
+        #expect(
+            try parse("  scan_rate_limits: {min: 250ms, max: 10m}\n")?.scanRateLimits
+                == ScanRateLimits(minimumMilliseconds: 250, maximumMilliseconds: 600_000))
+        #expect(try parse("")?.startupDelayMaxMilliseconds == 0, "off by default")
+        #expect(try parse("  startup_delay_max: 30s\n")?.startupDelayMaxMilliseconds == 30_000)
+        do {
+            _ = try parse("  startup_delay_max: 1h\n")
+            Issue.record("accepted a one-hour startup delay")
+        } catch {
+            #expect(error.errors.contains { $0.message.contains("startup_delay_max must be between 0s and 10min") })
+        }
+        for (bad, message) in [
+            ("{min: 10s, max: 1s}", "min is above max"), ("{max: 2d}", "must be between 1ms and 24h"),
+            ("{min: fast}", "must be a duration"), ("{mni: 1s}", "unknown key 'mni'"),
+        ] {
+            do {
+                _ = try parse("  scan_rate_limits: \(bad)\n")
+                Issue.record("accepted scan_rate_limits \(bad)")
+            } catch {
+                let messages = error.errors.map { "\($0.line): \($0.message)" }
+                #expect(messages.contains { $0.contains(message) }, "\(messages)")
+            }
+        }
+    }
+
     @Test func brokersAndDeviceIDsAreRequiredAndChecked() throws {
         let yaml =
             Self.base.replacingOccurrences(of: "name: plant,", with: "name: plant+1,")

@@ -37,6 +37,7 @@ enum SparkplugAgentConfig {
             address: 0
             type: float32
             units: V
+            description: Pump 1 drive voltage
             writable: true
             limits: {min: 0, max: 10}
           - {name: tank1/raw, device: plant, area: input_register, address: 100, type: int16}

@@ -10,6 +10,7 @@ Commands are JSON lines appended by the test to --commands (polled every 20 ms):
   {"cmd": "rebirth"}                                       NCMD Node Control/Rebirth = true
   {"cmd": "dcmd", "device": d, "metric": m, "datatype": "Float", "value": v}   ("values": [...]: one metric each;
                                                            "alias": n sends the alias without name and datatype)
+  {"cmd": "ncmd", "metric": m, "datatype": "Int64", "value": v}   NCMD writing one node metric
   {"cmd": "raw", "topic": t, "hex": "..."}                 arbitrary bytes (malformed commands)
   {"cmd": "state", "online": bool}                         publish STATE now
 Prints {"event": "listening"} once the first subscription is acknowledged; stops on SIGTERM. --cafile connects
@@ -116,6 +117,11 @@ def main():
             client.publish(
                 "spBv1.0/%s/DCMD/%s/%s" % (args.group, args.node, cmd["device"]), p.SerializeToString(), qos=0
             )
+        elif kind == "ncmd":
+            p = pb.Payload()
+            p.timestamp = now_ms()
+            p.metrics.append(metric(cmd["metric"], getattr(DT, cmd["datatype"]), cmd["value"], timestamp=p.timestamp))
+            client.publish("spBv1.0/%s/NCMD/%s" % (args.group, args.node), p.SerializeToString(), qos=0)
         elif kind == "raw":
             client.publish(cmd["topic"], bytes.fromhex(cmd["hex"]), qos=0)
         elif kind == "state":
