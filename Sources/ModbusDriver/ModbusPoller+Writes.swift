@@ -110,7 +110,11 @@ extension ModbusPoller {
         } catch {
             if case .exception = error { confirmLink() }
             if error == .timeout || isInvalidResponse(error) { try? connection.resynchronize() }
-            recordError("write \(table.definitions[op.tag].name): \(error)", error: error)
+            let text = "write \(table.definitions[op.tag].name): \(error)"
+            recordError(text, error: error)
+            // A frozen PLC times out writes as well as reads; while writes queue up (a loop's MVs and heartbeat)
+            // the poller may do few reads, so a timed-out write counts toward "not answering" too.
+            if error == .timeout { noteTimeout(text) }
             statistics.withLock { $0.writeErrors &+= 1 }
             if error.breaksConnection { markAll(Quality(.disconnected)) }
             return .failure(.device(error))
