@@ -16,7 +16,13 @@ import Testing
         }
         let peer = try SpawnedProcess("/bin/sleep", ["30"], output: dir.path + "/sleep.log")
         defer { peer.terminate(grace: 1) }
-        let fds = try FileManager.default.contentsOfDirectory(atPath: "/proc/\(peer.pid)/fd").compactMap(Int32.init)
-        #expect(fds.sorted() == [0, 1, 2], "descriptors the peer holds: \(fds.sorted())")
+        // The peer may hold a descriptor of its own for a moment while it starts (sleep reads its locale), so
+        // the check waits for the set to settle; an inherited descriptor never goes away while the peer runs.
+        func fds() -> [Int32] {
+            ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(peer.pid)/fd")) ?? []).compactMap(
+                Int32.init
+            ).sorted()
+        }
+        #expect(eventually(timeout: 5) { fds() == [0, 1, 2] }, "descriptors the peer holds: \(fds())")
     }
 }
