@@ -178,26 +178,38 @@ public func connectTCP(port: Int) throws -> Int32 {
     return fd
 }
 
+/// A listening TCP socket on a free port of 127.0.0.1 (SO_REUSEADDR, so a test's restart can bind again at once):
+/// the one place test peers open a listener.
+public func listenOnLoopback(backlog: Int32, what: String) throws -> (fd: Int32, port: Int) {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { throw PeerError("\(what) cannot open a socket: errno \(errno)") }
+    var one: Int32 = 1
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_port = 0
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let ok = withUnsafeMutablePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+            bind(fd, $0, length) == 0 && listen(fd, backlog) == 0 && getsockname(fd, $0, &length) == 0
+        }
+    }
+    guard ok else {
+        let error = errno
+        close(fd)
+        throw PeerError("\(what) cannot listen: errno \(error)")
+    }
+    return (fd, Int(UInt16(bigEndian: address.sin_port)))
+}
+
 /// A TCP listener that accepts connections (through the kernel backlog) but never answers: a hung device.
 public final class SilentListener {
     public let fd: Int32
     public let port: Int
 
     public init() throws {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        self.fd = fd
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = 0
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let ok = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(fd, $0, length) == 0 && listen(fd, 8) == 0 && getsockname(fd, $0, &length) == 0
-            }
-        }
-        guard ok else { throw PeerError("cannot listen: errno \(errno)") }
-        port = Int(UInt16(bigEndian: address.sin_port))
+        (fd, port) = try listenOnLoopback(backlog: 8, what: "silent listener")
     }
 
     deinit { close(fd) }
