@@ -154,49 +154,13 @@ public final class DenseQPSolver {
 
     /// Replaces H (same size) and refactors it; the warm start is discarded. Allocation-free.
     public func setHessian(_ h: [Double]) throws(ControlError) {
-        guard h.count == n * n else {
-            throw ControlError(.dimension, "QP: Hessian has \(h.count) entries; expected \(n * n)")
-        }
-        for i in 0..<n {
-            for k in 0..<n {
-                let v = h[i * n + k]
-                guard v.isFinite else { throw ControlError(.nonFinite, "QP: Hessian[\(i)][\(k)] is \(v)") }
-                guard abs(v - h[k * n + i]) <= 1e-10 * (abs(v) + abs(h[k * n + i]) + 1e-300) || v == h[k * n + i]
-                else {
-                    throw ControlError(.invalidParameter, "QP: Hessian is not symmetric at [\(i)][\(k)]")
-                }
-            }
-        }
-        // Cholesky H = L·Lᵀ into factorL (row-major lower; the factor of W is rebuilt from scratch after).
-        let l = factorL
-        for jj in 0..<n {
-            var s = h[jj * n + jj]
-            for k in 0..<jj { s -= l[jj * n + k] * l[jj * n + k] }
-            guard s > 0 && s.isFinite else {
-                throw ControlError(.numerical, "QP: Hessian is not positive definite (pivot \(jj) is \(s))")
-            }
-            let djj = s.squareRoot()
-            l[jj * n + jj] = djj
-            for i in (jj + 1)..<Swift.max(n, jj + 1) {
-                var t = h[i * n + jj]
-                for k in 0..<jj { t -= l[i * n + k] * l[jj * n + k] }
-                l[i * n + jj] = t / djj
-            }
-        }
+        try checkSymmetricHessian(h, n)
+        // L (row-major lower) into factorL; the factor of W is rebuilt from scratch after.
+        try choleskyFactor(h, n, into: factorL)
         for i in 0..<n { for k in 0..<n { hessian[i * n + k] = h[i * n + k] } }
         // L⁻¹ (lower) into the slot storage, which is free until the first add.
         let inverse = columns
-        for col in 0..<n {
-            for k in 0..<n {
-                if k < col {
-                    inverse[k * n + col] = 0
-                    continue
-                }
-                var s = (k == col) ? 1.0 : 0.0
-                for p in col..<k { s -= l[k * n + p] * inverse[p * n + col] }
-                inverse[k * n + col] = s / l[k * n + k]
-            }
-        }
+        invertLowerFactor(factorL, n, into: inverse)
         // H⁻¹ = L⁻ᵀ·L⁻¹: entry (i, j) = Σ_{k ≥ max(i, j)} L⁻¹[k][i]·L⁻¹[k][j].
         for i in 0..<n {
             for j in i..<n {

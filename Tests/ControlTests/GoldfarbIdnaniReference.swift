@@ -128,51 +128,12 @@ final class GoldfarbIdnaniReference {
 
     /// Replaces H (same size) and refactors it; the warm start is discarded. Allocation-free.
     func setHessian(_ h: [Double]) throws(ControlError) {
-        guard h.count == n * n else {
-            throw ControlError(.dimension, "QP: Hessian has \(h.count) entries; expected \(n * n)")
-        }
-        for i in 0..<n {
-            for k in 0..<n {
-                let v = h[i * n + k]
-                guard v.isFinite else { throw ControlError(.nonFinite, "QP: Hessian[\(i)][\(k)] is \(v)") }
-                guard abs(v - h[k * n + i]) <= 1e-10 * (abs(v) + abs(h[k * n + i]) + 1e-300) || v == h[k * n + i]
-                else {
-                    throw ControlError(.invalidParameter, "QP: Hessian is not symmetric at [\(i)][\(k)]")
-                }
-                hessian[i * n + k] = v
-            }
-        }
-        // Cholesky H = L·Lᵀ into scratch (row-major lower).
+        try checkSymmetricHessian(h, n)
+        for i in 0..<n * n { hessian[i] = h[i] }
         let l = scratch
-        for jj in 0..<n {
-            var s = hessian[jj * n + jj]
-            for k in 0..<jj { s -= l[jj * n + k] * l[jj * n + k] }
-            guard s > 0 && s.isFinite else {
-                throw ControlError(.numerical, "QP: Hessian is not positive definite (pivot \(jj) is \(s))")
-            }
-            let djj = s.squareRoot()
-            l[jj * n + jj] = djj
-            for i in (jj + 1)..<Swift.max(n, jj + 1) {
-                var t = hessian[i * n + jj]
-                for k in 0..<jj { t -= l[i * n + k] * l[jj * n + k] }
-                l[i * n + jj] = t / djj
-            }
-        }
-        // J₀ = L⁻ᵀ: column i of J₀ is row i of L⁻¹, found by forward substitution L·w = e_i
-        // (w is column i of L⁻¹, so write it as row i of L⁻¹ → column-major J₀ element (k, i) = L⁻¹[i][k]).
-        for i in 0..<n { for k in 0..<n { jInitial[k * n + i] = 0 } }
-        for col in 0..<n {
-            // Solve L·w = e_col; w[k] = L⁻¹[k][col] = J₀(col, k) → jInitial[k*n + col].
-            for k in 0..<n {
-                var s = (k == col) ? 1.0 : 0.0
-                if k < col {
-                    jInitial[k * n + col] = 0
-                    continue
-                }
-                for p in col..<k { s -= l[k * n + p] * jInitial[p * n + col] }
-                jInitial[k * n + col] = s / l[k * n + k]
-            }
-        }
+        try choleskyFactor(h, n, into: l)
+        // J₀ = L⁻ᵀ, column-major: element (k, i) is L⁻¹[i][k], stored at i·n + k, where the row-major L⁻¹ holds it.
+        invertLowerFactor(l, n, into: jInitial)
         resetWarmStart()
     }
 
