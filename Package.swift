@@ -181,6 +181,8 @@ let package = Package(
             name: "identbench", dependencies: ["Identification", "Control"], path: "Benchmarks/identbench"),
         .executableTarget(name: "qpbench", dependencies: ["Control"], path: "Benchmarks/qpbench"),
         .executableTarget(
+            name: "shadowbench", dependencies: ["Control", "CAllocCounter"], path: "Benchmarks/shadowbench"),
+        .executableTarget(
             name: "identifybench", dependencies: ["LoopIdentification", "History", "Configuration", "Tags"],
             path: "Benchmarks/identifybench"),
     ]

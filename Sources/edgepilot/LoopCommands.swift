@@ -121,11 +121,12 @@ struct LoopCommand: ParsableCommand {
                                        [--pid-ti MV=SECONDS] [--pid-td MV=SECONDS]
               edgepilot loop NAME model list | show ID | add FILE [--note TEXT]
               edgepilot loop NAME model activate ID [--force] [--note TEXT] | rollback [--note TEXT]
+              edgepilot loop NAME model shadow ID|off
 
             Model versions live in the history file's ledger; 'add' registers a file 'edgepilot identify --output' \
             wrote (with its window, data hash and fit); 'activate' refuses a model whose tags or dimensions do not \
             match the loop, or whose recorded validation fit is below the loop's model_min_fit (--force overrides \
-            the fit check only).
+            the fit check only). 'shadow' runs a version beside the model in force, predicting every cycle without             acting: loop/NAME/shadow/nrmse against loop/NAME/model/nrmse (until 'shadow off' or a restart).
             """)
 
     @Argument(help: "The loop's name.") var name: String
