@@ -1,6 +1,6 @@
 // shadowbench — what a shadow model costs the loop thread per cycle (decision 0036): the quadruple tank in closed
 // loop under its MPC, the model in force and a shadow candidate (gains 10 % off) each stepped every cycle by
-// `ModelPredictionMonitor`, as `LoopRunner` does after posting its writes. Prints µs per cycle (mean, p99) and heap
+// `ModelPredictionMonitor`, as `LoopRunner` does after posting its writes. Prints µs per cycle (median, p99) and heap
 // allocations per cycle of each, and the shadow's cost as a ratio of the active model's monitor and of the MPC step.
 import CAllocCounter
 import Control
@@ -86,29 +86,30 @@ for k in 0..<cycles {
     y = [0.5 * levels.0, 0.5 * levels.1]
 }
 
-func microseconds(_ values: [UInt64]) -> (mean: Double, p99: Double) {
+/// Median and p99 (the mean is left out: a few preempted cycles would dominate it).
+func microseconds(_ values: [UInt64]) -> (median: Double, p99: Double) {
     let sorted = values.sorted()
-    let mean = Double(values.reduce(0, +)) / Double(max(1, values.count)) / 1000
+    let median = Double(sorted[sorted.count / 2]) / 1000
     let p99 = Double(sorted[min(sorted.count - 1, Int(Double(sorted.count) * 0.99))]) / 1000
-    return (mean, p99)
+    return (median, p99)
 }
 let m = microseconds(times.mpc)
 let a = microseconds(times.active)
 let s = microseconds(times.shadow)
 print("shadowbench: quadruple tank (4 states, 2 MVs, 2 CVs), horizon 40, window \(window), \(cycles) cycles")
-print(String(format: "MPC step (model in force):       mean %8.2f µs  p99 %8.2f µs", m.mean, m.p99))
+print(String(format: "MPC step (model in force):       median %8.3f µs  p99 %8.3f µs", m.median, m.p99))
 print(
     String(
-        format: "active model prediction:         mean %8.2f µs  p99 %8.2f µs  allocations/cycle %.3f", a.mean,
+        format: "active model prediction:         median %8.3f µs  p99 %8.3f µs  allocations/cycle %.3f", a.median,
         a.p99, Double(allocations.active) / Double(cycles)))
 print(
     String(
-        format: "shadow model prediction:         mean %8.2f µs  p99 %8.2f µs  allocations/cycle %.3f", s.mean,
+        format: "shadow model prediction:         median %8.3f µs  p99 %8.3f µs  allocations/cycle %.3f", s.median,
         s.p99, Double(allocations.shadow) / Double(cycles)))
 print(
     String(
-        format: "shadow / active prediction: %.2f; shadow / MPC step: %.3f", s.mean / max(1e-9, a.mean),
-        s.mean / max(1e-9, m.mean)))
+        format: "medians: shadow / active prediction %.2f, shadow / MPC step %.3f", s.median / max(1e-9, a.median),
+        s.median / max(1e-9, m.median)))
 print(
     String(
         format: "NRMSE (fraction of a 10 cm span): model in force %.4f, shadow (gains ±10 %%) %.4f", active.worst,
