@@ -6,7 +6,9 @@ public enum ValidationPage {
     static let colours = ["#222222", "#d62728", "#1f77b4", "#2ca02c", "#9467bd"]
     static let width = 900.0
     static let height = 260.0
-    static let margin = (left: 70.0, right: 10.0, top: 24.0, bottom: 30.0)
+    static let margin = (left: 70.0, right: 10.0, bottom: 30.0)
+    /// One legend line per trace above the plot area: names are long (a file path), so they are not set side by side.
+    static let legendLine = 14.0
 
     public static func html(_ r: LoopValidationReport) -> String {
         func n(_ x: Double?, _ digits: Int = 4) -> String {
@@ -69,8 +71,9 @@ public enum ValidationPage {
     /// One plot as inline SVG: axes with min/max labels, one polyline per trace and stretch, a legend.
     static func svg(_ plot: ValidationPlot) -> String {
         let points = plot.traces.flatMap { $0.stretches.flatMap { $0 } }.filter { $0.1.isFinite }
-        let (w, h) = (width, height)
-        let (left, right, top, bottom) = margin
+        let (left, right, bottom) = margin
+        let top = 8 + legendLine * Double(plot.traces.count)
+        let (w, h) = (width, height + top)
         var t0 = points.map(\.0).min() ?? 0
         var t1 = points.map(\.0).max() ?? 1
         var v0 = points.map(\.1).min() ?? 0
@@ -113,7 +116,7 @@ public enum ValidationPage {
                 }
             }
             out.append(
-                "<text x=\"\(left + 8 + Double(i) * 200)\" y=\"\(top - 8)\" fill=\"\(colour)\">"
+                "<text x=\"\(left)\" y=\"\(legendLine * Double(i + 1))\" fill=\"\(colour)\">"
                     + "\(escape(trace.name))</text>")
         }
         out.append("</svg></figure>")
