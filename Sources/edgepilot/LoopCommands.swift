@@ -48,6 +48,12 @@ struct LoopsCommand: ParsableCommand {
             if let r = l.reason { head += "  reason: \(r)" }
             if let since = l.modeSince { head += "  since \(formatAge(microseconds: since)) ago" }
             if let version = l.modelVersion { head += "  model v\(version)" }
+            if let nrmse = l.modelNRMSE {
+                head += "  nrmse \(number(nrmse, 3))" + (l.modelDegraded == true ? " DEGRADED" : "")
+            }
+            if let version = l.shadowVersion {
+                head += "  shadow v\(version) nrmse " + (l.shadowNRMSE.map { number($0, 3) } ?? "(pending)")
+            }
             out.append(head)
             let t = l.timing
             out.append(
