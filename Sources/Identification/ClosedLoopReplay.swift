@@ -79,7 +79,9 @@ public enum ClosedLoopReplay {
             violations: [Int](repeating: 0, count: ny), worstViolation: [Double](repeating: 0, count: ny),
             mvTravel: [Double](repeating: 0, count: nu), solveNanoseconds: [], nonOptimalSteps: 0)
         run.solveNanoseconds.reserveCapacity(steps)
+        // A controller reused for another stretch still holds the targets the last one ended with.
         var current = scenario.targets
+        for j in 0..<ny { try? controller.setTarget(j, scenario.targets[j]) }
         func disturbance(_ i: Int, _ k: Int) -> Double {
             i < scenario.disturbances.count && k < scenario.disturbances[i].count ? scenario.disturbances[i][k] : 0
         }

@@ -124,6 +124,20 @@ struct ReplayTests {
         #expect(mismatched.iae[0] > run.iae[0])
     }
 
+    @Test("a controller reused for the next stretch starts from that stretch's targets, not the last one's")
+    func targetsDoNotLeakBetweenStretches() throws {
+        let model = try Self.plant()
+        let controller = try Self.controller(model: model, setpoint: 50)
+        let step = (0..<300).map { $0 < 20 ? 50.0 : 52.0 }
+        _ = ClosedLoopReplay.run(controller: controller, plant: model, scenario: Self.scenario(setpoints: step))
+        // No setpoint recorded in the next stretch: the configured target (50) holds there.
+        let unrecorded = [Double](repeating: .nan, count: 300)
+        let next = ClosedLoopReplay.run(
+            controller: controller, plant: model, scenario: Self.scenario(setpoints: unrecorded))
+        #expect(abs(next.outputs[0].last! - 50) < 0.05, "CV ends at \(next.outputs[0].last!)")
+        #expect(next.iae[0] < 1e-6, "IAE \(next.iae[0])")
+    }
+
     @Test("p99 by nearest rank")
     func quantile() {
         #expect(ClosedLoopReplay.quantile(Array(1...100), 0.99) == 99)
