@@ -87,8 +87,9 @@ let package = Package(
                 "Devices", "History", "MQTT", "Sparkplug", "Tags", .product(name: "Logging", package: "swift-log"),
             ]),
         // A loop's model from its history: the loop's tags read from the history file → Identification's data,
-        // stretches left out (bad, saturated, mode) in the engineer's terms, the report and the YAML model block.
-        .target(name: "LoopIdentification", dependencies: ["History", "Identification", "Tags"]),
+        // stretches left out (bad, saturated, mode) in the engineer's terms, the report and the YAML model block;
+        // validation of a candidate by replaying the same history (`edgepilot model validate`).
+        .target(name: "LoopIdentification", dependencies: ["Control", "History", "Identification", "Tags"]),
         // The technician's door: control-socket protocol, server and client.
         .target(name: "LocalControl", dependencies: ["LoopRuntime", "SparkplugPublisher"]),
 
@@ -112,8 +113,8 @@ let package = Package(
         .executableTarget(
             name: "edgepilot",
             dependencies: [
-                "Agent", "LocalControl", "LoopRuntime", "SparkplugPublisher", "Configuration", "Modbus", "Tags",
-                "OPCUA", "OPCUADriver", "History", "LoopIdentification", "MQTT", "Sparkplug",
+                "Agent", "LocalControl", "LoopRuntime", "SparkplugPublisher", "Configuration", "Control", "Modbus",
+                "Tags", "OPCUA", "OPCUADriver", "History", "LoopIdentification", "MQTT", "Sparkplug",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"), "Yams",
             ]
         ),
@@ -179,6 +180,8 @@ let package = Package(
         .executableTarget(
             name: "identbench", dependencies: ["Identification", "Control"], path: "Benchmarks/identbench"),
         .executableTarget(name: "qpbench", dependencies: ["Control"], path: "Benchmarks/qpbench"),
+        .executableTarget(
+            name: "shadowbench", dependencies: ["Control", "CAllocCounter"], path: "Benchmarks/shadowbench"),
         .executableTarget(
             name: "identifybench", dependencies: ["LoopIdentification", "History", "Configuration", "Tags"],
             path: "Benchmarks/identifybench"),

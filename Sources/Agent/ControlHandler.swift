@@ -37,7 +37,7 @@ extension AgentRuntime {
             return response
         case .history: return historyQuery(request)
         case .configDiff: return reloadPreview(request)
-        case .loopModelList, .loopModelShow, .loopModelActivate, .loopModelRollback, .loopModelAdd:
+        case .loopModelList, .loopModelShow, .loopModelActivate, .loopModelRollback, .loopModelAdd, .loopModelShadow:
             return handleModel(request, from: peer)
         case .audit:
             do {
@@ -124,7 +124,7 @@ extension AgentRuntime {
         // Named as the command's own audit rows name it, so a refused attempt sorts beside accepted ones.
         let loopPart: [ControlRequest.Command: String] = [
             .loopMode: "mode", .loopSetpoint: "setpoint", .loopManual: "mv", .loopTune: "tune",
-            .loopModelActivate: "model", .loopModelRollback: "model", .loopModelAdd: "model",
+            .loopModelActivate: "model", .loopModelRollback: "model", .loopModelAdd: "model", .loopModelShadow: "model",
         ]
         let target =
             request.loop.flatMap { loop in loopPart[request.command].map { "loop/\(loop)/\($0)" } } ?? request.tag

@@ -68,6 +68,7 @@ extension AgentRuntime {
         case .loopModelActivate: action = "activate \(request.value ?? "?")" + (request.force == true ? " --force" : "")
         case .loopModelRollback: action = "rollback"
         case .loopModelAdd: action = "add \(request.path ?? "?")"
+        case .loopModelShadow: action = "shadow \(request.value ?? "?")"
         default: action = ""
         }
         func audit(_ result: String, _ why: String) {
@@ -99,6 +100,20 @@ extension AgentRuntime {
                 }
                 message = try activate(v, on: runner, request: request, by: source)
                 shown = id
+            case .loopModelShadow:
+                if request.value?.lowercased() == "off" {
+                    try runner.setShadow(model: nil, version: nil)
+                    message = "shadow model off"
+                } else {
+                    let id = try versionID(request)
+                    guard let v = try ledger.version(id: id), v.loop == name else {
+                        audit("refused", "no such version")
+                        return .notFound("loop '\(name)' has no model version \(id); 'model list' shows them")
+                    }
+                    try runner.setShadow(model: try decodeModel(v), version: v.id)
+                    message = "model version \(v.id) runs in shadow from the next cycle (loop/\(name)/shadow/nrmse)"
+                    shown = id
+                }
             case .loopModelRollback:
                 guard let target = try ledger.rollbackTarget(loop: name), let v = try ledger.version(id: target.version)
                 else {
@@ -116,6 +131,7 @@ extension AgentRuntime {
             }
             var report = try ledgerReport(name, runner: runner, only: request.command == .loopModelList ? nil : shown)
             report.message = message
+            report.shadow = runner.shadowModelVersion
             if let message {
                 audit("ok", message)
                 logger.notice(

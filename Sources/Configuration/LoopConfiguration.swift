@@ -110,6 +110,16 @@ extension Builder {
                     hint: "e.g. model_min_fit: 80%")
             }
         }
+        var alert = 0.05
+        if let v = r.double("model_alert_nrmse", sink: &sink) {
+            if v > 0 && v.isFinite {
+                alert = v
+            } else if let node = r.value("model_alert_nrmse") {
+                sink.error(
+                    node.line, node.column, "\(what): model_alert_nrmse must be a number above 0, found \(v)",
+                    hint: "e.g. model_alert_nrmse: 0.05 (RMS prediction error of 5 % of the CV's span)")
+            }
+        }
         r.reportUnknownKeys(sink: &sink)
         guard !name.isEmpty, let period, let model else { return }
         var loop = LoopDefinition(
@@ -119,6 +129,7 @@ extension Builder {
             disturbanceNoise: estimator.disturbance, measurementNoise: estimator.measurement, supervisor: supervisor,
             heartbeatTag: heartbeat, realtimePriority: priority, lockMemory: lock, kpiWindowMilliseconds: window)
         loop.modelMinFitPercent = minFit
+        loop.modelAlertNRMSE = alert
         loops.append((loop, Location(file: sink.file, line: r.line)))
     }
 

@@ -245,11 +245,38 @@ extension HistoryStore {
         return out
     }
 
-    fileprivate static func readVersion(_ s: SQLiteStatement) -> ModelVersion {
+    static func readVersion(_ s: SQLiteStatement) -> ModelVersion {
         func optionalText(_ column: Int32) -> String? { s.isNull(column) ? nil : s.text(column) }
         return ModelVersion(
             id: s.int64(0), loop: s.text(1), hash: s.text(2), source: s.text(3), content: s.text(4),
             window: optionalText(5), dataHash: optionalText(6), fitPercent: s.isNull(7) ? nil : s.double(7),
             fitDetail: optionalText(8), createdAt: s.int64(9), createdBy: s.text(10), note: s.text(11))
+    }
+}
+
+/// The ledger read-only, for commands that work on the history file without the agent (`model validate`).
+extension HistoryReader {
+    /// Version `id` of `loop`; nil when there is none (or the file predates the ledger, schema < 4).
+    public func modelVersion(loop: String, id: Int64) throws -> ModelVersion? {
+        guard schemaVersion >= 4 else { return nil }
+        let s = try db.statement(
+            "SELECT \(ModelLedger.versionColumns) FROM model_versions WHERE id = ?1 AND loop = ?2")
+        defer { s.reset() }
+        s.bind(1, id)
+        s.bind(2, loop)
+        return try s.step() ? HistoryStore.readVersion(s) : nil
+    }
+
+    /// The version of `loop` its newest activation put in force; nil when it never had one.
+    public func activeModelVersion(loop: String) throws -> ModelVersion? {
+        guard schemaVersion >= 4 else { return nil }
+        let s = try db.statement(
+            "SELECT version FROM model_activations WHERE loop = ?1 ORDER BY id DESC LIMIT 1")
+        defer { s.reset() }
+        s.bind(1, loop)
+        guard try s.step() else { return nil }
+        let id = s.int64(0)
+        s.reset()
+        return try modelVersion(loop: loop, id: id)
     }
 }

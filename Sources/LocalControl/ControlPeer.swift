@@ -23,6 +23,8 @@ extension ControlRequest.Command {
             return .operator
         // `add` reads a file's text the client sent, not a path on the agent's side; it changes the ledger.
         case .loopModelActivate, .loopModelRollback, .loopModelAdd: return .operator
+        // A shadow changes nothing the loop does, but it costs the loop's thread a prediction per cycle.
+        case .loopModelShadow: return .operator
         }
     }
 }

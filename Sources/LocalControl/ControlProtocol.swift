@@ -10,7 +10,7 @@ public struct ControlRequest: Codable, Sendable {
         case health
         case configDiff
         /// The model ledger of a loop (decision 0031).
-        case loopModelList, loopModelShow, loopModelActivate, loopModelRollback, loopModelAdd
+        case loopModelList, loopModelShow, loopModelActivate, loopModelRollback, loopModelAdd, loopModelShadow
     }
 
     public var command: Command
@@ -376,6 +376,8 @@ public struct ModelLedgerReport: Codable, Sendable {
     public var activations: [ModelActivationReport]
     /// What the command did, in a sentence (activate, rollback, add).
     public var message: String?
+    /// The version running in shadow (decision 0036), nil when none.
+    public var shadow: Int64? = nil
 
     package init(
         loop: String, active: Int64?, minFitPercent: Double, versions: [ModelVersionReport],

@@ -364,6 +364,7 @@ extension ControlRequest.Command {
         case .loopModelActivate: return "loop model activate"
         case .loopModelRollback: return "loop model rollback"
         case .loopModelAdd: return "loop model add"
+        case .loopModelShadow: return "loop model shadow"
         default: return rawValue
         }
     }

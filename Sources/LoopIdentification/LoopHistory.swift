@@ -33,15 +33,16 @@ public struct LoopHistory: Sendable {
         loop.cvs.map(\.tag) + loop.mvs.map(\.tag) + loop.dvs + [modeTag(loop: loop.name)]
     }
 
-    /// Reads every tag of `loop` from `reader` over since ..< until, plus the value each held at `since`.
+    /// Reads every tag of `loop` (and `extra` tags) from `reader` over since ..< until, plus the value each held at
+    /// `since`.
     public static func read(
-        _ reader: HistoryReader, loop: LoopDefinition, since: Int64, until: Int64,
+        _ reader: HistoryReader, loop: LoopDefinition, since: Int64, until: Int64, extra: [String] = [],
         progress: (String) -> Void = { _ in }
     ) throws -> LoopHistory {
         var rows = [String: [HistoryRow]]()
         // Far above a month of 1 s samples; a window that hits it is refused rather than silently cut.
         let limit = 50_000_000
-        for tag in tags(of: loop) {
+        for tag in tags(of: loop) + extra {
             var tagRows = [HistoryRow]()
             if let held = try reader.lastSample(tag: tag, before: since) { tagRows.append(held) }
             let inWindow = try reader.samples(tag: tag, since: since, until: until, limit: limit)

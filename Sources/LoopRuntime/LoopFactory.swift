@@ -23,14 +23,14 @@ public struct LoopTuning: Sendable, Equatable {
 /// errors that only the controller's construction can see (stability, definiteness).
 public enum LoopFactory {
     /// The configured targets of the CVs.
-    static func targets(_ d: LoopDefinition) -> [CVTarget] {
+    package static func targets(_ d: LoopDefinition) -> [CVTarget] {
         d.cvs.map { cv in
             if let sp = cv.setpoint { return .setpoint(sp) }
             return .range(low: cv.rangeLow ?? -.infinity, high: cv.rangeHigh ?? .infinity)
         }
     }
 
-    static func model(_ d: LoopDefinition) throws(ControlError) -> StateSpaceModel {
+    package static func model(_ d: LoopDefinition) throws(ControlError) -> StateSpaceModel {
         let period = Double(d.periodMilliseconds) / 1000
         let nd = d.nominalDVs.isEmpty ? nil : d.nominalDVs
         switch d.model {

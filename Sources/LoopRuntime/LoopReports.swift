@@ -27,6 +27,12 @@ public struct LoopSnapshot: Codable, Sendable {
     public var transitions: [LoopTransitionReport]
     /// The model ledger's version in force (decision 0031); nil before the agent registered the loop's model.
     public var modelVersion: Int64? = nil
+    /// Rolling prediction NRMSE (worst CV, fraction of its span) of the model in force and of the shadow model, the
+    /// shadow's ledger version, and whether the model in force is past `model_alert_nrmse` (decision 0036).
+    public var modelNRMSE: Double? = nil
+    public var shadowNRMSE: Double? = nil
+    public var shadowVersion: Int64? = nil
+    public var modelDegraded: Bool? = nil
 }
 
 /// One CV as the loop sees it.

@@ -48,10 +48,37 @@ extension LoopRunner {
         }
         modelDefinition = next
         modelVersion = version
+        predictions.replaceActive(next)
         board.withLock {
             board.pendingSwap = fresh
             board.retiredLoop = nil
             board.pendingSwapReason = .modelActivated(version: version)
         }
     }
+
+    /// Runs `model` (ledger version `version`) in shadow beside the model in force: it predicts the CVs every cycle
+    /// and its NRMSE shows as `loop/NAME/shadow/nrmse`; nil stops the shadow. Refused like an activation when it
+    /// relates other tags or cannot be built.
+    public func setShadow(model: LoopModelContent?, version: Int64?) throws(LoopCommandError) {
+        guard let model else {
+            predictions.setShadow(nil, version: nil)
+            return
+        }
+        let v = version.map(String.init) ?? "?"
+        if let why = model.mismatch(with: definition) {
+            throw LoopCommandError("model version \(v) does not fit loop '\(definition.name)': \(why)")
+        }
+        rebuildLock.lock()
+        let next = model.applied(to: modelDefinition)
+        rebuildLock.unlock()
+        do {
+            _ = try LoopFactory.model(next)
+        } catch {
+            throw LoopCommandError("model version \(v) rejected: \(error.message)")
+        }
+        predictions.setShadow(next, version: version)
+    }
+
+    /// The ledger version running in shadow, nil when none.
+    public var shadowModelVersion: Int64? { predictions.current.shadowVersion }
 }

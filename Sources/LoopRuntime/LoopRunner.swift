@@ -72,6 +72,8 @@ public final class LoopRunner: @unchecked Sendable {
     /// model's ledger version (nil until the agent registered it). Guarded by `rebuildLock`.
     var modelDefinition: LoopDefinition
     var modelVersion: Int64?
+    /// Prediction error of the model in force and of a shadow candidate (decision 0036).
+    let predictions: LoopModelPredictions
 
     // Loop-thread state (touched only by the loop thread once started).
     private var control: ControlLoop
@@ -158,6 +160,7 @@ public final class LoopRunner: @unchecked Sendable {
         let tuning = LoopTuning(d)
         tuningState = Mutex(tuning)
         modelDefinition = d
+        predictions = LoopModelPredictions(definition: d)
         do {
             control = try LoopFactory.build(
                 d, tuning: tuning, targets: LoopFactory.targets(d), initialOutputs: d.nominalMVs)
@@ -389,6 +392,12 @@ public final class LoopRunner: @unchecked Sendable {
         } else if lagScore > 0 {
             lagScore -= 1
         }
+        // The writes are posted: the models' predictions cannot delay them.
+        var inputsGood = true
+        for i in 0..<ny where !b.cvGood[i] { inputsGood = false }
+        for k in 0..<nd where !b.dvGood[k] { inputsGood = false }
+        predictions.step(
+            good: inputsGood, measurement: b.cvValue, applied: b.previous, disturbance: b.dvValue)
 
         // Statistics and KPIs.
         let dt = lastCycleEnd == 0 ? schedule.periodNanoseconds : max(0, now - lastCycleEnd)
@@ -498,6 +507,11 @@ public final class LoopRunner: @unchecked Sendable {
     public func snapshot() -> LoopSnapshot {
         var s = board.snapshot(events: events, writer: writer, scheduling: schedule.scheduling)
         s.modelVersion = activeModelVersion
+        let figures = predictions.current
+        s.modelNRMSE = figures.active.isFinite ? figures.active : nil
+        s.shadowNRMSE = figures.shadow.isFinite ? figures.shadow : nil
+        s.shadowVersion = figures.shadowVersion
+        s.modelDegraded = figures.degraded
         return s
     }
 

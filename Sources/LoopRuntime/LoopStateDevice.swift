@@ -16,7 +16,7 @@ public final class LoopStateDevice: DeviceDriver, @unchecked Sendable {
     /// What one tag of the loop device shows.
     enum Field: Equatable {
         case mode, requestedMode, reason, solverStatus, solveP99, jitterP99, missedDeadlines, writeErrors
-        case modelVersion
+        case modelVersion, modelNRMSE, shadowNRMSE, shadowVersion, modelDegraded
         case cvValue(Int)
         case setpoint(Int)
         case mvValue(Int)
@@ -28,7 +28,8 @@ public final class LoopStateDevice: DeviceDriver, @unchecked Sendable {
         /// Health and KPIs move continuously; they are refreshed less often than the state an operator acts on.
         var isSlow: Bool {
             switch self {
-            case .solveP99, .jitterP99, .serviceFactor, .iae, .oscillating, .saturation: return true
+            case .solveP99, .jitterP99, .serviceFactor, .iae, .oscillating, .saturation, .modelNRMSE, .shadowNRMSE:
+                return true
             default: return false
             }
         }
@@ -87,6 +88,16 @@ public final class LoopStateDevice: DeviceDriver, @unchecked Sendable {
         add(.missedDeadlines, "health/missed_deadlines", .uint64, description: "cycles that overran their deadline")
         add(.writeErrors, "health/write_errors", .uint64, description: "MV writes the device failed")
         add(.modelVersion, "model/version", .int64, description: "model ledger version in force")
+        add(
+            .modelNRMSE, "model/nrmse", .float64, deadband: 0.001,
+            description: "prediction NRMSE of the model in force (worst CV, fraction of span)")
+        add(
+            .modelDegraded, "model/degraded", .bool,
+            description: "the model in force predicts worse than model_alert_nrmse")
+        add(
+            .shadowNRMSE, "shadow/nrmse", .float64, deadband: 0.001,
+            description: "prediction NRMSE of the shadow model (worst CV, fraction of span)")
+        add(.shadowVersion, "shadow/version", .int64, description: "model ledger version running in shadow")
         for (i, cv) in d.cvs.enumerated() {
             let tag = source(cv.tag)
             add(
@@ -250,6 +261,15 @@ public final class LoopStateDevice: DeviceDriver, @unchecked Sendable {
             case .writeErrors: put(.uint(s.mvs.reduce(0) { $0 &+ $1.writeErrors }), index, at: now)
             case .modelVersion:
                 if let version = s.modelVersion { put(.int(version), index, at: now) }
+            case .modelNRMSE: put(s.modelNRMSE ?? .nan, index, at: now)
+            case .shadowNRMSE: put(s.shadowNRMSE ?? .nan, index, at: now)
+            case .modelDegraded: put(.bool(s.modelDegraded ?? false), index, at: now)
+            case .shadowVersion:
+                if let version = s.shadowVersion {
+                    put(.int(version), index, at: now)
+                } else {
+                    table.markQuality(index, Quality(.waitingForInitialData), timestamp: now)
+                }
             case .cvValue(let i):
                 let cv = s.cvs[i]
                 if let v = cv.value, cv.good {

@@ -175,6 +175,9 @@ public struct LoopDefinition: Sendable, Hashable {
     public var kpiWindowMilliseconds: Int
     /// Lowest validation fit (%) an identified model of the ledger may have to be activated without `--force`.
     public var modelMinFitPercent: Double = 70
+    /// `loop/NAME/model/degraded` goes on when the model in force predicts the CVs worse than this: the worst CV's
+    /// RMS prediction error over the KPI window, as a fraction of its span (decision 0036).
+    public var modelAlertNRMSE: Double = 0.05
 
     public init(
         name: String, periodMilliseconds: Int, mode: LoopModeSetting = .manual, cvs: [LoopCVDefinition],

@@ -26,7 +26,7 @@ struct EdgePilot: ParsableCommand {
             AuditCommand.self, ConfigCommand.self, ReloadCommand.self, DiagCommand.self,
             LoopsCommand.self, LoopCommand.self,
             ModbusCommand.self, OPCUACommand.self,
-            MQTTCommand.self, IdentifyCommand.self, MonitorsCommand.self,
+            MQTTCommand.self, IdentifyCommand.self, ModelCommand.self, MonitorsCommand.self,
         ]
     )
 }

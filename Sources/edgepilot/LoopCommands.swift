@@ -48,6 +48,12 @@ struct LoopsCommand: ParsableCommand {
             if let r = l.reason { head += "  reason: \(r)" }
             if let since = l.modeSince { head += "  since \(formatAge(microseconds: since)) ago" }
             if let version = l.modelVersion { head += "  model v\(version)" }
+            if let nrmse = l.modelNRMSE {
+                head += "  nrmse \(number(nrmse, 3))" + (l.modelDegraded == true ? " DEGRADED" : "")
+            }
+            if let version = l.shadowVersion {
+                head += "  shadow v\(version) nrmse " + (l.shadowNRMSE.map { number($0, 3) } ?? "(pending)")
+            }
             out.append(head)
             let t = l.timing
             out.append(
@@ -121,11 +127,12 @@ struct LoopCommand: ParsableCommand {
                                        [--pid-ti MV=SECONDS] [--pid-td MV=SECONDS]
               edgepilot loop NAME model list | show ID | add FILE [--note TEXT]
               edgepilot loop NAME model activate ID [--force] [--note TEXT] | rollback [--note TEXT]
+              edgepilot loop NAME model shadow ID|off
 
             Model versions live in the history file's ledger; 'add' registers a file 'edgepilot identify --output' \
             wrote (with its window, data hash and fit); 'activate' refuses a model whose tags or dimensions do not \
             match the loop, or whose recorded validation fit is below the loop's model_min_fit (--force overrides \
-            the fit check only).
+            the fit check only). 'shadow' runs a version beside the model in force, predicting every cycle without             acting: loop/NAME/shadow/nrmse against loop/NAME/model/nrmse (until 'shadow off' or a restart).
             """)
 
     @Argument(help: "The loop's name.") var name: String

@@ -8,7 +8,7 @@ extension LoopCommand {
     func runModel() throws {
         let usage =
             "usage: edgepilot loop \(name) model list | show ID | add FILE [--note TEXT] | "
-            + "activate ID [--force] [--note TEXT] | rollback [--note TEXT]"
+            + "activate ID [--force] [--note TEXT] | rollback [--note TEXT] | shadow ID|off"
         guard let sub = values.first?.lowercased() else { throw ValidationError(usage) }
         var request: ControlRequest
         switch (sub, values.count) {
@@ -16,6 +16,7 @@ extension LoopCommand {
         case ("show", 2): request = ControlRequest(command: .loopModelShow, value: values[1], loop: name)
         case ("activate", 2): request = ControlRequest(command: .loopModelActivate, value: values[1], loop: name)
         case ("rollback", 1): request = ControlRequest(command: .loopModelRollback, loop: name)
+        case ("shadow", 2): request = ControlRequest(command: .loopModelShadow, value: values[1], loop: name)
         case ("add", 2):
             request = ControlRequest(command: .loopModelAdd, loop: name)
             do {
@@ -56,7 +57,8 @@ extension LoopCommand {
         }
         var out = [
             table(["VERSION", "SOURCE", "FIT", "CREATED", "BY", "NOTE"], rows),
-            "(* in force; an identified model needs a fit ≥ \(String(format: "%.1f", report.minFitPercent)) % "
+            (report.shadow.map { "version \($0) runs in shadow (loop/\(report.loop)/shadow/nrmse)\n" } ?? "")
+                + "(* in force; an identified model needs a fit ≥ \(String(format: "%.1f", report.minFitPercent)) % "
                 + "(model_min_fit) unless --force)",
         ]
         if !report.activations.isEmpty {

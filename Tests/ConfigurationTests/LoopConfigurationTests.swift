@@ -79,6 +79,26 @@ import Testing
         #expect(e.contains { $0.message.contains("max_iterations") }, "\(e)")
     }
 
+    /// The threshold of `loop/NAME/model/degraded` (decision 0036): 0.05 unless set, and above zero.
+    @Test func modelAlertNRMSEDefaultsAndMustBePositive() throws {
+        let loop = """
+              - name: tank
+                period: 100ms
+                cvs:
+                  - {tag: level, setpoint: 12}
+                mvs:
+                  - {tag: pump, low: 0, high: 8, rate: 1, pid: {cv: level, gain: 1, integral_time: 10s}}
+            """
+        func load(_ text: String) throws -> LoopDefinition {
+            try ConfigurationLoader.parse(yaml: Self.plant + "\nloops:\n" + text + Self.model, file: "plant.yaml")
+                .configuration.loops[0]
+        }
+        #expect(try load(loop).modelAlertNRMSE == 0.05)
+        #expect(try load(loop + "\n    model_alert_nrmse: 0.02").modelAlertNRMSE == 0.02)
+        let e = errors(loop + "\n    model_alert_nrmse: -1" + Self.model)
+        #expect(e.contains { $0.message.contains("model_alert_nrmse must be a number above 0") && $0.line > 0 }, "\(e)")
+    }
+
     @Test func mvMustBeWritableAndInsideItsTagLimits() {
         let loop = """
               - name: tank

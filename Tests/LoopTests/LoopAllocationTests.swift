@@ -36,6 +36,11 @@ final class CycleAllocations: @unchecked Sendable {
 @Suite struct LoopAllocationTests {
     @Test func loopCycleAllocatesNothingOnceRunning() throws { try loopCycleAllocatesNothing(scraped: false) }
 
+    /// A shadow model predicts every cycle beside the model in force (decision 0036): still nothing allocated.
+    @Test func loopCycleAllocatesNothingWithAShadowModel() throws {
+        try loopCycleAllocatesNothing(scraped: false, shadow: true)
+    }
+
     /// The metrics endpoint on and scraped: another thread reads the loop's counters and copies its jitter and
     /// solve-time samples out of the board (what each scrape and the endpoint's idle drain do) all through the
     /// counted cycles.
@@ -43,7 +48,7 @@ final class CycleAllocations: @unchecked Sendable {
         try loopCycleAllocatesNothing(scraped: true)
     }
 
-    func loopCycleAllocatesNothing(scraped: Bool) throws {
+    func loopCycleAllocatesNothing(scraped: Bool, shadow: Bool = false) throws {
         let plant = try TankScenario.plant()
         defer { plant.stop() }
         let yaml = TankScenario.config(port: plant.port, periodMilliseconds: 50)
@@ -61,6 +66,11 @@ final class CycleAllocations: @unchecked Sendable {
             cycleObserver: { counter.observe($0) })
         runner.start()
         #expect(eventually(timeout: 10) { runner.snapshot().mode == "mpc" })
+        if shadow {
+            var candidate = LoopModelContent(configuration.loops[0])
+            candidate.operatingPoint.cvs[0] += 0.5
+            try runner.setShadow(model: candidate, version: 7)
+        }
         // A setpoint step makes the QP work (active rate limits) during the counted cycles, not just hold a steady
         // state. The cycle that applies the operator's command itself is not counted (commands are rare and may
         // allocate); every control cycle after it is.
@@ -101,6 +111,7 @@ final class CycleAllocations: @unchecked Sendable {
         #expect(snapshot.mode == "mpc")
         #expect(snapshot.mvs.allSatisfy { $0.writes > 50 && $0.writeErrors == 0 })
         #expect(snapshot.solver.status == "optimal")
+        #expect(snapshot.shadowVersion == (shadow ? 7 : nil))
     }
 
     /// Every mode counts, and so do the cycles that switch between them (PID takes over, the operator drives the

@@ -157,6 +157,19 @@ import Testing
         let actions = (list["activations"] as? [[String: Any]] ?? []).compactMap { $0["action"] as? String }
         #expect(actions.prefix(3) == ["rollback", "activate", "config"], "\(actions)")
 
+        // A version in shadow (decision 0036): shown by the loop device and the ledger, the model in force unchanged.
+        let shadowed = try agent.object(["loop", "tanks", "model", "shadow", String(v2)])
+        #expect(shadowed["shadow"] as? Int == v2, "\(shadowed)")
+        #expect(
+            eventually {
+                ((try? agent.json(["read", "loop/tanks/shadow/version"])) as? [String: Any])?["value"] as? Int == v2
+            }, "the loop device shows the version in shadow")
+        #expect(modelVersion(agent) == v1)
+        r = try agent.cli(["loop", "tanks", "model", "shadow", "999"])
+        #expect(r.status == 2, "\(r.stdout)\(r.stderr)")
+        let off = try agent.object(["loop", "tanks", "model", "shadow", "off"])
+        #expect(off["shadow"] == nil, "\(off)")
+
         // The refusals and changes are audited with the peer the kernel named.
         let audit = (try agent.json(["audit"]) as? [[String: Any]] ?? []).filter {
             $0["tag"] as? String == "loop/tanks/model"
