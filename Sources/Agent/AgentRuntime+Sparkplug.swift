@@ -47,7 +47,21 @@ extension AgentRuntime {
                 + g.monitorDevices.values.sorted { $0.device.name < $1.device.name }.map {
                     ($0.device.name, $0.table, $0 as any DeviceDriver)
                 },
-            directory: TagDirectory(tables: Array(g.tables.values) + retired))
+            directory: TagDirectory(tables: Array(g.tables.values) + retired),
+            templates: sparkplugTemplates(g))
+    }
+
+    /// With `sparkplug.templates.loops`, each loop's device as an instance `Loop` of the definition its number of
+    /// CVs and MVs implies (docs/decisions/0037-sparkplug-templates.md).
+    func sparkplugTemplates(_ g: Generation) -> [String: DeviceTemplate] {
+        guard let settings = g.configuration.sparkplug?.templates, settings.loops else { return [:] }
+        var templates: [String: DeviceTemplate] = [:]
+        for loop in g.loopDevices.values {
+            templates[loop.device.name] = DeviceTemplate(
+                definition: loop.templateDefinitionName, instanceName: "Loop", members: loop.templateMembers,
+                parameters: loop.templateParameters, keepFlatMetrics: settings.keepFlatMetrics)
+        }
+        return templates
     }
 
     /// What `mqtt status` and `status` show; nil without Sparkplug.

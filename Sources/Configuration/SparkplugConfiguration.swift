@@ -96,6 +96,7 @@ extension Builder {
             s.reportUnknownKeys(sink: &sink)
         }
         readCommands(&r, into: &settings)
+        readTemplates(&r, into: &settings)
         r.reportUnknownKeys(sink: &sink)
         sparkplug = (settings, at)
     }
