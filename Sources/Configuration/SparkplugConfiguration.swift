@@ -270,6 +270,7 @@ extension Builder {
             }
         }
         _ = at
+        validateTemplateTypes()
     }
 
     private func resolve(_ path: String) -> String {

@@ -9,8 +9,18 @@ import Testing
     static let definition = "EdgePilot/Loop_2CV_2MV"
 
     static func config(modbusPort: Int, brokerPort: Int, keepFlat: Bool = false) -> String {
-        LoopDeviceTests.config(modbusPort: modbusPort, brokerPort: brokerPort)
-            + "  templates: {loops: true\(keepFlat ? ", keep_flat_metrics: true" : "")}\n"
+        guard keepFlat else {
+            return LoopDeviceTests.config(modbusPort: modbusPort, brokerPort: brokerPort)
+                + "  templates: {loops: true}\n"
+        }
+        return LoopDeviceTests.config(modbusPort: modbusPort, brokerPort: brokerPort) + """
+              templates:
+                loops: true
+                keep_flat_metrics: true
+                types:
+                  - {name: EdgePilot/Tanks, members: [tank1/level, tank2/level, pump1/voltage], devices: [plant]}
+
+            """
     }
 
     static func template(_ m: [String: Any]?) -> [String: Any]? { m?["template"] as? [String: Any] }
@@ -197,6 +207,7 @@ import Testing
         #expect(wmembers.first { $0["name"] as? String == "mode" }?["value"] as? String == "\"manual\"")
     }
 
+    /// Beside the loop, a configured device type: the plant device is an instance of `EdgePilot/Tanks`.
     @Test func keepFlatMetricsBirthsTheInstanceBesideTheFlatMetrics() throws {
         let scenario = try SparkplugScenario(
             plant: QuadTank(extraArguments: ["--initial", "12.4", "12.7", "1.8", "1.4"])
@@ -217,8 +228,24 @@ import Testing
         }
         let dbirth = try #require(host.messages.first { $0.kind == "DBIRTH" && $0.device == "loop-tanks" })
         #expect(dbirth.metric("loop/tanks/mode") != nil && dbirth.metric("Loop") != nil)
-        // The plant's own device stays flat.
+        // The plant device as an instance of its configured type, beside its flat tags; its data updates both.
+        let nbirth = try #require(host.messages.first { $0.kind == "NBIRTH" })
+        let tanks = Self.template(nbirth.metric("_types_/EdgePilot/Tanks"))
+        #expect(
+            Self.members(tanks).compactMap { $0["name"] as? String } == ["tank1/level", "tank2/level", "pump1/voltage"])
         let plant = try #require(host.messages.first { $0.kind == "DBIRTH" && $0.device == "plant" })
-        #expect(plant.metric("tank1/level") != nil && !plant.metrics.contains { $0["template"] is [String: Any] })
+        let instance = Self.template(plant.metric("Tanks"))
+        #expect(instance?["template_ref"] as? String == "EdgePilot/Tanks")
+        #expect(instance?["version"] as? String == tanks?["version"] as? String)
+        #expect(plant.metric("tank1/level") != nil && plant.metric("pump2/voltage") != nil)
+        let params = instance?["parameters"] as? [[String: Any]] ?? []
+        #expect(params.first?["name"] as? String == "device" && params.first?["value"] as? String == "plant")
+        try host.waitFor("a level in plant DDATA, flat and as a member") { ms in
+            ms.contains { m in
+                guard m.kind == "DDATA", m.device == "plant", let flat = m.metric("tank1/level")?.double("value")
+                else { return false }
+                return Self.member(Self.template(m.metric("Tanks")), "tank1/level")?.double("value") == flat
+            }
+        }
     }
 }
