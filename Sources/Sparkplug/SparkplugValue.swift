@@ -37,8 +37,9 @@ public enum SparkplugValue: Sendable, Hashable {
     case booleanArray([Bool])
     case stringArray([String])
     case dateTimeArray([UInt64])
-    /// A template definition or instance (docs/decisions/0037-sparkplug-templates.md).
-    case template(SparkplugTemplate)
+    /// A template definition or instance (docs/decisions/0037-sparkplug-templates.md). Boxed, so the other
+    /// cases (every scalar on the data path) keep the size they had before templates.
+    indirect case template(SparkplugTemplate)
 
     public var dataType: SparkplugDataType {
         switch self {
@@ -87,8 +88,8 @@ enum WireValue: Equatable {
     case boolean(Bool)
     case string(String)
     case bytes(Data)
-    /// Metric values only: `template_value`.
-    case template(SparkplugTemplate)
+    /// Metric values only: `template_value` (boxed, as in `SparkplugValue`).
+    indirect case template(SparkplugTemplate)
 }
 
 extension SparkplugValue {
