@@ -38,11 +38,114 @@ def ndata(i, seq, n):
     return p
 
 
+def _double(m, name, alias, ts, value):
+    if name is not None:
+        m.name = name
+    if alias is not None:
+        m.alias = alias
+    m.timestamp = ts
+    m.datatype = DT.Double
+    m.double_value = value
+    m.properties.keys.extend(["Quality", "readOnly"])
+    q = m.properties.values.add()
+    q.type = DT.Int32
+    q.int_value = 192
+    r = m.properties.values.add()
+    r.type = DT.Boolean
+    r.boolean_value = True
+
+
+def births(metrics, members, templates):
+    """NBIRTH and one DBIRTH per device of `members` Double metrics, flat or one template instance each: the shape
+    sparkplugbench --births builds through EdgeNodeSession. Returns the serialized messages."""
+    ts = 1_700_000_000_000
+    nb = pb.Payload()
+    nb.timestamp = ts
+    nb.seq = 0
+    for name, dt, field, value in (
+        ("bdSeq", DT.Int64, "long_value", 0),
+        ("Node Control/Rebirth", DT.Boolean, "boolean_value", False),
+        ("Node Control/Next Server", DT.Boolean, "boolean_value", False),
+    ):
+        m = nb.metrics.add()
+        m.name = name
+        m.timestamp = ts
+        m.datatype = dt
+        setattr(m, field, value)
+    if templates:
+        d = nb.metrics.add()
+        d.name = "_types_/Pump"
+        d.timestamp = ts
+        d.datatype = DT.Template
+        d.template_value.version = "1-0000000000000000"
+        d.template_value.is_definition = True
+        for k in range(members):
+            mm = d.template_value.metrics.add()
+            mm.name = "m%d" % k
+            mm.datatype = DT.Double
+            mm.is_null = True
+    out = [nb.SerializeToString()]
+    alias = 1
+    for i in range(metrics // members):
+        p = pb.Payload()
+        p.timestamp = ts
+        p.seq = (i + 1) % 256
+        if templates:
+            inst = p.metrics.add()
+            inst.name = "pump%d" % i
+            inst.alias = alias
+            alias += 1
+            inst.timestamp = ts
+            inst.datatype = DT.Template
+            inst.template_value.version = "1-0000000000000000"
+            inst.template_value.template_ref = "Pump"
+            inst.template_value.is_definition = False
+            for k in range(members):
+                _double(inst.template_value.metrics.add(), "m%d" % k, None, ts, (i * members + k) * 0.5)
+        else:
+            for k in range(members):
+                _double(p.metrics.add(), "pump%d/m%d" % (i, k), alias, ts, (i * members + k) * 0.5)
+                alias += 1
+        out.append(p.SerializeToString())
+    return out
+
+
+def births_main(args):
+    result = {
+        "implementation": "python protobuf %s (%s)" % (protobuf_version, api_implementation.Type()),
+        "metrics": args.births,
+        "members": args.members,
+    }
+    for key, templates in (("flat", False), ("templates", True)):
+        msgs = births(args.births, args.members, templates)
+        rounds = 0
+        start = time.perf_counter()
+        while True:
+            births(args.births, args.members, templates)
+            rounds += 1
+            elapsed = time.perf_counter() - start
+            if elapsed >= args.seconds and rounds >= 3:
+                break
+        result[key] = {
+            "nbirth_bytes": len(msgs[0]),
+            "dbirth_bytes": sum(len(m) for m in msgs[1:]),
+            "messages": len(msgs),
+            "build_ms": elapsed * 1000 / rounds,
+            "rounds": rounds,
+        }
+    print(json.dumps(result, sort_keys=True))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--metrics", type=int, default=10)
     ap.add_argument("--seconds", type=float, default=2.0)
+    ap.add_argument("--births", type=int, help="NBIRTH/DBIRTH for this many metrics, flat and as templates")
+    ap.add_argument("--members", type=int, default=10)
     args = ap.parse_args()
+    if args.births:
+        births_main(args)
+        return
     for i in range(1000):
         ndata(i, i % 256, args.metrics).SerializeToString()
     iterations = 0

@@ -2,12 +2,34 @@
 # Sparkplug NDATA encode throughput: EdgePilot's Swift encoder beside the Python protobuf encoder, same payload
 # shape, same run, plus heap allocations per encoded NDATA (malloc-counting LD_PRELOAD shim).
 # Usage: Benchmarks/sparkplug/run.sh [metrics-per-payload] [seconds]
+#        Benchmarks/sparkplug/run.sh births [metrics] [seconds] [--compression none]
+#          NBIRTH/DBIRTH size and build time for that many metrics (default 10,000), flat and as template instances
+#          (10 members each), beside the Python Tahu encoder. --compression is passed to sparkplugbench, which
+#          accepts only `none` until the encoder compresses.
 # SPARKPLUG_BENCH_BIN=/path/to/sparkplugbench skips building it (e.g. from a development package).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
-metrics="${1:-10}"
-seconds="${2:-2}"
+mode=ndata
+if [[ "${1:-}" == "births" ]]; then
+    mode=births
+    shift
+fi
+compression=none
+positional=()
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        --compression) compression="$2"; shift 2 ;;
+        *) positional+=("$1"); shift ;;
+    esac
+done
+if [[ "$mode" == births ]]; then
+    metrics="${positional[0]:-10000}"
+    seconds="${positional[1]:-3}"
+else
+    metrics="${positional[0]:-10}"
+    seconds="${positional[1]:-2}"
+fi
 python="$root/.venv/bin/python"
 [[ -x "$python" ]] || { echo "missing $python (python3 -m venv .venv && pip install -r requirements.txt)" >&2; exit 1; }
 
@@ -15,6 +37,26 @@ bin="${SPARKPLUG_BENCH_BIN:-}"
 if [[ -z "$bin" ]]; then
     (cd "$root" && swift build -c release -j 2 --product sparkplugbench >&2)
     bin="$root/.build/release/sparkplugbench"
+fi
+
+if [[ "$mode" == births ]]; then
+    swift_json="$("$bin" --births "$metrics" --members 10 --seconds "$seconds" --compression "$compression")"
+    python_json="$("$python" -W ignore "$here/encode_bench.py" --births "$metrics" --members 10 --seconds "$seconds")"
+    "$python" - "$swift_json" "$python_json" <<'PY'
+import json, sys
+s, p = (json.loads(x) for x in sys.argv[1:3])
+print("Sparkplug births, %d metrics as %d devices of %d (compression: %s)"
+      % (s["metrics"], s["metrics"] // s["members"], s["members"], s["compression"]))
+print("%-40s %12s %14s %10s %12s" % ("", "NBIRTH B", "DBIRTHs B", "messages", "build ms"))
+for impl, label in ((s, "swift session"), (p, "python tahu encode")):
+    for key in ("flat", "templates"):
+        r = impl[key]
+        print("%-40s %12d %14d %10d %12.1f" % ("%s, %s" % (label, key), r["nbirth_bytes"], r["dbirth_bytes"],
+                                               r["messages"], r["build_ms"]))
+for key in ("flat", "templates"):
+    print("ratio python/swift build time, %s: %.2fx" % (key, p[key]["build_ms"] / s[key]["build_ms"]))
+PY
+    exit 0
 fi
 
 tmp="$(mktemp -d)"

@@ -2,6 +2,7 @@
 // Prints one JSON object on stdout; Benchmarks/sparkplug/run.sh puts it beside the Python encoder's figures.
 //
 // Usage: sparkplugbench [--metrics N] [--seconds S]
+//        sparkplugbench --births N [--members M] [--seconds S] [--compression none]   (NBIRTH/DBIRTH, Births.swift)
 // Allocations are counted only when the malloc-counting shim (built by run.sh) is LD_PRELOADed; otherwise null.
 
 import Foundation
@@ -13,15 +14,34 @@ import Sparkplug
 
 var metricsPerPayload = 10
 var seconds = 2.0
+var birthMetrics: Int?
+var members = 10
+// The hook for payload compression (issue 13): births are measured uncompressed until the encoder has it.
+var compression = "none"
 var arguments = CommandLine.arguments.dropFirst().makeIterator()
 while let arg = arguments.next() {
     switch arg {
     case "--metrics": metricsPerPayload = Int(arguments.next() ?? "") ?? metricsPerPayload
     case "--seconds": seconds = Double(arguments.next() ?? "") ?? seconds
+    case "--births": birthMetrics = Int(arguments.next() ?? "")
+    case "--members": members = max(1, Int(arguments.next() ?? "") ?? members)
+    case "--compression": compression = arguments.next() ?? compression
     default:
         FileHandle.standardError.write(Data("unknown argument \(arg)\n".utf8))
         exit(2)
     }
+}
+
+if let birthMetrics {
+    guard compression == "none" else {
+        FileHandle.standardError.write(Data("--compression \(compression): not implemented in this build\n".utf8))
+        exit(2)
+    }
+    let result = try birthsBenchmark(
+        metrics: birthMetrics, members: members, seconds: seconds, compression: compression)
+    let json = try JSONSerialization.data(withJSONObject: result, options: [.sortedKeys])
+    print(String(decoding: json, as: UTF8.self))
+    exit(0)
 }
 
 /// The counter exported by Benchmarks/sparkplug/malloc_count.c when preloaded.

@@ -47,7 +47,39 @@ extension AgentRuntime {
                 + g.monitorDevices.values.sorted { $0.device.name < $1.device.name }.map {
                     ($0.device.name, $0.table, $0 as any DeviceDriver)
                 },
-            directory: TagDirectory(tables: Array(g.tables.values) + retired))
+            directory: TagDirectory(tables: Array(g.tables.values) + retired),
+            templates: sparkplugTemplates(g))
+    }
+
+    /// With `sparkplug.templates.loops`, each loop's device as an instance `Loop` of the definition its number of
+    /// CVs and MVs implies; each device of a `templates.types` entry as an instance of that type, its members the
+    /// tags whose names end in the member names (docs/decisions/0037-sparkplug-templates.md).
+    func sparkplugTemplates(_ g: Generation) -> [String: DeviceTemplate] {
+        guard let settings = g.configuration.sparkplug?.templates else { return [:] }
+        var templates: [String: DeviceTemplate] = [:]
+        if settings.loops {
+            for loop in g.loopDevices.values {
+                templates[loop.device.name] = DeviceTemplate(
+                    definition: loop.templateDefinitionName, instanceName: "Loop", members: loop.templateMembers,
+                    parameters: loop.templateParameters, keepFlatMetrics: settings.keepFlatMetrics)
+            }
+        }
+        for type in settings.types {
+            for device in type.devices {
+                guard let table = g.tables[device] else { continue }
+                var members: [String: String] = [:]
+                for member in type.members {
+                    // The configuration guarantees exactly one.
+                    if let tag = SparkplugDeviceType.tags(for: member, in: table.definitions).first {
+                        members[tag.name] = member
+                    }
+                }
+                templates[device] = DeviceTemplate(
+                    definition: type.name, instanceName: type.instanceName, members: members,
+                    parameters: [(name: "device", value: device)], keepFlatMetrics: settings.keepFlatMetrics)
+            }
+        }
+        return templates
     }
 
     /// What `mqtt status` and `status` show; nil without Sparkplug.

@@ -111,6 +111,8 @@ struct Builder {
     var loops: [(LoopDefinition, Location)] = []
     var monitors: [(MonitorDefinition, Location, [String: Location])] = []
     var sparkplug: (SparkplugSettings, Location)?
+    /// Where each device of `sparkplug.templates.types` is listed, by `<type>|<device>` (checked once tags are read).
+    var sparkplugTypeLocations: [String: Location] = [:]
     var metrics: MetricsSettings?
     var writeLimits = DeviceWriteLimits()
 

@@ -96,6 +96,7 @@ extension Builder {
             s.reportUnknownKeys(sink: &sink)
         }
         readCommands(&r, into: &settings)
+        readTemplates(&r, into: &settings)
         r.reportUnknownKeys(sink: &sink)
         sparkplug = (settings, at)
     }
@@ -269,6 +270,7 @@ extension Builder {
             }
         }
         _ = at
+        validateTemplateTypes()
     }
 
     private func resolve(_ path: String) -> String {

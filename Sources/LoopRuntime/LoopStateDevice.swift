@@ -40,7 +40,7 @@ public final class LoopStateDevice: DeviceDriver, @unchecked Sendable {
     public let device: DeviceDefinition
     public let table: TagTable
     package let runner: LoopRunner
-    private let fields: [Field]
+    let fields: [Field]
     private let slowEvery: Int
     private let periodNanoseconds: UInt64
 

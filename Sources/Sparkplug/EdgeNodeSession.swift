@@ -92,6 +92,8 @@ public struct EdgeNodeSession: Sendable {
         var table: MetricTable
         var online: Bool
         var born = false
+        /// Set when the device's metrics (some of them) are born and sent as one template instance.
+        var template: InstanceState?
     }
 
     public let configuration: EdgeNodeConfiguration
@@ -123,7 +125,9 @@ public struct EdgeNodeSession: Sendable {
     private var node = MetricTable()
     private var devices: [String: Device] = [:]
     private var deviceOrder: [String] = []
-    private var nextAlias: UInt64 = 1
+    var nextAlias: UInt64 = 1
+    /// Template definitions, published in every NBIRTH after the node metrics.
+    public internal(set) var templates: [SparkplugTemplateDefinition] = []
 
     /// `nodeMetrics` are every metric the node itself will ever publish (names unique, values initial or null);
     /// `lastBdSeq` is what the `BdSeqStore` holds.
@@ -237,10 +241,13 @@ public struct EdgeNodeSession: Sendable {
         throws(SparkplugError) -> [EdgeNodeAction]
     {
         guard var device = devices[deviceID] else { throw .invalidRequest("unknown device '\(deviceID)'") }
-        let metrics = try apply(changes, to: &device.table, owner: "device '\(deviceID)'")
+        var indices: [Int]? = device.template == nil ? nil : []
+        let metrics = try apply(changes, to: &device.table, owner: "device '\(deviceID)'", indices: &indices)
         devices[deviceID] = device
         guard isOnline, device.born, !metrics.isEmpty else { return [] }
-        return [.publish(try message(.ddata, device: deviceID, metrics: metrics, now: now))]
+        var out = metrics
+        if let instance = device.template, let indices { out = instance.data(metrics, indices: indices) }
+        return [.publish(try message(.ddata, device: deviceID, metrics: out, now: now))]
     }
 
     /// Stores the node's current values without publishing them, for the next NBIRTH to carry; only while no data
@@ -273,12 +280,19 @@ public struct EdgeNodeSession: Sendable {
 
     /// Declares a device with every metric it will ever publish. If the node is online and the device is
     /// reachable, its DBIRTH goes out now.
-    public mutating func addDevice(_ deviceID: String, metrics: [SparkplugMetric], online: Bool = true, now: UInt64)
-        throws(SparkplugError) -> [EdgeNodeAction]
-    {
+    ///
+    /// With `template`, the bound metrics are born and sent as members of one template instance metric (beside the
+    /// flat metrics when the binding keeps them); its definition must be declared first (`declareTemplate`).
+    public mutating func addDevice(
+        _ deviceID: String, metrics: [SparkplugMetric], template: SparkplugTemplateBinding? = nil, online: Bool = true,
+        now: UInt64
+    ) throws(SparkplugError) -> [EdgeNodeAction] {
         try SparkplugTopic.validateID(deviceID, role: "device id")
         guard devices[deviceID] == nil else { throw .invalidRequest("device '\(deviceID)' is already declared") }
-        devices[deviceID] = Device(table: try makeTable(metrics, owner: "device '\(deviceID)'"), online: online)
+        let table = try makeTable(metrics, owner: "device '\(deviceID)'")
+        var instance: InstanceState?
+        if let template { instance = try instanceState(template, table: table, device: deviceID) }
+        devices[deviceID] = Device(table: table, online: online, template: instance)
         deviceOrder.append(deviceID)
         return online ? try deviceBirth(deviceID, now: now) : []
     }
@@ -318,12 +332,20 @@ public struct EdgeNodeSession: Sendable {
             guard let id = t.deviceID, let device = devices[id] else {
                 throw .invalidRequest("DCMD for undeclared device '\(t.deviceID ?? "")'")
             }
-            let p = try SparkplugPayload(decoding: payload) { name, alias in
-                Self.lookup(device.table, name: name, alias: alias)?.dataType
+            let p = try SparkplugPayload(
+                decoding: payload,
+                typeOf: { name, alias in
+                    Self.lookup(device.table, name: name, alias: alias)?.dataType
+                        ?? device.template?.dataType(ofCommandNamed: name, alias: alias, in: device.table)
+                },
+                memberTypeOf: { instance, alias, member in
+                    device.template?.memberType(instance: instance, alias: alias, member: member, in: device.table)
+                })
+            var metrics = p.metrics
+            if let instance = device.template {
+                metrics = try instance.flatten(metrics, table: device.table, owner: "device '\(id)'")
             }
-            return [
-                .deviceCommand(deviceID: id, try resolveNames(p.metrics, in: device.table, owner: "device '\(id)'"))
-            ]
+            return [.deviceCommand(deviceID: id, try resolveNames(metrics, in: device.table, owner: "device '\(id)'"))]
         default:
             throw .invalidTopic(topic)
         }
@@ -454,6 +476,8 @@ public struct EdgeNodeSession: Sendable {
             SparkplugMetric(name: Self.nextServerMetric, timestamp: now, value: .boolean(false)),
         ]
         metrics += node.metrics.map { birthMetric($0, now: now) }
+        // tck-id-payloads-template-definition-nbirth: definitions only here, after the metrics.
+        metrics += templates.map { $0.birthMetric(now: now) }
         let payload = SparkplugPayload(timestamp: now, seq: 0, metrics: metrics)
         // The table only holds values whose type was checked on the way in, so encoding cannot fail.
         let bytes = (try? payload.serialized()) ?? []
@@ -470,7 +494,16 @@ public struct EdgeNodeSession: Sendable {
     private mutating func deviceBirth(_ id: String, now: UInt64) throws(SparkplugError) -> [EdgeNodeAction] {
         guard phase == .online, let device = devices[id], device.online, !device.born else { return [] }
         devices[id]!.born = true
-        let metrics = device.table.metrics.map { birthMetric($0, now: now) }
+        var metrics: [SparkplugMetric]
+        if let instance = device.template {
+            metrics = device.table.metrics.indices.compactMap { i in
+                instance.memberOf[i] != nil && !instance.binding.keepFlatMetrics
+                    ? nil : birthMetric(device.table.metrics[i], now: now)
+            }
+            metrics.append(instance.birthMetric(device.table, now: now) { birthMetric($0, now: now) })
+        } else {
+            metrics = device.table.metrics.map { birthMetric($0, now: now) }
+        }
         return [.publish(try message(.dbirth, device: id, metrics: metrics, now: now, namesOnly: true))]
     }
 
@@ -541,6 +574,14 @@ public struct EdgeNodeSession: Sendable {
     private func apply(_ changes: [SparkplugMetric], to table: inout MetricTable, owner: String) throws(SparkplugError)
         -> [SparkplugMetric]
     {
+        var none: [Int]?
+        return try apply(changes, to: &table, owner: owner, indices: &none)
+    }
+
+    /// `indices`, when not nil, receives the table index of each returned metric.
+    private func apply(
+        _ changes: [SparkplugMetric], to table: inout MetricTable, owner: String, indices: inout [Int]?
+    ) throws(SparkplugError) -> [SparkplugMetric] {
         var out: [SparkplugMetric] = []
         out.reserveCapacity(changes.count)
         for var m in changes {
@@ -578,6 +619,7 @@ public struct EdgeNodeSession: Sendable {
                 m.name = nil
             }
             out.append(m)
+            indices?.append(i)
         }
         return out
     }

@@ -7,7 +7,7 @@ public enum SparkplugError: Error, Sendable, Hashable, CustomStringConvertible {
     case malformedPayload(String)
     /// A metric's value does not fit its declared data type.
     case invalidValue(context: String, reason: String)
-    /// DataSet, Template, PropertySet or an unknown type number, which EdgePilot does not handle.
+    /// DataSet, PropertySet or an unknown type number, which EdgePilot does not handle.
     case unsupportedDataType(context: String, UInt32)
     /// A metric in a command has neither a datatype nor a name/alias this node published.
     case unknownMetric(String)
@@ -161,9 +161,13 @@ public struct SparkplugPayload: Sendable, Hashable {
 
     /// Decodes a payload received from the network. `typeOf` supplies the data type of metrics that arrive
     /// without one (hosts may omit it in commands for metrics the node declared in its births).
-    /// Never traps on malformed input: every problem is a `SparkplugError`.
+    /// Never traps on malformed input: every problem is a `SparkplugError`. `memberTypeOf` does the same for the
+    /// members of a template instance metric (named by its name or alias) that arrive without a datatype.
     public init(
-        decoding bytes: [UInt8], typeOf: (_ name: String?, _ alias: UInt64?) -> SparkplugDataType? = { _, _ in nil }
+        decoding bytes: [UInt8], typeOf: (_ name: String?, _ alias: UInt64?) -> SparkplugDataType? = { _, _ in nil },
+        memberTypeOf: (_ instance: String?, _ alias: UInt64?, _ member: String?) -> SparkplugDataType? = { _, _, _ in
+            nil
+        }
     ) throws(SparkplugError) {
         let p: SpB_Payload
         do {
@@ -178,7 +182,7 @@ public struct SparkplugPayload: Sendable, Hashable {
         metrics = []
         metrics.reserveCapacity(p.metrics.count)
         for (i, m) in p.metrics.enumerated() {
-            metrics.append(try Self.decode(m, index: i, typeOf: typeOf))
+            metrics.append(try Self.decode(m, index: i, typeOf: typeOf, memberTypeOf: memberTypeOf))
         }
     }
 
@@ -205,6 +209,7 @@ public struct SparkplugPayload: Sendable, Hashable {
             case .boolean(let v): out.booleanValue = v
             case .string(let v): out.stringValue = v
             case .bytes(let v): out.bytesValue = v
+            case .template(let t): out.templateValue = try encode(t, of: m.label)
             }
         } else {
             out.isNull = true
@@ -235,7 +240,7 @@ public struct SparkplugPayload: Sendable, Hashable {
         case .double(let v): pv.doubleValue = v
         case .boolean(let v): pv.booleanValue = v
         case .string(let v): pv.stringValue = v
-        case .bytes:
+        case .bytes, .template:
             // PropertyValue has no bytes field: the spec allows only basic types as property values.
             throw .invalidValue(
                 context: "\(metric) property '\(prop.key)'", reason: "\(value.dataType) is not a property value type")
@@ -244,11 +249,13 @@ public struct SparkplugPayload: Sendable, Hashable {
     }
 
     static func decode(
-        _ m: SpB_Payload.Metric, index: Int, typeOf: (String?, UInt64?) -> SparkplugDataType?
+        _ m: SpB_Payload.Metric, index: Int, typeOf: (String?, UInt64?) -> SparkplugDataType?,
+        memberTypeOf: (String?, UInt64?, String?) -> SparkplugDataType?, parent: String? = nil
     ) throws(SparkplugError) -> SparkplugMetric {
         let name = m.hasName ? m.name : nil
         let alias = m.hasAlias ? m.alias : nil
-        let context = name.map { "metric '\($0)'" } ?? alias.map { "metric alias \($0)" } ?? "metric #\(index)"
+        var context = name.map { "metric '\($0)'" } ?? alias.map { "metric alias \($0)" } ?? "metric #\(index)"
+        if let parent { context = "\(parent) member \(context)" }
         let type: SparkplugDataType
         if m.hasDatatype {
             guard let t = SparkplugDataType(rawValue: m.datatype) else {
@@ -282,7 +289,9 @@ public struct SparkplugPayload: Sendable, Hashable {
         case .booleanValue(let v)?: wire = .boolean(v)
         case .stringValue(let v)?: wire = .string(v)
         case .bytesValue(let v)?: wire = .bytes(v)
-        case .datasetValue?, .templateValue?, .extensionValue?:
+        case .templateValue(let t)?:
+            wire = .template(try decode(t, context: context) { member in memberTypeOf(name, alias, member) })
+        case .datasetValue?, .extensionValue?:
             throw .unsupportedDataType(context: context, type.rawValue)
         case nil: wire = nil
         }

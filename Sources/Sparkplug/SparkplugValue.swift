@@ -2,8 +2,9 @@ import Foundation
 
 /// A metric or property value; the case fixes the Sparkplug data type.
 ///
-/// DataSet, Template and PropertySet values are not modelled: EdgePilot publishes scalar tags and arrays, and a
-/// command that carries one of those types is reported as unsupported rather than misread.
+/// DataSet and PropertySet values are not modelled: EdgePilot publishes scalar tags, arrays and templates (a loop
+/// or a repeated device type as an Ignition UDT), and a command that carries one of those types is reported as
+/// unsupported rather than misread.
 public enum SparkplugValue: Sendable, Hashable {
     case int8(Int8)
     case int16(Int16)
@@ -36,6 +37,9 @@ public enum SparkplugValue: Sendable, Hashable {
     case booleanArray([Bool])
     case stringArray([String])
     case dateTimeArray([UInt64])
+    /// A template definition or instance (docs/decisions/0037-sparkplug-templates.md). Boxed, so the other
+    /// cases (every scalar on the data path) keep the size they had before templates.
+    indirect case template(SparkplugTemplate)
 
     public var dataType: SparkplugDataType {
         switch self {
@@ -69,6 +73,7 @@ public enum SparkplugValue: Sendable, Hashable {
         case .booleanArray: .booleanArray
         case .stringArray: .stringArray
         case .dateTimeArray: .dateTimeArray
+        case .template: .template
         }
     }
 }
@@ -83,6 +88,8 @@ enum WireValue: Equatable {
     case boolean(Bool)
     case string(String)
     case bytes(Data)
+    /// Metric values only: `template_value` (boxed, as in `SparkplugValue`).
+    indirect case template(SparkplugTemplate)
 }
 
 extension SparkplugValue {
@@ -115,6 +122,7 @@ extension SparkplugValue {
         case .doubleArray(let v): .bytes(ArrayPacking.pack(v.map(\.bitPattern)))
         case .booleanArray(let v): .bytes(ArrayPacking.packBooleans(v))
         case .stringArray(let v): .bytes(ArrayPacking.packStrings(v))
+        case .template(let t): .template(t)
         }
     }
 
@@ -187,7 +195,8 @@ extension SparkplugValue {
                 try ArrayPacking.unpack(d, as: UInt64.self, context: context).map(Double.init(bitPattern:)))
         case (.booleanArray, .bytes(let d)): self = .booleanArray(try ArrayPacking.unpackBooleans(d, context: context))
         case (.stringArray, .bytes(let d)): self = .stringArray(try ArrayPacking.unpackStrings(d, context: context))
-        case (.unknown, _), (.dataSet, _), (.template, _), (.propertySet, _), (.propertySetList, _):
+        case (.template, .template(let t)): self = .template(t)
+        case (.unknown, _), (.dataSet, _), (.propertySet, _), (.propertySetList, _):
             throw .unsupportedDataType(context: context, type.rawValue)
         default:
             throw mismatch()
@@ -205,6 +214,7 @@ extension WireValue {
         case .boolean: "boolean_value"
         case .string: "string_value"
         case .bytes: "bytes_value"
+        case .template: "template_value"
         }
     }
 }

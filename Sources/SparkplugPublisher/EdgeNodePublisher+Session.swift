@@ -17,13 +17,14 @@ extension EdgeNodePublisher {
                 allowNextServer: settings.commands != .off),
             nodeMetrics: nodeMetrics(now: now), lastBdSeq: bdSeqStore.load())
         deviceOnline = [:]
+        let bindings = declareTemplates(in: &s)
         for d in view.devices {
             let metrics = d.table.definitions.indices.map {
                 SparkplugMapping.birthMetric(d.table.definitions[$0], table: d.table, index: $0, now: now)
             }
             let online = d.driver?.driverStatus.state == "connected"
             deviceOnline[d.name] = online
-            _ = try s.addDevice(d.name, metrics: metrics, online: online, now: now)
+            _ = try s.addDevice(d.name, metrics: metrics, template: bindings[d.name], online: online, now: now)
         }
         sentNodeValues = [:]
         let c = try makeClient()

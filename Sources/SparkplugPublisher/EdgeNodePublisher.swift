@@ -33,6 +33,8 @@ package final class EdgeNodePublisher: @unchecked Sendable {
         var devices: [(name: String, table: TagTable, driver: (any DeviceDriver)?)]
         /// Resolves change ids, including those of tables a reload just replaced.
         var directory: TagDirectory
+        /// Devices published as template instances, by device name (docs/decisions/0037-sparkplug-templates.md).
+        var templates: [String: DeviceTemplate]
 
         /// Device names with their tags' names, types, units, writable and description (DBIRTH properties), and whether anything is polled (NBIRTH declares
         /// Scan Rate then): when it changes, the births must change.
@@ -47,13 +49,16 @@ package final class EdgeNodePublisher: @unchecked Sendable {
                         }
                         .joined(separator: ",")
                 }.sorted()
+                + templates.map { "template:\($0.key)|\($0.value.signature)" }.sorted()
         }
 
         package init(
-            devices: [(name: String, table: TagTable, driver: (any DeviceDriver)?)], directory: TagDirectory
+            devices: [(name: String, table: TagTable, driver: (any DeviceDriver)?)], directory: TagDirectory,
+            templates: [String: DeviceTemplate] = [:]
         ) {
             self.devices = devices
             self.directory = directory
+            self.templates = templates
         }
     }
 

@@ -145,6 +145,10 @@ public struct SparkplugSettings: Sendable, Hashable {
     /// What NCMD `Node Control/Scan Rate` may set.
     public var scanRateLimits = ScanRateLimits()
 
+    // Templates (docs/decisions/0037-sparkplug-templates.md).
+    /// Loops as template instances, and how.
+    public var templates = SparkplugTemplateSettings()
+
     public init(
         groupID: String, edgeNodeID: String, primaryHostID: String? = nil, brokers: [SparkplugBrokerSettings],
         mqttVersion: SparkplugMQTTVersion = .v311, keepAliveSeconds: Int = 30, bdSeqPath: String? = nil,

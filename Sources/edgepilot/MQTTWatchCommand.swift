@@ -162,24 +162,62 @@ struct WatchDecoder {
         var metrics: [[String: Any]] = []
         for metric in payload.metrics {
             let name = metric.name ?? metric.alias.flatMap { names[$0]?.name }
-            var j: [String: Any] = ["datatype": "\(metric.dataType)"]
-            if let name { j["name"] = name }
-            if let alias = metric.alias { j["alias"] = alias }
-            if let ts = metric.timestamp { j["timestamp"] = ts }
-            if metric.isHistorical { j["historical"] = true }
-            j["value"] = metric.value.map { Self.text($0) } ?? NSNull()
-            var props: [String: Any] = [:]
-            for p in metric.properties { props[p.key] = p.value.map { Self.text($0) } ?? NSNull() }
-            if !props.isEmpty { j["properties"] = props }
-            metrics.append(j)
-            let value = metric.value.map { Self.text($0) } ?? "null"
-            let quality = metric.quality.map { " [quality \($0.rawValue)]" } ?? ""
-            lines.append(
-                "  \(name ?? metric.label)\(metric.alias.map { " (alias \($0))" } ?? "") = \(value)\(quality)"
-                    + (metric.isHistorical ? " historical" : ""))
+            metrics.append(Self.json(metric, name: name))
+            Self.describe(metric, name: name, indent: "  ", into: &lines)
         }
         json["metrics"] = metrics
         return WatchEntry(json: json, text: lines.joined(separator: "\n"))
+    }
+
+    /// One metric as JSON; a template's members and parameters nested under `template`.
+    static func json(_ metric: SparkplugMetric, name: String?) -> [String: Any] {
+        var j: [String: Any] = ["datatype": "\(metric.dataType)"]
+        if let name { j["name"] = name }
+        if let alias = metric.alias { j["alias"] = alias }
+        if let ts = metric.timestamp { j["timestamp"] = ts }
+        if metric.isHistorical { j["historical"] = true }
+        if case .template(let t)? = metric.value {
+            var tj: [String: Any] = [
+                "is_definition": t.isDefinition, "members": t.metrics.map { json($0, name: $0.name) },
+            ]
+            if let v = t.version { tj["version"] = v }
+            if let ref = t.templateRef { tj["template_ref"] = ref }
+            var params: [String: Any] = [:]
+            for p in t.parameters { params[p.name] = p.value.map { text($0) } ?? NSNull() }
+            if !params.isEmpty { tj["parameters"] = params }
+            j["template"] = tj
+            j["value"] = NSNull()
+        } else {
+            j["value"] = metric.value.map { text($0) } ?? NSNull()
+        }
+        var props: [String: Any] = [:]
+        for p in metric.properties { props[p.key] = p.value.map { text($0) } ?? NSNull() }
+        if !props.isEmpty { j["properties"] = props }
+        return j
+    }
+
+    /// One metric as text lines; a template definition or instance as a heading with its members indented below.
+    static func describe(_ metric: SparkplugMetric, name: String?, indent: String, into lines: inout [String]) {
+        let label = "\(indent)\(name ?? metric.label)\(metric.alias.map { " (alias \($0))" } ?? "")"
+        let historical = metric.isHistorical ? " historical" : ""
+        guard case .template(let t)? = metric.value else {
+            let value = metric.value.map { text($0) } ?? "null"
+            let quality = metric.quality.map { " [quality \($0.rawValue)]" } ?? ""
+            lines.append("\(label) = \(value)\(quality)\(historical)")
+            return
+        }
+        let kind = t.isDefinition ? "template definition" : "instance of \(t.templateRef ?? "?")"
+        let params = t.parameters.map { "\($0.name)=\($0.value.map { text($0) } ?? "null")" }
+        lines.append(
+            "\(label): \(kind)" + (t.version.map { " version \($0)" } ?? "")
+                + (params.isEmpty ? "" : " (\(params.joined(separator: ", ")))") + historical)
+        for member in t.metrics {
+            if t.isDefinition {
+                lines.append("\(indent)  \(member.label): \(member.dataType)")
+            } else {
+                describe(member, name: member.name, indent: indent + "  ", into: &lines)
+            }
+        }
     }
 
     /// The value as the case's payload, without the case name: `12.5`, `true`, `"text"`.

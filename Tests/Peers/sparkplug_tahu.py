@@ -83,10 +83,35 @@ def _property_set(ps):
     return out
 
 
+def _template(t):
+    parameters = []
+    for p in t.parameters:
+        field = p.WhichOneof("value")
+        parameters.append(
+            {
+                "name": p.name if p.HasField("name") else None,
+                "type": p.type if p.HasField("type") else None,
+                "field": field,
+                "value": getattr(p, field) if field else None,
+            }
+        )
+    return {
+        "version": t.version if t.HasField("version") else None,
+        "template_ref": t.template_ref if t.HasField("template_ref") else None,
+        "is_definition": t.is_definition if t.HasField("is_definition") else None,
+        "metrics": [metric_to_dict(m) for m in t.metrics],
+        "parameters": parameters,
+    }
+
+
 def metric_to_dict(m):
     field = m.WhichOneof("value")
     raw = getattr(m, field) if field else None
+    template = None
+    if field == "template_value":
+        template, raw = _template(raw), None
     return {
+        "template": template,
         "name": m.name if m.HasField("name") else None,
         "alias": m.alias if m.HasField("alias") else None,
         "timestamp": m.timestamp if m.HasField("timestamp") else None,
@@ -97,7 +122,7 @@ def metric_to_dict(m):
         "is_transient": m.is_transient,
         "field": field,
         "raw": raw.hex() if isinstance(raw, bytes) else raw,
-        "value": typed_value(m.datatype, field, raw),
+        "value": typed_value(m.datatype, field, raw) if template is None else None,
         "properties": _property_set(m.properties) if m.HasField("properties") else None,
         # The two arrays of the PropertySet as sent: the map above would hide a mismatch.
         "property_counts": [len(m.properties.keys), len(m.properties.values)] if m.HasField("properties") else None,

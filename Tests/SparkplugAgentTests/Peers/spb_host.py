@@ -10,6 +10,8 @@ Commands are JSON lines appended by the test to --commands (polled every 20 ms):
   {"cmd": "rebirth"}                                       NCMD Node Control/Rebirth = true
   {"cmd": "dcmd", "device": d, "metric": m, "datatype": "Float", "value": v}   ("values": [...]: one metric each;
                                                            "alias": n sends the alias without name and datatype)
+  {"cmd": "dcmd_template", "device": d, "instance": i or "alias": a, "member": m, "datatype": "Double", "value": v}
+                                                           DCMD writing one member of a template instance
   {"cmd": "ncmd", "metric": m, "datatype": "Int64", "value": v}   NCMD writing one node metric
   {"cmd": "raw", "topic": t, "hex": "..."}                 arbitrary bytes (malformed commands)
   {"cmd": "state", "online": bool}                         publish STATE now
@@ -114,6 +116,26 @@ def main():
                     m.ClearField("datatype")
                     m.alias = cmd["alias"]
                 p.metrics.append(m)
+            client.publish(
+                "spBv1.0/%s/DCMD/%s/%s" % (args.group, args.node, cmd["device"]), p.SerializeToString(), qos=0
+            )
+        elif kind == "dcmd_template":
+            # As MQTT Engine writes a UDT member: the instance metric (by alias when given) carrying the member.
+            p = pb.Payload()
+            p.timestamp = now_ms()
+            m = p.metrics.add()
+            if "alias" in cmd:
+                m.alias = cmd["alias"]
+            else:
+                m.name = cmd["instance"]
+            m.timestamp = p.timestamp
+            m.datatype = DT.Template
+            m.template_value.is_definition = False
+            if "template_ref" in cmd:
+                m.template_value.template_ref = cmd["template_ref"]
+            m.template_value.metrics.append(
+                metric(cmd["member"], getattr(DT, cmd["datatype"]), cmd["value"], timestamp=p.timestamp)
+            )
             client.publish(
                 "spBv1.0/%s/DCMD/%s/%s" % (args.group, args.node, cmd["device"]), p.SerializeToString(), qos=0
             )
