@@ -30,40 +30,49 @@ public final class DenseQPSolver {
     /// The solution of the last solve (length n).
     public var solution: UnsafeBufferPointer<Double> { UnsafeBufferPointer(start: point, count: variableCount) }
 
-    private let n: Int
-    private let m: Int
+    let n: Int
+    let m: Int
     /// n + m: constraint ids are 0..<n for the bounds of x, n + i for row i of A.
-    private let total: Int
-    private let hessian: UnsafeMutablePointer<Double>  // n×n row-major
-    private let rows: UnsafeMutablePointer<Double>  // m×n row-major
-    private let rowInverseNorm: UnsafeMutablePointer<Double>
-    /// [I; A]·H⁻¹ stored by columns (n × total): entry (k, i) is eₖᵀ·H⁻¹·aᵢ, so row k's first n entries are
-    /// row k of H⁻¹. Every per-solve product with it is an axpy over contiguous rows, which vectorizes.
-    private let inverseColumns: UnsafeMutablePointer<Double>
+    let total: Int
+    let hessian: UnsafeMutablePointer<Double>  // n×n row-major
+    let rows: UnsafeMutablePointer<Double>  // m×n row-major
+    let rowInverseNorm: UnsafeMutablePointer<Double>
+    /// The normals of all constraints in the factor's coordinates, L⁻¹·[I, Aᵀ] (n × total, L·Lᵀ = H): column i is
+    /// L⁻¹·aᵢ, so row k's first n entries are row k of L⁻¹. Every product the solver needs is a sum of its rows
+    /// (an axpy over contiguous memory, which vectorizes): Gram entries aᵢᵀ·H⁻¹·aⱼ are products of two columns,
+    /// and x₀ = −H⁻¹f is −L⁻ᵀ·(L⁻¹f). Going through L⁻¹ rather than an explicit H⁻¹ keeps the round-off at the
+    /// square root of H's condition number, as DAQP's M = A·R⁻¹ does; with H⁻¹ the solutions on soft-constrained
+    /// problems (slack weights far above the others) were 1e-8–1e-7 away from quadprog's.
+    let normals: UnsafeMutablePointer<Double>
     /// One Gram column per working-set slot (n + 1 slots × total, the last for a candidate that turns out
     /// dependent on a full W): entry i is a_iᵀ·H⁻¹·a_id.
-    private let columns: UnsafeMutablePointer<Double>
-    private let slotOf: UnsafeMutablePointer<Int>
+    let columns: UnsafeMutablePointer<Double>
+    let slotOf: UnsafeMutablePointer<Int>
     /// The whole Gram matrix [I; A]·H⁻¹·[I; A]ᵀ (total × total) when it takes at most `gramLimit` entries:
     /// an add then copies its column instead of forming it (O(total) instead of O(nnz(a)·total)).
-    private let gram: UnsafeMutablePointer<Double>?
+    let gram: UnsafeMutablePointer<Double>?
     /// 2¹⁷ entries, 1 MiB: the Gram matrix of a 360-row problem, above the sizes of the scenarios benchmarked.
     static let gramLimit = 1 << 17
-    private let activeId: UnsafeMutablePointer<Int>
-    private let activeSign: UnsafeMutablePointer<Double>
-    private let isActive: UnsafeMutablePointer<Bool>
+    let activeId: UnsafeMutablePointer<Int>
+    let activeSign: UnsafeMutablePointer<Double>
+    let isActive: UnsafeMutablePointer<Bool>
     /// Signed multipliers μ of W (x = x₀ + Σ μ_k·H⁻¹a_k); sign·μ ≥ 0 for an inequality.
-    private let multiplier: UnsafeMutablePointer<Double>
-    private let factorL: UnsafeMutablePointer<Double>  // unit lower triangular, row-major, stride n
-    private let factorD: UnsafeMutablePointer<Double>
-    private let work: UnsafeMutablePointer<Double>
-    private let work2: UnsafeMutablePointer<Double>
+    let multiplier: UnsafeMutablePointer<Double>
+    let factorL: UnsafeMutablePointer<Double>  // unit lower triangular, row-major, stride n
+    let factorD: UnsafeMutablePointer<Double>
+    let work: UnsafeMutablePointer<Double>
+    let work2: UnsafeMutablePointer<Double>
+    /// z = L⁻¹·β of the working-set solve, kept across the iterations of one solve: β is fixed within a solve and
+    /// an add appends a row of L, so only the rows from the first changed one need forming again.
+    let forward: UnsafeMutablePointer<Double>
+    /// Leading rows of `forward` still valid for the current W and β.
+    var forwardValid = 0
     /// [x₀; A·x₀] for the unconstrained minimum x₀ = −H⁻¹f, then [x; A·x] for the current point.
-    private let unconstrained: UnsafeMutablePointer<Double>
-    private let point: UnsafeMutablePointer<Double>
-    private var q = 0
+    let unconstrained: UnsafeMutablePointer<Double>
+    let point: UnsafeMutablePointer<Double>
+    var q = 0
     /// Drops since the factor of W was last formed from G_W; each is a rank-one update that adds round-off.
-    private var downdates = 0
+    var downdates = 0
 
     /// - Parameters:
     ///   - hessian: n×n symmetric positive definite, row-major.
@@ -106,7 +115,7 @@ public final class DenseQPSolver {
         hessian = zeros(n * n)
         rows = zeros(m * n)
         rowInverseNorm = zeros(m)
-        inverseColumns = zeros(n * (n + m))
+        normals = zeros(n * (n + m))
         columns = zeros((n + 1) * (n + m))
         gram = (n + m) * (n + m) <= Self.gramLimit ? zeros((n + m) * (n + m)) : nil
         slotOf = .allocate(capacity: n + 1)
@@ -121,6 +130,7 @@ public final class DenseQPSolver {
         factorD = zeros(n)
         work = zeros(n)
         work2 = zeros(n)
+        forward = zeros(n)
         unconstrained = zeros(n + m)
         point = zeros(n + m)
         try setHessian(h)
@@ -136,7 +146,7 @@ public final class DenseQPSolver {
         hessian.deallocate()
         rows.deallocate()
         rowInverseNorm.deallocate()
-        inverseColumns.deallocate()
+        normals.deallocate()
         columns.deallocate()
         gram?.deallocate()
         slotOf.deallocate()
@@ -148,6 +158,7 @@ public final class DenseQPSolver {
         factorD.deallocate()
         work.deallocate()
         work2.deallocate()
+        forward.deallocate()
         unconstrained.deallocate()
         point.deallocate()
     }
@@ -158,18 +169,11 @@ public final class DenseQPSolver {
         // L (row-major lower) into factorL; the factor of W is rebuilt from scratch after.
         try choleskyFactor(h, n, into: factorL)
         for i in 0..<n { for k in 0..<n { hessian[i * n + k] = h[i * n + k] } }
-        // L⁻¹ (lower) into the slot storage, which is free until the first add.
+        // L⁻¹ (lower) into the slot storage, which is free until the first add, then as the first n columns of
+        // the normals.
         let inverse = columns
         invertLowerFactor(factorL, n, into: inverse)
-        // H⁻¹ = L⁻ᵀ·L⁻¹: entry (i, j) = Σ_{k ≥ max(i, j)} L⁻¹[k][i]·L⁻¹[k][j].
-        for i in 0..<n {
-            for j in i..<n {
-                var s = 0.0
-                for k in j..<n { s += inverse[k * n + i] * inverse[k * n + j] }
-                inverseColumns[i * total + j] = s
-                inverseColumns[j * total + i] = s
-            }
-        }
+        for k in 0..<n { for j in 0..<n { normals[k * total + j] = inverse[k * n + j] } }
         formInverseRows()
         resetWarmStart()
     }
@@ -200,27 +204,25 @@ public final class DenseQPSolver {
         resetWarmStart()
     }
 
-    /// The columns of A·H⁻¹ after those of H⁻¹, and the Gram matrix when it is kept.
+    /// The columns L⁻¹·aᵢ of A's rows after those of L⁻¹, and the Gram matrix when it is kept.
     private func formInverseRows() {
         for i in 0..<m {
             let row = rows + i * n
-            for j in 0..<n { inverseColumns[j * total + n + i] = dot(inverseColumns + j * total, row, n) }
+            // L⁻¹ is lower triangular: row k has k + 1 entries.
+            for k in 0..<n { normals[k * total + n + i] = dot(normals + k * total, row, k + 1) }
         }
         guard let gram else { return }
         for id in 0..<total { formColumn(id, into: gram + id * total) }
     }
 
-    /// Gram column of constraint `id`: entry i is a_iᵀ·H⁻¹·a_id = Σₖ a_id,k·(row k of the stored columns).
-    private func formColumn(_ id: Int, into slot: UnsafeMutablePointer<Double>) {
-        if id < n {
-            slot.update(from: inverseColumns + id * total, count: total)
-            return
-        }
+    /// Gram column of constraint `id`: entry i is a_iᵀ·H⁻¹·a_id = (L⁻¹a_i)ᵀ·(L⁻¹a_id) = Σₖ (L⁻¹a_id)_k·(row k of
+    /// the normals).
+    func formColumn(_ id: Int, into slot: UnsafeMutablePointer<Double>) {
         for i in 0..<total { slot[i] = 0 }
-        let a = rows + (id - n) * n
-        // MPC rows have plenty of zeros.
-        for k in 0..<n where a[k] != 0 {
-            accumulate(slot, inverseColumns + k * total, a[k], total)
+        // A bound's L⁻¹e_id is zero above row id.
+        for k in (id < n ? id : 0)..<n {
+            let c = normals[k * total + id]
+            if c != 0 { accumulate(slot, normals + k * total, c, total) }
         }
     }
 
@@ -229,6 +231,7 @@ public final class DenseQPSolver {
         for k in 0..<q { isActive[activeId[k]] = false }
         q = 0
         downdates = 0
+        forwardValid = 0
     }
 
     /// ½xᵀHx + fᵀx at the current solution.
@@ -254,8 +257,9 @@ public final class DenseQPSolver {
         let limit = settings.maxIterations > 0 ? settings.maxIterations : 3 * (n + m) + 50
         var iterations = 0
 
-        // [x₀; A·x₀] = −Σₖ fₖ·(row k of the stored [I; A]·H⁻¹ columns), x₀ = −H⁻¹f.
+        // [x₀; A·x₀] for x₀ = −H⁻¹f, through L⁻¹ (see `normals`).
         formUnconstrained()
+        forwardValid = 0
 
         // Hot start: W's factor depends on H, A and W only, so it is still valid; a member whose side lost
         // its bound leaves, and multipliers of inequalities are clamped to the dual-feasible side (any
@@ -304,6 +308,7 @@ public final class DenseQPSolver {
             formPoint()
             let (chosen, sign, worst) = mostViolated()
             if chosen < 0 {
+                polishSolution()
                 if !allFinite(point, n) { return finish(.numericalFailure, iterations, 0) }
                 return finish(.optimal, iterations, 0)
             }
@@ -349,7 +354,7 @@ public final class DenseQPSolver {
 
     // MARK: - Pieces
 
-    private enum AddOutcome { case added, dependent, failed }
+    enum AddOutcome { case added, dependent, failed }
 
     private func finish(_ status: QPStatus, _ iterations: Int, _ violation: Double) -> QPResult {
         QPResult(status: status, iterations: iterations, activeCount: q, maxViolation: violation)
@@ -387,51 +392,38 @@ public final class DenseQPSolver {
     }
 
     @inline(__always)
-    private func isEquality(_ id: Int) -> Bool {
+    func isEquality(_ id: Int) -> Bool {
         id < n ? variableLower[id] == variableUpper[id] : lower[id - n] == upper[id - n]
     }
 
     /// The value aᵀx takes when the constraint is active on the side `sign` (+1 lower, −1 upper).
     @inline(__always)
-    private func target(of id: Int, sign: Double) -> Double {
+    func target(of id: Int, sign: Double) -> Double {
         if id < n { return sign > 0 ? variableLower[id] : variableUpper[id] }
         return sign > 0 ? lower[id - n] : upper[id - n]
     }
 
+    /// [x₀; A·x₀] = −[I; A]·L⁻ᵀ·w with w = L⁻¹f: −Σₖ wₖ·(row k of the normals).
     private func formUnconstrained() {
+        let w = work2
+        for k in 0..<n { w[k] = -dot(normals + k * total, linearCost.baseAddress!, k + 1) }
         for i in 0..<total { unconstrained[i] = 0 }
         var k = 0
         while k + 4 <= n {
-            let c0 = inverseColumns + k * total
+            let c0 = normals + k * total
             accumulate4(
-                unconstrained, c0, -linearCost[k], c0 + total, -linearCost[k + 1], c0 + 2 * total,
-                -linearCost[k + 2], c0 + 3 * total, -linearCost[k + 3], total)
+                unconstrained, c0, w[k], c0 + total, w[k + 1], c0 + 2 * total, w[k + 2], c0 + 3 * total, w[k + 3], total
+            )
             k += 4
         }
         while k < n {
-            accumulate(unconstrained, inverseColumns + k * total, -linearCost[k], total)
+            accumulate(unconstrained, normals + k * total, w[k], total)
             k += 1
         }
     }
 
     @inline(__always)
-    private func column(_ k: Int) -> UnsafeMutablePointer<Double> { columns + slotOf[k] * total }
-
-    /// work = μ* with G_W·μ* = β, β_k = target_k − a_kᵀx₀ (from the kept LDLᵀ factor, O(q²)).
-    private func solveWorkingSet() {
-        for i in 0..<q {
-            let id = activeId[i]
-            work[i] = target(of: id, sign: activeSign[i]) - unconstrained[id] - dot(factorL + i * n, work, i)
-        }
-        for i in 0..<q { work[i] /= factorD[i] }
-        // Lᵀ·μ = work by rows of L (μ_k final, then its multiple of row k leaves the entries before it): contiguous
-        // and vectorized, where the same solve by columns of Lᵀ strides through L.
-        var k = q - 1
-        while k > 0 {
-            accumulate(work, factorL + k * n, -work[k], k)
-            k -= 1
-        }
-    }
+    func column(_ k: Int) -> UnsafeMutablePointer<Double> { columns + slotOf[k] * total }
 
     /// point = [x; A·x] = [x₀; A·x₀] + Σ μ_k·(Gram column of member k), O((n + m)·q).
     private func formPoint() {
@@ -449,8 +441,23 @@ public final class DenseQPSolver {
         }
     }
 
-    /// The most violated constraint outside W, measured along its unit normal (nil id: none beyond tolerance).
+    /// The most violated constraint outside W, measured along its unit normal (id −1: none beyond tolerance).
+    /// Members of W meet their targets to round-off, far below the tolerance, so the scan leaves them in and
+    /// only a member found on top sends it to the scan that skips them.
     private func mostViolated() -> (id: Int, sign: Double, violation: Double) {
+        let bounds = largestViolation(
+            point, lower: variableLower.baseAddress!, upper: variableUpper.baseAddress!, scale: nil, count: n,
+            threshold: settings.primalTolerance)
+        let rows = largestViolation(
+            point + n, lower: lower.baseAddress!, upper: upper.baseAddress!, scale: rowInverseNorm, count: m,
+            threshold: bounds.violation)
+        let (id, sign, worst) = rows.index >= 0 ? (n + rows.index, rows.sign, rows.violation) : bounds
+        if id >= 0 && isActive[id] { return mostViolatedOutsideW() }
+        return (id, sign, worst)
+    }
+
+    /// `mostViolated` with the members of W skipped one by one.
+    private func mostViolatedOutsideW() -> (id: Int, sign: Double, violation: Double) {
         var chosen = -1
         var chosenSign = 1.0
         var worst = settings.primalTolerance
@@ -486,104 +493,4 @@ public final class DenseQPSolver {
         return (chosen, chosenSign, worst)
     }
 
-    /// Appends `id` to W: its Gram column into a free slot, then one new row of the LDLᵀ factor.
-    /// `.dependent` leaves work2 = G_W⁻¹·g for the null-direction step and W unchanged.
-    private func append(_ id: Int, sign: Double, multiplier value: Double) -> AddOutcome {
-        let slot = columns + slotOf[q] * total
-        if let gram { slot.update(from: gram + id * total, count: total) } else { formColumn(id, into: slot) }
-        // Forward solve L·z = g (g: the Gram row of `id` against W), d = G_id,id − zᵀD⁻¹z; then work = l = D⁻¹z.
-        let diagonal = slot[id]
-        var d = diagonal
-        for k in 0..<q {
-            let z = column(k)[id] - dot(factorL + k * n, work, k)
-            work[k] = z
-            d -= z * z / factorD[k]
-        }
-        if !d.isFinite || !diagonal.isFinite { return .failed }
-        for k in 0..<q { work[k] /= factorD[k] }
-        if q < n && d > 1e-12 * diagonal {
-            let row = factorL + q * n
-            for k in 0..<q { row[k] = work[k] }
-            factorD[q] = d
-            activeId[q] = id
-            activeSign[q] = sign
-            multiplier[q] = value
-            isActive[id] = true
-            q += 1
-            return .added
-        }
-        // Dependent: G_W⁻¹·g = L⁻ᵀ·l.
-        var i = q - 1
-        while i >= 0 {
-            var s = work[i]
-            for k in (i + 1)..<Swift.max(q, i + 1) { s -= factorL[k * n + i] * work2[k] }
-            work2[i] = s
-            i -= 1
-        }
-        return .dependent
-    }
-
-    /// Forms the LDLᵀ factor of G_W afresh from the members' Gram columns (q³/6 multiply-adds), so that the
-    /// round-off of the rank-one downdates does not build up across hot-started solves (it showed as 1e-8–1e-7
-    /// differences from DAQP on long sequences with soft constraints). False when a pivot is no longer
-    /// positive, which the caller answers with a cold start.
-    private func refactorWorkingSet() -> Bool {
-        for i in 0..<q {
-            let id = activeId[i]
-            let row = factorL + i * n
-            // work2[j] = L_ij·D_j, so that each entry of the row is one dot product with an earlier row.
-            for j in 0..<i {
-                let l = (column(j)[id] - dot(work2, factorL + j * n, j)) / factorD[j]
-                row[j] = l
-                work2[j] = l * factorD[j]
-            }
-            let diagonal = column(i)[id]
-            let d = diagonal - dot(work2, row, i)
-            guard d.isFinite && d > 1e-12 * diagonal else { return false }
-            factorD[i] = d
-        }
-        downdates = 0
-        return true
-    }
-
-    /// Removes member k of W: the rows and columns after it move up and the trailing block of the factor
-    /// takes the rank-one update l·d_k·lᵀ that the removed pivot carried (stable: d_k > 0).
-    private func remove(at k: Int) {
-        isActive[activeId[k]] = false
-        let freed = slotOf[k]
-        var alpha = factorD[k]
-        let trailing = q - 1 - k
-        let w = work2
-        for t in 0..<trailing {
-            let old = k + 1 + t
-            activeId[k + t] = activeId[old]
-            activeSign[k + t] = activeSign[old]
-            multiplier[k + t] = multiplier[old]
-            slotOf[k + t] = slotOf[old]
-            let src = factorL + old * n
-            let dst = factorL + (k + t) * n
-            w[t] = src[k]
-            for j in 0..<k { dst[j] = src[j] }
-            for j in 0..<t { dst[k + j] = src[k + 1 + j] }
-            factorD[k + t] = factorD[old]
-        }
-        slotOf[q - 1] = freed
-        q -= 1
-        downdates += 1
-        for t in 0..<trailing {
-            let j = k + t
-            let p = w[t]
-            if p == 0 { continue }
-            let dOld = factorD[j]
-            let dNew = dOld + alpha * p * p
-            let beta = p * alpha / dNew
-            alpha = dOld * alpha / dNew
-            factorD[j] = dNew
-            for s in (t + 1)..<Swift.max(trailing, t + 1) {
-                let i = k + s
-                w[s] -= p * factorL[i * n + j]
-                factorL[i * n + j] += beta * w[s]
-            }
-        }
-    }
 }
