@@ -21,6 +21,7 @@ let package = Package(
         .systemLibrary(name: "CModbus", pkgConfig: "libmodbus", providers: [.apt(["libmodbus-dev"])]),
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
         .systemLibrary(name: "CMosquitto", pkgConfig: "libmosquitto", providers: [.apt(["libmosquitto-dev"])]),
+        .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
 
         // ── Pure core: no Foundation, no I/O ─────────────────────────────────────────────────────────────────
         // Values, quality, the tag table, change feeds and the configuration model.
@@ -54,7 +55,7 @@ let package = Package(
         .target(name: "MQTT", dependencies: ["CMosquitto"]),
         // Sparkplug B 3.0 payloads (generated from Proto/, committed) and the edge-node session state machine.
         .target(
-            name: "Sparkplug", dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")],
+            name: "Sparkplug", dependencies: ["CZlib", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
             exclude: ["Proto"]),
 
         // ── The device seam and the drivers behind it: each keeps one device's tag table current ─────────────

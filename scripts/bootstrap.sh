@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(libmodbus-dev libsqlite3-dev libmosquitto-dev mosquitto pkg-config systemd openssl python3-venv sqlite3
+packages=(libmodbus-dev libsqlite3-dev libmosquitto-dev zlib1g-dev mosquitto pkg-config systemd openssl python3-venv sqlite3
   dpkg-dev chrpath lintian debootstrap)
 missing=()
 for p in "${packages[@]}"; do

@@ -137,7 +137,7 @@ shlibs=$(cd "$work/src" && dpkg-shlibdeps -O "${shlibdeps_flags[@]}" -edebian/ed
   2>"$work/shlibdeps.err") || { cat "$work/shlibdeps.err" >&2; exit 1; }
 $dynamic_swift || [ ! -s "$work/shlibdeps.err" ] || cat "$work/shlibdeps.err" >&2
 depends=${shlibs#shlibs:Depends=}
-for lib in libmodbus5 libsqlite3-0 libmosquitto1; do
+for lib in libmodbus5 libsqlite3-0 libmosquitto1 zlib1g; do
   case ", $depends," in
     *", $lib "* | *", $lib,"*) ;;
     *) echo "error: dpkg-shlibdeps did not find $lib: $depends" >&2; exit 1 ;;

@@ -93,7 +93,21 @@ extension Builder {
                     settings.replay.messagesPerSecond = rate
                 }
             }
+            if let text = s.string("delivery", sink: &sink), let v = s.value("delivery") {
+                if let d = ReplayDelivery(rawValue: text) {
+                    settings.replay.delivery = d
+                } else {
+                    sink.error(v.line, v.column, "replay delivery must be in_order or alongside, found '\(text)'")
+                }
+            }
             s.reportUnknownKeys(sink: &sink)
+        }
+        if let text = r.string("compression", sink: &sink), let v = r.value("compression") {
+            if let c = SparkplugPayloadCompression(rawValue: text.lowercased()) {
+                settings.compression = c
+            } else {
+                sink.error(v.line, v.column, "sparkplug compression must be off, deflate or gzip, found '\(text)'")
+            }
         }
         readCommands(&r, into: &settings)
         readTemplates(&r, into: &settings)

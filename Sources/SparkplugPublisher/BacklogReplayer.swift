@@ -27,6 +27,13 @@ final class BacklogReplayer {
     private var inflight: [UInt64: (first: Int64, last: Int64, metrics: Int)] = [:]
     private var replayTokens: Double = 0
     private var lastTokenRefill = ContinuousClock.now
+    /// `queue.enqueues` when replay last found nothing more it could publish with nothing in flight (rows of devices
+    /// that are down may remain); nil after a new connection or when the cursor went back.
+    private var caughtUpAt: UInt64?
+    /// Metrics acknowledged, sampled once a second over the last `rateWindow` seconds: the drain rate shown.
+    private var drained: [(at: ContinuousClock.Instant, metrics: UInt64)] = []
+    private var acknowledgedMetrics: UInt64 = 0
+    static let rateWindow = 10
 
     init(settings: ReplaySettings, queue: StoreAndForwardQueue, counters: PublisherCounters) {
         self.settings = settings
@@ -37,11 +44,31 @@ final class BacklogReplayer {
     /// Replay messages published and not acknowledged yet.
     var inFlight: Int { inflight.count }
 
+    /// Whether the backlog is drained as far as it can be: nothing queued, or nothing that could be published is
+    /// left (only rows of devices that are down) and nothing is in flight. `replay.delivery: in_order` holds live
+    /// data until then.
+    var caughtUp: Bool {
+        inflight.isEmpty && (queue.backlogRows == 0 || (caughtUpAt != nil && caughtUpAt == queue.enqueues))
+    }
+
+    /// Once a second: the metrics acknowledged over the last `rateWindow` seconds, per second (nil before two
+    /// samples).
+    func sampleDrainRate() -> Double? {
+        let now = ContinuousClock.now
+        drained.append((now, acknowledgedMetrics))
+        if drained.count > Self.rateWindow + 1 { drained.removeFirst(drained.count - Self.rateWindow - 1) }
+        guard let first = drained.first, drained.count > 1 else { return nil }
+        let d = now - first.at
+        let seconds = Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+        return seconds > 0 ? Double(acknowledgedMetrics - first.metrics) / seconds : nil
+    }
+
     /// A new or lost connection: what was in flight is forgotten (the rows stay queued) and replay starts over from
     /// the oldest row after the next births.
     func restart() {
         inflight = [:]
         replayCursor = 0
+        caughtUpAt = nil
     }
 
     /// Publishes the next slice of the backlog if the session is online, the window has room and the rate allows.
@@ -72,7 +99,10 @@ final class BacklogReplayer {
                 counters.noteError("store-and-forward read failed: \(error)")
                 return
             }
-            guard let first = rows.first else { return }
+            guard let first = rows.first else {
+                if inflight.isEmpty { caughtUpAt = queue.enqueues }
+                return
+            }
             guard let (table, _) = directory.locate(name: first.tag) else {
                 // A tag removed by a reload: its stored samples can no longer be published.
                 try? queue.delete(from: first.id, through: first.id)
@@ -124,6 +154,7 @@ final class BacklogReplayer {
         do {
             try queue.delete(from: range.first, through: range.last)
             counters.withLock { $0.replayedMetrics += UInt64(range.metrics) }
+            acknowledgedMetrics += UInt64(range.metrics)
         } catch {
             counters.noteError("store-and-forward delete failed: \(error)")
         }
@@ -137,6 +168,7 @@ final class BacklogReplayer {
         if replaySkipped {
             replaySkipped = false
             replayCursor = inflight.values.map(\.last).max() ?? 0
+            caughtUpAt = nil
         }
     }
 
@@ -149,6 +181,7 @@ final class BacklogReplayer {
             if !deviceDown {
                 replaySkipped = false
                 replayCursor = 0
+                caughtUpAt = nil
             }
         }
     }

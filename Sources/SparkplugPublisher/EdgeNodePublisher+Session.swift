@@ -302,10 +302,11 @@ extension EdgeNodePublisher {
     /// With `receiptTag`, a receipt request follows the publishes on the same connection; its answer, which
     /// covers them, comes back as `.acknowledged(receiptTag)` (`ok` is false when it could not be sent). Unless
     /// `byReceipt`: then the last publish carries the tag and is acknowledged once written to the socket (QoS 0
-    /// goes out in order, so the others were written before it).
+    /// goes out in order, so the others were written before it). `atLeastOnce` (the replay benchmark's QoS 1 path
+    /// only, `EDGEPILOT_BENCH_REPLAY_QOS1`): publishes at QoS 1, the tag acknowledged by the PUBACK.
     @discardableResult
     func step(
-        receiptTag: UInt64? = nil, byReceipt: Bool = true,
+        receiptTag: UInt64? = nil, byReceipt: Bool = true, atLeastOnce: Bool = false,
         _ transition: (inout EdgeNodeSession) throws -> [EdgeNodeAction]
     ) -> StepResult {
         var commandsToRun: [(String, [SparkplugMetric])] = []
@@ -329,7 +330,9 @@ extension EdgeNodePublisher {
                 case .publish(let p):
                     do {
                         let tag = !byReceipt && index == lastPublish ? receiptTag ?? 0 : 0
-                        try client.publish(Self.message(p), tag: tag)
+                        var m = try outgoing(p)
+                        if atLeastOnce { m.qos = .atLeastOnce }
+                        try client.publish(m, tag: tag)
                         result.published += 1
                         counters.withLock {
                             $0.messagesPublished += 1

@@ -34,6 +34,15 @@ extension EdgeNodePublisher {
         report.nextServerIgnored = ignored
         report.startupDelay = c.startupDelay
         report.firstConnectAt = c.firstConnectAt
+        report.replayDelivery = settings.replay.delivery.rawValue
+        report.replayMetricsPerMessage = settings.replay.metricsPerMessage
+        report.replayMessagesPerSecond = settings.replay.messagesPerSecond
+        report.replayDrainRate = c.replayDrainRate
+        if let rate = c.replayDrainRate, rate > 0, c.backlog.rows > 0 {
+            report.replayETASeconds = Int((Double(c.backlog.rows) / rate).rounded(.up))
+        }
+        report.liveHeld = c.liveHeld
+        report.compression = settings.compression.rawValue
         return report
     }
 
@@ -44,11 +53,13 @@ extension EdgeNodePublisher {
         if now - lastStatsRefresh >= .seconds(1) {
             lastStatsRefresh = now
             let replayInFlight = replayer.inFlight
+            let drainRate = replayer.sampleDrainRate()
             let unconfirmed = receipts.unconfirmed
             let online = sessionLock.withLock { session?.phase == .online }
             let wall = Int64(Self.nowMs()) * 1000
             counters.withLock {
                 $0.replayInFlight = replayInFlight
+                $0.replayDrainRate = drainRate
                 $0.unconfirmed = unconfirmed
                 if online {
                     $0.notOnlineSince = nil

@@ -101,6 +101,8 @@ package final class EdgeNodePublisher: @unchecked Sendable {
     let replayer: BacklogReplayer
     let commands: CommandHandler
     let tags = AcknowledgementTags()
+    /// `sparkplug.compression`; nil when off. Used on the publisher thread under `sessionLock`.
+    let compressor: SparkplugCompressor?
 
     // Publisher-thread state.
     var view: View
@@ -108,6 +110,11 @@ package final class EdgeNodePublisher: @unchecked Sendable {
     var lastNodeMetrics = ContinuousClock.now
     var lastStatsRefresh = ContinuousClock.now
     var sentNodeValues: [String: SparkplugValue] = [:]
+    /// `replay.delivery: in_order`: live changes are being queued behind the backlog.
+    var holdingLive = false
+    /// Benchmarks/sparkplug only: replay at QoS 1 confirmed by PUBACK, the path 0016 replaced, so one run can
+    /// compare it with QoS 0 and receipts. Sparkplug forbids QoS 1 data: never for a real node.
+    let replayAtQoS1ForBenchmark = ProcessInfo.processInfo.environment["EDGEPILOT_BENCH_REPLAY_QOS1"] == "1"
     /// While the startup delay runs: when the first CONNECT may go (set before the thread starts, then its own).
     var firstConnectDue: ContinuousClock.Instant?
     /// The factor NCMD Scan Rate set on every poll period, as a Double's bit pattern (read by `nodeMetrics` on the
@@ -144,6 +151,11 @@ package final class EdgeNodePublisher: @unchecked Sendable {
             policy: settings.commands, allowList: settings.commandAllowList, limits: settings.commandLimits,
             counters: counters, audit: audit)
         commandSource = Self.commandSource(settings, broker: nil)
+        switch settings.compression {
+        case .off: compressor = nil
+        case .deflate: compressor = SparkplugCompressor(algorithm: .deflate)
+        case .gzip: compressor = SparkplugCompressor(algorithm: .gzip)
+        }
         for file in settings.brokers.compactMap(\.passwordFile) where passwords[file] == nil {
             do {
                 let text = try String(contentsOfFile: file, encoding: .utf8)
@@ -267,10 +279,44 @@ package final class EdgeNodePublisher: @unchecked Sendable {
         }
     }
 
-    /// Live data: every pending change, published through the session or queued.
+    /// Live data: every pending change, published through the session or queued. With `replay.delivery:
+    /// in_order` changes are queued behind the backlog until it is drained, then what changed meanwhile is sent
+    /// live once (`catchUpLive`).
     private func drainFeed() {
-        liveData.drain(view.directory) { device, metrics in
+        let hold = settings.replay.delivery == .inOrder && !replayer.caughtUp
+        if holdingLive != hold {
+            holdingLive = hold
+            counters.withLock { $0.liveHeld = hold }
+            if !hold { catchUpLive() }
+        }
+        liveData.drain(view.directory, hold: hold) { device, metrics in
             step { s in try s.updateDevice(device, metrics, now: Self.nowMs()) }
+        }
+    }
+
+    /// After an in-order drain: every device's current values through the session, which sends as live DDATA
+    /// those that differ from what the host last had live (the changes meanwhile reached it as history only). Kept
+    /// until confirmed like any live sample.
+    private func catchUpLive() {
+        for d in view.devices where deviceOnline[d.name] == true {
+            var metrics: [SparkplugMetric] = []
+            var rows: [HistoryRow] = []
+            for i in d.table.definitions.indices {
+                let sample = d.table.read(i)
+                guard sample.timestamp > 0 else { continue }
+                let def = d.table.definitions[i]
+                metrics.append(
+                    SparkplugMapping.metric(
+                        def, value: d.table.value(of: i, sample), quality: sample.quality,
+                        timestampMicros: sample.timestamp))
+                rows.append(
+                    HistoryRow(
+                        tag: def.name, timestamp: sample.timestamp,
+                        value: HistoryValue(sample.value, text: d.table.text(of: i)), quality: sample.quality))
+            }
+            guard !metrics.isEmpty else { continue }
+            let r = step { s in try s.updateDevice(d.name, metrics, now: Self.nowMs()) }
+            if r.online && r.ok { receipts.keepUntilConfirmed(rows) }
         }
     }
 
@@ -283,13 +329,13 @@ package final class EdgeNodePublisher: @unchecked Sendable {
     /// answer confirms it; with `confirm_live: false` the broker must see no receipt request, and the message counts
     /// as delivered once written to the socket (docs/decisions/0023-confirm-live-off-means-no-receipts.md).
     private func replayStep() {
-        let byReceipt = settings.storeAndForward.confirmLive
+        let byReceipt = settings.storeAndForward.confirmLive && !replayAtQoS1ForBenchmark
         replayer.step(
             directory: view.directory, deviceOnline: deviceOnline,
             isOnline: { sessionLock.withLock { session?.isOnline ?? false } },
             publish: { device, metrics in
                 let tag = tags.next()
-                let r = step(receiptTag: tag, byReceipt: byReceipt) { s in
+                let r = step(receiptTag: tag, byReceipt: byReceipt, atLeastOnce: replayAtQoS1ForBenchmark) { s in
                     try s.updateDevice(device, metrics, now: Self.nowMs())
                 }
                 return r.ok && r.published > 0 ? tag : nil
@@ -316,6 +362,21 @@ package final class EdgeNodePublisher: @unchecked Sendable {
     static func message(_ p: SparkplugPublication) -> MQTTMessage {
         MQTTMessage(
             topic: p.topic, payload: p.payload, qos: p.qos == 1 ? .atLeastOnce : .atMostOnce, retain: p.retain)
+    }
+
+    /// The message for a publication, compressed when `sparkplug.compression` is on and it is a birth or data
+    /// (what MQTT Engine decompresses); deaths stay plain so any host can read their bdSeq. Publisher thread.
+    func outgoing(_ p: SparkplugPublication) throws -> MQTTMessage {
+        var m = Self.message(p)
+        guard let compressor, Self.isCompressible(topic: p.topic) else { return m }
+        m.payload = try compressor.compress(p.payload)
+        return m
+    }
+
+    /// NBIRTH, DBIRTH, NDATA and DDATA: the third topic level (`spBv1.0/<group>/<type>/...`).
+    static func isCompressible(topic: String) -> Bool {
+        let type = topic.split(separator: "/", maxSplits: 3, omittingEmptySubsequences: false).dropFirst(2).first
+        return type.map { ["NBIRTH", "DBIRTH", "NDATA", "DDATA"].contains($0) } ?? false
     }
 }
 

@@ -23,9 +23,12 @@ final class LiveDataSender {
     deinit { changeBuffer.deallocate() }
 
     /// Publishes every pending change. `update` runs the session's device update (one call per device, in the
-    /// order the devices first appear) and says whether it was published.
+    /// order the devices first appear) and says whether it was published. With `hold` (`replay.delivery: in_order`
+    /// while the backlog drains) nothing is published: the changes join the queue behind the backlog, and the
+    /// session is left with what the host has seen, so the catch-up after the drain sends what changed.
     func drain(
-        _ directory: TagDirectory, update: (_ device: String, [SparkplugMetric]) -> EdgeNodePublisher.StepResult
+        _ directory: TagDirectory, hold: Bool = false,
+        update: (_ device: String, [SparkplugMetric]) -> EdgeNodePublisher.StepResult
     ) {
         while true {
             let n = feed.drain(consumer: consumer, into: changeBuffer)
@@ -51,7 +54,10 @@ final class LiveDataSender {
                         quality: change.sample.quality))
             }
             var toStore: [HistoryRow] = []
-            for device in order {
+            for device in order where hold {
+                toStore += rows[device]!
+            }
+            for device in order where !hold {
                 // The session keeps the latest values for the next births even when it cannot publish them.
                 let r = update(device, byDevice[device]!)
                 if !r.online || !r.ok {

@@ -26,6 +26,10 @@ final class PublisherCounters: Sendable {
         var lastError: String?
         var backlog = ForwardQueueStats(rows: 0, bytes: 0, dropped: 0)
         var replayInFlight = 0
+        /// Replayed metrics acknowledged per second over the last 10 s (nil before the first two samples).
+        var replayDrainRate: Double?
+        /// `replay.delivery: in_order` is holding live data back until the backlog is drained.
+        var liveHeld = false
         var primaryHostOnline: Bool?
         /// Unix µs since when the session has not been online (nil while online), refreshed once a second; a new
         /// publisher is not online yet.

@@ -59,4 +59,17 @@ public struct MQTTStatusReport: Codable, Sendable, Equatable {
     /// when off.
     public var startupDelay: Int? = nil
     public var firstConnectAt: Int64? = nil
+    /// `replay.delivery` (in_order or alongside), and the drain rate configured: metrics per message, messages per
+    /// second (0 = unthrottled).
+    public var replayDelivery: String? = nil
+    public var replayMetricsPerMessage: Int? = nil
+    public var replayMessagesPerSecond: Double? = nil
+    /// The drain measured: replayed metrics the broker confirmed per second over the last 10 s, and the seconds the
+    /// backlog left would take at that rate (nil when nothing drains or nothing is left).
+    public var replayDrainRate: Double? = nil
+    public var replayETASeconds: Int? = nil
+    /// in_order only: live data is being queued behind the backlog.
+    public var liveHeld: Bool? = nil
+    /// `sparkplug.compression`: off, deflate or gzip.
+    public var compression: String? = nil
 }

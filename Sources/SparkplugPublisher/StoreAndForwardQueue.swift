@@ -37,9 +37,13 @@ final class StoreAndForwardQueue {
     /// Samples waiting in the queue, as last counted.
     var backlogRows: Int64 { counters.withLock { $0.backlog.rows } }
 
+    /// Appends made so far: replay compares it to tell whether rows arrived since it last found the queue drained.
+    private(set) var enqueues: UInt64 = 0
+
     /// Appends `rows` in order; beyond the bounds the oldest rows are dropped (counted by the store).
     func enqueue(_ rows: [HistoryRow]) {
         guard !rows.isEmpty, let store else { return }
+        enqueues &+= 1
         do {
             let dropped = try store.enqueueForward(rows, maxRows: bounds.maxSamples, maxBytes: bounds.maxBytes)
             if dropped > 0 { noteDropped(dropped) }

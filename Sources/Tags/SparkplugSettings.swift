@@ -60,16 +60,34 @@ public struct StoreAndForwardSettings: Sendable, Hashable {
     }
 }
 
-/// How fast the stored backlog is replayed after a reconnect, so live data keeps flowing beside it.
+/// Whether live data waits for the stored backlog (`sparkplug.replay.delivery`).
+public enum ReplayDelivery: String, Sendable, Hashable, CaseIterable {
+    /// The backlog is drained before live data resumes; changes meanwhile join the queue behind it, so the host
+    /// receives every metric in time order.
+    case inOrder = "in_order"
+    /// Live data keeps flowing while the backlog drains beside it (the default).
+    case alongside
+}
+
+/// How fast the stored backlog is replayed after a reconnect, and whether live data flows beside it.
 public struct ReplaySettings: Sendable, Hashable {
     public var metricsPerMessage: Int
     /// 0 means unthrottled (still bounded by the acknowledgement window).
     public var messagesPerSecond: Double
+    public var delivery: ReplayDelivery
 
-    public init(metricsPerMessage: Int = 500, messagesPerSecond: Double = 20) {
+    public init(metricsPerMessage: Int = 500, messagesPerSecond: Double = 20, delivery: ReplayDelivery = .alongside) {
         self.metricsPerMessage = metricsPerMessage
         self.messagesPerSecond = messagesPerSecond
+        self.delivery = delivery
     }
+}
+
+/// `sparkplug.compression`: births and data published compressed, as MQTT Engine and Transmission do it.
+public enum SparkplugPayloadCompression: String, Sendable, Hashable, CaseIterable {
+    case off
+    case deflate
+    case gzip
 }
 
 /// Which commands from the broker the node carries out (`sparkplug.commands`, docs/SECURITY.md). NCMD Node
@@ -144,6 +162,8 @@ public struct SparkplugSettings: Sendable, Hashable {
     public var startupDelayMaxMilliseconds = 0
     /// What NCMD `Node Control/Scan Rate` may set.
     public var scanRateLimits = ScanRateLimits()
+    /// NBIRTH, DBIRTH, NDATA and DDATA compressed (off by default; deaths and what hosts send are never).
+    public var compression: SparkplugPayloadCompression = .off
 
     // Templates (docs/decisions/0037-sparkplug-templates.md).
     /// Loops as template instances, and how.

@@ -70,6 +70,16 @@ func mqttStatusText(_ s: MQTTStatusReport) -> String {
     lines.append(
         "store-and-forward: backlog \(s.backlog) samples (\(formatBytes(s.backlogBytes))), dropped \(s.dropped), "
             + "replay in flight \(s.replayInFlight), replayed \(s.replayedMetrics)")
+    if let delivery = s.replayDelivery {
+        let rate = s.replayMessagesPerSecond.map { $0 > 0 ? String(format: "%g messages/s", $0) : "unthrottled" }
+        let measured = s.replayDrainRate.map { String(format: "%.0f metrics/s", $0) } ?? "-"
+        let eta = s.replayETASeconds.map { ", ETA \($0) s" } ?? ""
+        let held = s.liveHeld == true ? " (live data held until the backlog is drained)" : ""
+        lines.append(
+            "replay: delivery \(delivery)\(held), \(s.replayMetricsPerMessage ?? 0) metrics/message, "
+                + "\(rate ?? "-"); drained \(measured) over the last 10 s, backlog \(s.backlog)\(eta)")
+    }
+    if let c = s.compression, c != "off" { lines.append("compression: \(c) (births and data)") }
     lines.append(
         "live confirmation: unconfirmed \(s.unconfirmed), receipts \(s.receiptRequests), confirmed \(s.liveConfirmed), "
             + "queued unconfirmed \(s.liveRequeued)")

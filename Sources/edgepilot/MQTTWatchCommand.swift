@@ -137,7 +137,10 @@ struct WatchDecoder {
         let table = known[scope] ?? [:]
         let payload: SparkplugPayload
         do {
-            payload = try SparkplugPayload(decoding: m.payload) { name, alias in
+            // `sparkplug.compression`: shown as what Ignition sees once MQTT Engine has decompressed it.
+            let (bytes, algorithm) = try SparkplugCompression.decompressIfNeeded(m.payload)
+            if let algorithm { json["compressed"] = algorithm.rawValue }
+            payload = try SparkplugPayload(decoding: bytes) { name, alias in
                 if let alias, let k = table[alias] { return k.type }
                 return table.values.first { $0.name == name }?.type
             }
@@ -158,6 +161,7 @@ struct WatchDecoder {
         var lines = [
             "\(stamp) \(kind)\(device.map { " " + $0 } ?? "")"
                 + (payload.seq.map { " seq=\($0)" } ?? "") + " \(payload.metrics.count) metric(s)"
+                + (json["compressed"].map { " (\($0) compressed)" } ?? "")
         ]
         var metrics: [[String: Any]] = []
         for metric in payload.metrics {

@@ -37,7 +37,38 @@ import Testing
         #expect(s.mqttVersion == .v5 && s.keepAliveSeconds == 20)
         #expect(s.storeAndForward == StoreAndForwardSettings(maxBytes: 64_000_000, maxSamples: 100_000))
         #expect(s.replay == ReplaySettings(metricsPerMessage: 200, messagesPerSecond: 0))
+        #expect(s.replay.delivery == .alongside, "live data flows beside the drain unless in_order is asked for")
+        #expect(s.compression == .off, "plain payloads unless compression is asked for")
         #expect(s.resolvedBdSeqPath(historyPath: "/tmp/x/history.db") == "/tmp/x/sparkplug.bdseq")
+    }
+
+    /// `replay.delivery` and `compression`: the values the documentation names, anything else refused with its line.
+    @Test func deliveryAndCompressionAreReadAndChecked() throws {
+        func parse(_ extra: String) -> (SparkplugSettings?, [String]) {
+            let yaml =
+                Self.base + """
+                    sparkplug:
+                      group_id: Plant1
+                      edge_node_id: edge1
+                      brokers: [{url: mqtt://10.0.0.5}]
+
+                    """ + extra
+            do {
+                return (try ConfigurationLoader.parse(yaml: yaml, file: "a.yaml").configuration.sparkplug, [])
+            } catch {
+                return (nil, error.errors.map(\.message))
+            }
+        }
+        let (inOrder, e1) = parse("  replay: {delivery: in_order}\n  compression: gzip\n")
+        #expect(e1.isEmpty, "\(e1)")
+        #expect(inOrder?.replay.delivery == .inOrder && inOrder?.compression == .gzip)
+        let (alongside, e2) = parse("  replay: {delivery: alongside}\n  compression: deflate\n")
+        #expect(e2.isEmpty && alongside?.replay.delivery == .alongside && alongside?.compression == .deflate)
+        let (_, e3) = parse("  compression: off\n")
+        #expect(e3.isEmpty)
+        let (_, bad) = parse("  replay: {delivery: later}\n  compression: lz4\n")
+        #expect(bad.contains { $0.contains("replay delivery must be in_order or alongside") }, "\(bad)")
+        #expect(bad.contains { $0.contains("compression must be off, deflate or gzip") }, "\(bad)")
     }
 
     /// Each broker keeps its own TLS and credentials (a plain local fallback beside a TLS broker is normal).

@@ -6,7 +6,8 @@ enum SparkplugAgentConfig {
     static func text(
         modbusPort: Int, brokerPort: Int, primaryHost: String? = nil, metricsPerMessage: Int = 500,
         messagesPerSecond: Double = 20, confirmLive: Bool = true, sparkplugExtra: String = "",
-        pollPeriod: String = "100ms", keepalive: String = "5s", storeAndForwardExtra: [String] = []
+        pollPeriod: String = "100ms", keepalive: String = "5s", storeAndForwardExtra: [String] = [],
+        replayExtra: [String] = []
     ) -> String {
         """
         agent:
@@ -54,7 +55,7 @@ enum SparkplugAgentConfig {
         \(storeAndForwardExtra.map { "    \($0)\n" }.joined())  replay:
             metrics_per_message: \(metricsPerMessage)
             messages_per_second: \(messagesPerSecond)
-        \(sparkplugExtra)
+        \(replayExtra.map { "    \($0)\n" }.joined())\(sparkplugExtra)
         """
     }
 }

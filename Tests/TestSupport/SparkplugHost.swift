@@ -11,6 +11,9 @@ public struct Received {
     public var qos: Int
     public var receivedAt: Int64
     public var metrics: [[String: Any]]
+    /// The algorithm of a compressed payload (DEFLATE or GZIP) and the seq its wrapper carried; nil when plain.
+    public var compressed: String? = nil
+    public var wrapperSeq: Int64? = nil
 
     public func metric(_ name: String) -> [String: Any]? { metrics.first { $0["name"] as? String == name } }
     /// Replayed store-and-forward data (every metric historical).
@@ -82,7 +85,8 @@ public final class HostRecorder: @unchecked Sendable {
                 Received(
                     topic: topic, kind: kind, device: parts.count > 4 ? parts[4] : nil,
                     seq: (payload["seq"] as? NSNumber)?.int64Value, qos: e["qos"] as? Int ?? 0,
-                    receivedAt: (e["t"] as? NSNumber)?.int64Value ?? 0, metrics: metrics))
+                    receivedAt: (e["t"] as? NSNumber)?.int64Value ?? 0, metrics: metrics,
+                    compressed: e["compressed"] as? String, wrapperSeq: (e["compressed_seq"] as? NSNumber)?.int64Value))
         }
         return out
     }

@@ -20,12 +20,14 @@ over TLS (server certificate and host name verified), --username/--password auth
 """
 
 import argparse
+import gzip
 import json
 import os
 import signal
 import sys
 import threading
 import time
+import zlib
 
 import paho.mqtt.client as mqtt
 
@@ -35,6 +37,26 @@ from sparkplug_tahu import DT, metric, payload_to_dict, pb  # noqa: E402
 
 def now_ms():
     return int(time.time() * 1000)
+
+
+def decompressed(raw, entry):
+    """A compressed payload (uuid SPBV1.0_COMPRESSED) as MQTT Engine reads it: the body inflated with the algorithm
+    its "algorithm" metric names, DEFLATE (zlib, RFC 1950) when there is none; recorded as entry["compressed"]."""
+    outer = pb.Payload()
+    outer.ParseFromString(raw)
+    if outer.uuid != "SPBV1.0_COMPRESSED":
+        return raw
+    algorithm = "DEFLATE"
+    for m in outer.metrics:
+        if m.name == "algorithm":
+            algorithm = m.string_value
+    entry["compressed"] = algorithm
+    entry["compressed_seq"] = outer.seq if outer.HasField("seq") else None
+    if algorithm == "GZIP":
+        return gzip.decompress(outer.body)
+    if algorithm == "DEFLATE":
+        return zlib.decompress(outer.body)
+    raise ValueError("unknown compression algorithm %r" % algorithm)
 
 
 def main():
@@ -92,8 +114,9 @@ def main():
         if state_topic and msg.topic == state_topic:
             return
         entry = {"topic": msg.topic, "qos": msg.qos, "retain": bool(msg.retain), "t": now_ms()}
+        entry["bytes"] = len(msg.payload)
         try:
-            entry["payload"] = payload_to_dict(msg.payload)
+            entry["payload"] = payload_to_dict(decompressed(msg.payload, entry))
         except Exception as e:  # recorded so that the Swift test shows what did not parse
             entry["error"] = repr(e)
         record(entry)
