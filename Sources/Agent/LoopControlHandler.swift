@@ -43,7 +43,7 @@ extension AgentRuntime {
         do throws(LoopCommandError) {
             switch request.command {
             case .loopMode:
-                guard let text = request.value, let mode = LoopMode(rawValue: text.lowercased()) else {
+                guard let text = request.value, let mode = LoopMode(rawValue: text.lowercased()), mode != .test else {
                     throw LoopCommandError("mode must be mpc, pid or manual, not '\(request.value ?? "")'")
                 }
                 runner.requestMode(mode)

@@ -17,12 +17,15 @@ extension ControlRequest.Command {
     /// `configDiff` reads whatever file the client names with the agent's rights, so it is an operator's.
     public var requiredRole: ControlRole {
         switch self {
-        case .status, .tags, .read, .history, .audit, .loops, .mqttStatus, .health, .loopModelList, .loopModelShow:
+        case .status, .tags, .read, .history, .audit, .loops, .mqttStatus, .health, .loopModelList, .loopModelShow,
+            .loopTestList, .loopTestShow:
             return .readOnly
         case .write, .loopMode, .loopSetpoint, .loopManual, .loopTune, .mqttRebirth, .configDiff:
             return .operator
         // `add` reads a file's text the client sent, not a path on the agent's side; it changes the ledger.
         case .loopModelActivate, .loopModelRollback, .loopModelAdd: return .operator
+        // A test moves the plant's MVs like a mode change does.
+        case .loopTestStart, .loopTestStop: return .operator
         }
     }
 }

@@ -364,6 +364,10 @@ extension ControlRequest.Command {
         case .loopModelActivate: return "loop model activate"
         case .loopModelRollback: return "loop model rollback"
         case .loopModelAdd: return "loop model add"
+        case .loopTestStart: return "loop test start"
+        case .loopTestStop: return "loop test stop"
+        case .loopTestList: return "loop test list"
+        case .loopTestShow: return "loop test show"
         default: return rawValue
         }
     }

@@ -72,6 +72,9 @@ public final class LoopRunner: @unchecked Sendable {
     /// model's ledger version (nil until the agent registered it). Guarded by `rebuildLock`.
     var modelDefinition: LoopDefinition
     var modelVersion: Int64?
+    /// The current or last plant test of this runner (callers and the event log; never the loop thread).
+    let testRecord = Mutex<PlantTestReport?>(nil)
+    let testEndHandler = Mutex<(@Sendable (PlantTestReport) -> Void)?>(nil)
 
     // Loop-thread state (touched only by the loop thread once started).
     private var control: ControlLoop
@@ -91,6 +94,9 @@ public final class LoopRunner: @unchecked Sendable {
     private var writeEpoch: UInt64 = 0
     /// Overrun cycles minus clean ones, between zero and `lagLimit`; at `lagLimit` the loop sheds to MANUAL.
     private var lagScore = 0
+    /// The plant test started on this controller (loop thread); the board holds it too, so dropping it here frees
+    /// nothing.
+    private var runningTest: PlantTest?
     private var laggingMV = 0
     /// Net overrun cycles that make the writes "lagging": more than half the cycles overrunning for a while.
     static let lagLimit = 3
@@ -100,6 +106,8 @@ public final class LoopRunner: @unchecked Sendable {
         case setpoint(Int, Double)
         case manual(Int, Double)
         case resetKPIs
+        case beginTest(PlantTest)
+        case stopTest
     }
 
     /// Resolves every tag of `definition` through `bind` and builds the controller; throws a readable reason.
@@ -183,6 +191,9 @@ public final class LoopRunner: @unchecked Sendable {
         board = LoopStateBoard(
             definition: d, requestedMode: requestedMode, cvUnits: cvs.map(unitsOf), mvUnits: mvs.map(unitsOf))
         commands.withLock { $0.reserveCapacity(64) }
+        events.testEnded = { [weak self] outcome, reason, wall in
+            self?.testEnded(outcome: outcome, reason: reason, at: wall)
+        }
     }
 
     deinit {
@@ -320,7 +331,9 @@ public final class LoopRunner: @unchecked Sendable {
         }
 
         // Start, and return to the operator's mode after a fault once the inputs stayed healthy long enough.
-        if !swapping && resumeAfterSwap == nil && control.mode != requestedMode && healthy && allMVsKnown {
+        if !swapping && resumeAfterSwap == nil && control.mode != requestedMode && control.mode != .test && healthy
+            && allMVsKnown
+        {
             if !started {
                 started = true
                 control.request(requestedMode)
@@ -393,11 +406,13 @@ public final class LoopRunner: @unchecked Sendable {
         // Statistics and KPIs.
         let dt = lastCycleEnd == 0 ? schedule.periodNanoseconds : max(0, now - lastCycleEnd)
         lastCycleEnd = now
+        if mode != .test { runningTest = nil }
         board.publish(
             LoopStateBoard.CycleFigures(
                 mode: swapping ? modeBefore : mode, requestedMode: requestedMode, transitioned: recordedTransition,
                 reason: events.lastPushedReason, wallMicroseconds: wall, now: now, elapsed: dt, lateness: lateness,
-                limitedMoves: limitedMoves, overrun: overrun, mpc: report.mpc, heartbeat: beat),
+                limitedMoves: limitedMoves, overrun: overrun, mpc: report.mpc, heartbeat: beat,
+                testPosition: runningTest?.position ?? 0, testCycles: runningTest?.cycles ?? 0),
             b)
     }
 
@@ -440,6 +455,10 @@ public final class LoopRunner: @unchecked Sendable {
             events.push(LoopEvent(from: from, to: t.to, reason: reason, wallMicroseconds: wall, bump: bump))
         }
         if t.to != .manual { for l in 0..<nu { b.operatorManual[l] = .nan } }
+        if t.from == .test && t.to == .manual, let test = runningTest {
+            // A test started in MANUAL leaves the MVs where they were before it, approached at the rate limit.
+            for l in 0..<nu where test.tested[l] && test.base[l].isFinite { b.operatorManual[l] = test.base[l] }
+        }
         return (recorded, hold)
     }
 
@@ -486,6 +505,14 @@ public final class LoopRunner: @unchecked Sendable {
                     if control.mode == .manual { buffers.operatorManual[l] = value }
                 case .resetKPIs:
                     board.resetKPIs(now: now)
+                case .beginTest(let test):
+                    if control.mode != .test {
+                        runningTest = test
+                        control.beginTest(test)
+                        pendingReason = .testStarted
+                    }
+                case .stopTest:
+                    control.stopTest()
                 }
             }
             queue.removeAll(keepingCapacity: true)
@@ -498,6 +525,7 @@ public final class LoopRunner: @unchecked Sendable {
     public func snapshot() -> LoopSnapshot {
         var s = board.snapshot(events: events, writer: writer, scheduling: schedule.scheduling)
         s.modelVersion = activeModelVersion
+        s.test = plantTest
         return s
     }
 

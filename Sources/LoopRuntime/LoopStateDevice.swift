@@ -159,7 +159,8 @@ public final class LoopStateDevice: DeviceDriver, @unchecked Sendable {
             switch fields[index] {
             case .mode:
                 guard case .string(let text) = value,
-                    let mode = LoopMode(rawValue: text.trimmingCharacters(in: .whitespaces).lowercased())
+                    let mode = LoopMode(rawValue: text.trimmingCharacters(in: .whitespaces).lowercased()),
+                    mode != .test
                 else {
                     throw LoopCommandError("mode must be mpc, pid or manual, not '\(value)'")
                 }
