@@ -135,6 +135,8 @@ import Testing
             agent.dir.remove()
         }
         #expect(eventually(timeout: 10) { agent.mode() == "mpc" }, "\(agent.log)")
+        // The loop device's first refresh writes the state it finds; the test's transitions come after it.
+        usleep(2_000_000)
 
         // An amplitude that cannot fit the MV's limits around its value is refused, and nothing starts.
         let refused = try agent.cli([
@@ -167,6 +169,20 @@ import Testing
             transitions.contains { $0["from"] as? String == "test" && $0["to"] as? String == "mpc" }, "\(transitions)")
         #expect(
             eventually(timeout: 30) { (plant.levels.first ?? 99) < TankScenario.h0.0 + 0.3 }, "levels \(plant.levels)")
+        // History keeps the mode and its reason as the loop device's tags.
+        var modes: [String] = []
+        var reasons: [String] = []
+        #expect(
+            eventually {
+                modes =
+                    ((try? agent.json(["history", "loop/tanks/mode", "--since", "10m"])) as? [[String: Any]] ?? [])
+                    .compactMap { $0["value"] as? String }
+                reasons =
+                    ((try? agent.json(["history", "loop/tanks/reason", "--since", "10m"])) as? [[String: Any]] ?? [])
+                    .compactMap { $0["value"] as? String }
+                return modes.suffix(2) == ["test", "mpc"] && reasons.contains { $0.contains("soft limits") }
+            }, "modes \(modes), reasons \(reasons)")
+        #expect(reasons.contains("plant test started"), "\(reasons)")
         // The journal has it, and the audit names who started it and how it ended.
         #expect(agent.log.contains("plant test aborted"), "\(agent.log)")
         let audit = (try agent.json(["audit"]) as? [[String: Any]] ?? []).filter {
