@@ -120,6 +120,51 @@ import Testing
                 + "setpoint step of \(step) cm settled to \(h[0]) (target \(target))")
     }
 
+    @Test func aTestStartedInManualIsStoppedAndTheMVsReturnToTheirValuesBeforeIt() throws {
+        let plant = try TankScenario.plant()
+        defer { plant.stop() }
+        let agent = try AgentProcess(config: TankScenario.config(port: plant.port, mode: "manual"))
+        defer {
+            agent.stop()
+            agent.dir.remove()
+        }
+        #expect(eventually(timeout: 10) { agent.mode() == "manual" }, "\(agent.log)")
+        usleep(1_000_000)
+        let before = plant.voltages
+        _ = try received(plant)
+
+        // The state-space model gives no settling time to derive defaults from: the CLI asks for one.
+        let noSettling = try agent.cli(["loop", "tanks", "test", "start", "--mv", "pump1/voltage", "--signal", "gbn"])
+        #expect(noSettling.status != 0 && noSettling.stderr.contains("settling time"), "\(noSettling.stderr)")
+        let bareMode = try agent.cli(["loop", "tanks", "mode", "test"])
+        #expect(bareMode.status != 0, "\(bareMode.stdout)")
+
+        let started = try agent.cli([
+            "loop", "tanks", "test", "start", "--mv", "pump1/voltage", "--signal", "step", "--amplitude", "0.8",
+            "--settling-time", "20s",
+        ])
+        #expect(started.status == 0, "\(started.stderr)")
+        #expect(eventually(timeout: 5) { (plant.voltages.first ?? 0) > before[0] + 0.7 }, "\(plant.voltages)")
+        let tuned = try agent.cli(["loop", "tanks", "tune", "--move-weight", "pump1/voltage=0.1"])
+        #expect(tuned.status != 0 && tuned.stderr.contains("plant test"), "\(tuned.stderr)")
+        let stop = try agent.cli(["loop", "tanks", "test", "stop"])
+        #expect(stop.status == 0, "\(stop.stderr)")
+        #expect(eventually(timeout: 5) { agent.mode() == "manual" }, "\((try? agent.loop()) ?? [:])")
+        // Back to where the operator left them, at the rate limit; the MV not tested never moved.
+        #expect(
+            eventually(timeout: 5) { abs((plant.voltages.first ?? 0) - before[0]) < 1e-4 }, "\(plant.voltages)")
+        let series = try received(plant)
+        #expect(series[1].allSatisfy { abs($0 - before[1]) < 1e-4 }, "pump 2 received \(series[1])")
+        var last = before[0]
+        for v in series[0] {
+            #expect(abs(v - last) <= Self.rateStep + 1e-5, "pump 1 moved \(v - last) V in one write")
+            last = v
+        }
+        let list = try #require(try agent.json(["loop", "tanks", "test", "list"]) as? [[String: Any]])
+        #expect(list.first?["outcome"] as? String == "stopped", "\(list)")
+        #expect(list.first?["returnMode"] as? String == "manual", "\(list)")
+    }
+
     @Test func aTestDrivingACVPastItsSoftLimitIsAbortedBackToMPC() throws {
         let plant = try TankScenario.plant()
         defer { plant.stop() }
