@@ -50,6 +50,9 @@ public final class ControlLoop {
     public private(set) var test: PlantTest?
     private var testPending = false
     private var testStopRequested = false
+    /// Set by the `step` that dropped a test before it began, because another mode was asked for in the same cycle
+    /// (the later request wins); cleared by the next `step`.
+    public private(set) var testDropped = false
 
     public init(
         mpc: ModelPredictiveController, pids: [PIDController], pairings: [PIDPairing],
@@ -172,7 +175,9 @@ public final class ControlLoop {
         pendingRequest = nil
         // TEST is entered only with a test to run, never by a bare mode request.
         if request == .test && !testPending { request = nil }
-        let testWanted = testPending
+        testDropped = testPending && request != .test
+        if testDropped { test = nil }
+        let testWanted = testPending && !testDropped
         testPending = false
         let current = supervisor.mode
         // The MPC runs whenever it drives the MVs or could take over (shadow mode), if its inputs are usable.

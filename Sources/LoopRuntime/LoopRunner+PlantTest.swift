@@ -229,13 +229,16 @@ extension LoopRunner {
     public func run(_ plan: PlantTestPlan) throws(LoopCommandError) {
         rebuildLock.lock()
         defer { rebuildLock.unlock() }
-        let busy = board.withLock {
-            if board.pendingSwap != nil || board.scalars.mode == .test { return true }
-            // The board keeps the test alive, so it is never freed on the loop thread; the next test replaces it.
-            board.currentTest = plan.test
-            return false
-        }
-        if busy || testRunning { throw LoopCommandError("loop '\(definition.name)' is busy; the test did not start") }
+        let busy =
+            testRunning
+            || board.withLock {
+                if board.pendingSwap != nil || board.scalars.mode == .test { return true }
+                // The board keeps the test alive, so it is never freed on the loop thread; the next test replaces it.
+                board.currentTest = plan.test
+                board.testDropped = false
+                return false
+            }
+        if busy { throw LoopCommandError("loop '\(definition.name)' is busy; the test did not start") }
         testRecord.withLock { $0 = plan.report }
         commands.withLock { $0.append(.beginTest(plan.test)) }
     }
@@ -252,6 +255,13 @@ extension LoopRunner {
     /// The current or last test of this run of the loop, with its progress.
     public var plantTest: PlantTestReport? {
         guard var r = testRecord.withLock({ $0 }) else { return nil }
+        if r.outcome == "running" && board.withLock({ board.testDropped }) {
+            // The loop never began it: nothing else will report its end.
+            testEnded(
+                outcome: "aborted", reason: "plant test did not start: the loop changed mode in the same cycle",
+                at: Int64(Date().timeIntervalSince1970 * 1_000_000))
+            r = testRecord.withLock { $0 } ?? r
+        }
         if r.outcome == "running" {
             let (position, cycles) = board.withLock { (board.scalars.testPosition, board.scalars.testCycles) }
             if cycles > 0 {

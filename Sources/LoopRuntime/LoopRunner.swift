@@ -407,6 +407,11 @@ public final class LoopRunner: @unchecked Sendable {
         let dt = lastCycleEnd == 0 ? schedule.periodNanoseconds : max(0, now - lastCycleEnd)
         lastCycleEnd = now
         if mode != .test { runningTest = nil }
+        if control.testDropped {
+            board.lock()
+            board.testDropped = true
+            board.unlock()
+        }
         board.publish(
             LoopStateBoard.CycleFigures(
                 mode: swapping ? modeBefore : mode, requestedMode: requestedMode, transitioned: recordedTransition,

@@ -77,6 +77,8 @@ final class LoopStateBoard: @unchecked Sendable {
     var retiredLoop: ControlLoop?
     /// The plant test started last: held here so the loop thread never frees it (decision 0034).
     var currentTest: PlantTest?
+    /// The loop dropped `currentTest` before it began (another mode was asked for in the same cycle).
+    var testDropped = false
 
     init(definition d: LoopDefinition, requestedMode: LoopMode, cvUnits: [String?], mvUnits: [String?]) {
         definition = d

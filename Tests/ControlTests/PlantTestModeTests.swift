@@ -154,6 +154,25 @@ import Testing
         #expect(outputs[15] == [3, 3] && outputs[29] == [3, 3])
     }
 
+    @Test func aModeAskedForInTheSameCycleAsATestWinsAndTheTestIsDroppedBeforeItBegins() throws {
+        let (loop, plant) = try makeLoop()
+        let test = try PlantTest(
+            cycles: 50, offsets: [[Double](repeating: 0.5, count: 50), []], bandLow: [-.infinity, -.infinity],
+            bandHigh: [.infinity, .infinity])
+        var dropped: [Int] = []
+        let (outputs, transitions) = run(loop, plant, cycles: 10) { k in
+            if k == 2 {
+                loop.beginTest(test)
+                loop.request(.pid)
+            }
+            if k > 0 && loop.testDropped { dropped.append(k - 1) }
+        }
+        #expect(dropped == [2])
+        #expect(!transitions.contains { $0.1.to == .test || $0.1.from == .test })
+        #expect(transitions.first?.1.to == .pid && loop.test == nil)
+        #expect(outputs.allSatisfy { abs($0[0] - 3) < 0.2 }, "the test's +0.5 was never applied")
+    }
+
     @Test func theOperatorStopsATestAndABareModeRequestNeverEntersTest() throws {
         let (loop, plant) = try makeLoop()
         let test = try PlantTest(
