@@ -21,6 +21,8 @@ public struct LoopStepReport: Sendable, Equatable {
 /// One supervised loop: an MPC, one PID per MV (the base layer it sheds to), and a `Supervisor`.
 /// Whatever drives the MVs, the others follow it (PIDs track the output, the MPC's estimator sees the
 /// applied MVs), so every switch is bumpless: the first MV change after it is bounded by one rate step.
+/// A plant test (`beginTest`) drives the MVs in TEST mode from its precomputed moves and ends back in the mode it
+/// started from (decision 0034).
 /// Inputs are written with `setMeasurement`/`setInputReadback`/`setDisturbance` before each `step`.
 /// Allocation-free per cycle.
 public final class ControlLoop {
