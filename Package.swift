@@ -78,7 +78,7 @@ let package = Package(
         .target(
             name: "LoopRuntime",
             dependencies: [
-                "Control", "Devices", "History", "LoopMonitoring", "Tags",
+                "Control", "Devices", "History", "Identification", "LoopMonitoring", "Tags",
                 .product(name: "Logging", package: "swift-log"),
             ]),
         // The Sparkplug B edge node: session driving, live data with broker receipts, replay, commands.

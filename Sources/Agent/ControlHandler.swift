@@ -39,6 +39,8 @@ extension AgentRuntime {
         case .configDiff: return reloadPreview(request)
         case .loopModelList, .loopModelShow, .loopModelActivate, .loopModelRollback, .loopModelAdd, .loopModelShadow:
             return handleModel(request, from: peer)
+        case .loopTestStart, .loopTestStop, .loopTestList, .loopTestShow:
+            return handleTest(request, from: peer)
         case .audit:
             do {
                 let rows = try withHistoryReader {
@@ -125,6 +127,7 @@ extension AgentRuntime {
         let loopPart: [ControlRequest.Command: String] = [
             .loopMode: "mode", .loopSetpoint: "setpoint", .loopManual: "mv", .loopTune: "tune",
             .loopModelActivate: "model", .loopModelRollback: "model", .loopModelAdd: "model", .loopModelShadow: "model",
+            .loopTestStart: "test", .loopTestStop: "test",
         ]
         let target =
             request.loop.flatMap { loop in loopPart[request.command].map { "loop/\(loop)/\($0)" } } ?? request.tag

@@ -43,8 +43,10 @@ extension AgentRuntime {
         do throws(LoopCommandError) {
             switch request.command {
             case .loopMode:
-                guard let text = request.value, let mode = LoopMode(rawValue: text.lowercased()) else {
-                    throw LoopCommandError("mode must be mpc, pid or manual, not '\(request.value ?? "")'")
+                guard let text = request.value, let mode = LoopMode(rawValue: text.lowercased()), mode != .test else {
+                    throw LoopCommandError(
+                        "mode must be mpc, pid or manual, not '\(request.value ?? "")' (a plant test starts with 'test start')"
+                    )
                 }
                 runner.requestMode(mode)
             case .loopSetpoint, .loopManual:

@@ -1,9 +1,9 @@
 import Foundation
 
 /// Parses the human spellings of durations and sizes used in the configuration.
-enum UnitParser {
+package enum UnitParser {
     /// `250ms`, `1s`, `1.5s`, `10m`, `2h`, `30d` → milliseconds.
-    static func milliseconds(_ text: String) -> Int? {
+    package static func milliseconds(_ text: String) -> Int? {
         let t = text.trimmingCharacters(in: .whitespaces).lowercased()
         let units: [(String, Double)] = [("ms", 1), ("s", 1000), ("m", 60_000), ("h", 3_600_000), ("d", 86_400_000)]
         for (suffix, factor) in units where t.hasSuffix(suffix) {
@@ -16,7 +16,7 @@ enum UnitParser {
 
     /// `30s`, `1.5s`, `500ms`, `2.5m`, `1h` → seconds, without rounding to the millisecond (a time constant of
     /// 0.4 ms at a 1 ms period still counts); a bare number has no unit and is nil.
-    static func seconds(_ text: String) -> Double? {
+    package static func seconds(_ text: String) -> Double? {
         let t = text.trimmingCharacters(in: .whitespaces).lowercased()
         let units: [(String, Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600)]
         for (suffix, factor) in units where t.hasSuffix(suffix) {

@@ -21,6 +21,8 @@ public struct LoopStepReport: Sendable, Equatable {
 /// One supervised loop: an MPC, one PID per MV (the base layer it sheds to), and a `Supervisor`.
 /// Whatever drives the MVs, the others follow it (PIDs track the output, the MPC's estimator sees the
 /// applied MVs), so every switch is bumpless: the first MV change after it is bounded by one rate step.
+/// A plant test (`beginTest`) drives the MVs in TEST mode from its precomputed moves and ends back in the mode it
+/// started from (decision 0034).
 /// Inputs are written with `setMeasurement`/`setInputReadback`/`setDisturbance` before each `step`.
 /// Allocation-free per cycle.
 public final class ControlLoop {
@@ -46,6 +48,13 @@ public final class ControlLoop {
     private var manualOutputs: [Double]
     private var pendingRequest: LoopMode?
     private var mpcOutput: [Double]
+    /// The plant test running (TEST mode), or waiting for the next `step` to begin.
+    public private(set) var test: PlantTest?
+    private var testPending = false
+    private var testStopRequested = false
+    /// Set by the `step` that dropped a test before it began, because another mode was asked for in the same cycle
+    /// (the later request wins); cleared by the next `step`.
+    public private(set) var testDropped = false
 
     public init(
         mpc: ModelPredictiveController, pids: [PIDController], pairings: [PIDPairing],
@@ -122,6 +131,21 @@ public final class ControlLoop {
         pendingRequest = mode
     }
 
+    /// Starts `test` at the next `step`, from the MVs applied then; the loop returns to its current mode when the
+    /// test ends. The caller keeps a reference to `test` so that it is never freed by the loop's thread.
+    public func beginTest(_ test: PlantTest) {
+        guard test.mvCount == outputs.count else { return }
+        self.test = test
+        testPending = true
+        testStopRequested = false
+        pendingRequest = .test
+    }
+
+    /// Ends the running test at the next `step` (reason `.testEnded(.stopped)`).
+    public func stopTest() {
+        if test != nil { testStopRequested = true }
+    }
+
     private func firstInputFault(now: UInt64) -> TransitionReason? {
         let maxAge = supervisor.settings.maxInputAgeNanoseconds
         for i in 0..<measurement.count {
@@ -149,8 +173,14 @@ public final class ControlLoop {
     /// One cycle at time `now` (nanoseconds, same clock as the input timestamps).
     public func step(now: UInt64) -> LoopStepReport {
         let fault = firstInputFault(now: now)
-        let request = pendingRequest
+        var request = pendingRequest
         pendingRequest = nil
+        // TEST is entered only with a test to run, never by a bare mode request.
+        if request == .test && !testPending { request = nil }
+        testDropped = testPending && request != .test
+        if testDropped { test = nil }
+        let testWanted = testPending && !testDropped
+        testPending = false
         let current = supervisor.mode
         // The MPC runs whenever it drives the MVs or could take over (shadow mode), if its inputs are usable.
         var mpcResult: MPCStepResult?
@@ -170,10 +200,33 @@ public final class ControlLoop {
                 break
             }
         }
+        let wasTesting = supervisor.mode == .test
         var transition = supervisor.evaluate(
             SupervisorObservation(
                 now: now, solverStatus: mpcResult?.status, solveNanoseconds: mpcResult?.solveNanoseconds ?? 0,
                 inputFault: fault, predictionErrorCV: predictionCV, request: request))
+        if testWanted && supervisor.mode == .test && !wasTesting { test?.begin(at: outputs) }
+        if supervisor.mode == .test, let test {
+            let stop = testStopRequested
+            testStopRequested = false
+            let outside = test.firstCVOutsideBand(measurement)
+            var end: PlantTestEnd?
+            if stop {
+                end = .stopped
+            } else if let cv = outside {
+                end = .cvOutsideBand(cv: cv, value: measurement[cv])
+            } else if test.finished {
+                end = .completed
+            }
+            if let end { transition = supervisor.endTest(end, now: now) }
+        }
+        if supervisor.mode != .test && test != nil && !testWanted {
+            // Back in the mode the test was started from: in MANUAL the MVs return to their values before the test.
+            if supervisor.mode == .manual, let test {
+                for l in 0..<outputs.count where test.base[l].isFinite { manualOutputs[l] = test.base[l] }
+            }
+            test = nil
+        }
 
         // A controller output that is not a finite number sheds the loop to MANUAL (issue 15, item 5): the MVs keep
         // their last good values, and the transition says which MV and why.
@@ -201,6 +254,16 @@ public final class ControlLoop {
                     outputs[mv] = output
                 }
             }
+        case .test:
+            if let test {
+                let inputs = mpc.configuration.inputs
+                for l in 0..<outputs.count {
+                    let wanted = Swift.min(Swift.max(test.value(l), inputs[l].low), inputs[l].high)
+                    outputs[l] = Swift.min(
+                        Swift.max(wanted, outputs[l] - inputs[l].maxDecrease), outputs[l] + inputs[l].maxIncrease)
+                }
+                test.advance()
+            }
         case .manual:
             break
         }
@@ -208,7 +271,7 @@ public final class ControlLoop {
             transition = shed
         }
         switch supervisor.mode {
-        case .mpc, .pid: break
+        case .mpc, .pid, .test: break
         case .manual:
             for l in 0..<outputs.count {
                 // Manual moves are not rate limited by us: the operator owns the MV.

@@ -6,6 +6,9 @@ public enum LoopMode: String, Sendable, Equatable {
     case pid
     /// The multivariable predictive controller.
     case mpc
+    /// A plant test: precomputed moves around the MVs' values at its start (decision 0034); it ends back in the mode
+    /// it was started from.
+    case test
 }
 
 /// Which kind of loop input a fault refers to.
@@ -30,6 +33,8 @@ public enum TransitionReason: Sendable, Equatable {
     /// The controller driving the loop computed an output for MV `mv` that is not a finite number (issue 15, item
     /// 5): the loop sheds to MANUAL, since neither the PID nor the MPC can be trusted with that MV.
     case nonFiniteOutput(mv: Int)
+    /// A plant test ended: completed, stopped by the operator, or a CV left its band (decision 0034).
+    case testEnded(PlantTestEnd)
 }
 
 /// A mode change with its reason and the time it happened (supervisor clock, nanoseconds).
@@ -93,7 +98,7 @@ public struct SupervisorObservation: Sendable, Equatable {
     }
 }
 
-/// The mode state machine of one loop: MANUAL / PID / MPC. Pure and clock-injected, so every
+/// The mode state machine of one loop: MANUAL / PID / MPC, and TEST while a plant test runs. Pure and clock-injected, so every
 /// decision is reproducible in a test. MPC sheds to PID on repeated solver failure, an over-budget
 /// solve, a bad or stale input, or a persistent prediction error; PID drops to MANUAL when a CV it
 /// controls is bad or stale. Returns to MPC on request, or after a healthy period if configured.
@@ -101,6 +106,8 @@ public struct Supervisor: Sendable {
     public var settings: SupervisorSettings
     public private(set) var mode: LoopMode
     public private(set) var lastTransition: ModeTransition?
+    /// The mode a plant test returns to when it ends: the one it was started from.
+    public private(set) var testReturnMode: LoopMode = .manual
     private var nonOptimalCount = 0
     private var predictionErrorSince: UInt64?
     private var healthySince: UInt64?
@@ -124,6 +131,10 @@ public struct Supervisor: Sendable {
         let solverHealthy = o.solverStatus == .optimal && o.solveNanoseconds <= settings.solveBudgetNanoseconds
         switch mode {
         case .manual:
+            return nil
+        case .test:
+            // Any bad or stale input ends a test: the data would be useless and nobody watches the plant for it.
+            if let fault = o.inputFault { return transition(to: testReturnMode, fault, o.now) }
             return nil
         case .mpc:
             if let fault = o.inputFault { return transition(to: .pid, fault, o.now) }
@@ -172,7 +183,14 @@ public struct Supervisor: Sendable {
         return transition(to: .manual, reason, now)
     }
 
+    /// Ends a running plant test for `end`, back to the mode it started from; nil when no test runs.
+    public mutating func endTest(_ end: PlantTestEnd, now: UInt64) -> ModeTransition? {
+        guard mode == .test else { return nil }
+        return transition(to: testReturnMode, .testEnded(end), now)
+    }
+
     private mutating func transition(to next: LoopMode, _ reason: TransitionReason, _ now: UInt64) -> ModeTransition {
+        if next == .test && mode != .test { testReturnMode = mode }
         let t = ModeTransition(from: mode, to: next, reason: reason, time: now)
         mode = next
         lastTransition = t

@@ -9,6 +9,7 @@ public final class HistoryReader {
     /// The schema version of the file when it was opened.
     public let schemaVersion: Int32
     let db: SQLiteConnection
+    var connection: SQLiteConnection { db }
 
     /// Opens an existing history database; fails with a clear error if it does not exist or is not one.
     public init(path: String, busyTimeoutMilliseconds: Int32 = 2000) throws {

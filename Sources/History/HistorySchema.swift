@@ -113,6 +113,27 @@ public enum HistorySchema {
                     version INTEGER NOT NULL
                 ) WITHOUT ROWID;
                 """),
+        // Plant tests run by the agent (decision 0034): one row per test, written when it starts and completed when it
+        // ends, so `identify --test ID` finds exactly its window. `detail` is the whole plan as JSON (amplitudes,
+        // switch time and probability, settling time, period), for reproduction. Retention never touches it.
+        Migration(
+            version: 5, summary: "plant tests",
+            sql: """
+                CREATE TABLE plant_tests (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT,
+                    loop TEXT NOT NULL,
+                    started_at INTEGER NOT NULL,
+                    ended_at INTEGER,
+                    mvs TEXT NOT NULL,
+                    signal TEXT NOT NULL,
+                    seed INTEGER NOT NULL,
+                    started_by TEXT NOT NULL,
+                    outcome TEXT NOT NULL,
+                    reason TEXT NOT NULL DEFAULT '',
+                    detail TEXT NOT NULL DEFAULT '{}'
+                );
+                CREATE INDEX plant_tests_loop ON plant_tests(loop, id);
+                """),
     ]
 
     /// The schema version this build writes.

@@ -65,8 +65,8 @@ public struct ModelActivation: Sendable, Equatable, Codable {
 /// batches (WAL: readers and this writer share the file; a write waits at most the busy timeout for the history
 /// writer's commit). Calls are serialised by a lock and are never made on a loop thread.
 public final class ModelLedger: @unchecked Sendable {
-    private let store: HistoryStore
-    private let lock = NSLock()
+    let store: HistoryStore
+    let lock = NSLock()
 
     /// Opens (creating and upgrading as `HistoryStore` does) the history file at `path`.
     public init(path: String) throws {

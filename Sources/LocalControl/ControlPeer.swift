@@ -17,7 +17,8 @@ extension ControlRequest.Command {
     /// `configDiff` reads whatever file the client names with the agent's rights, so it is an operator's.
     public var requiredRole: ControlRole {
         switch self {
-        case .status, .tags, .read, .history, .audit, .loops, .mqttStatus, .health, .loopModelList, .loopModelShow:
+        case .status, .tags, .read, .history, .audit, .loops, .mqttStatus, .health, .loopModelList, .loopModelShow,
+            .loopTestList, .loopTestShow:
             return .readOnly
         case .write, .loopMode, .loopSetpoint, .loopManual, .loopTune, .mqttRebirth, .configDiff:
             return .operator
@@ -25,6 +26,8 @@ extension ControlRequest.Command {
         case .loopModelActivate, .loopModelRollback, .loopModelAdd: return .operator
         // A shadow changes nothing the loop does, but it costs the loop's thread a prediction per cycle.
         case .loopModelShadow: return .operator
+        // A test moves the plant's MVs like a mode change does.
+        case .loopTestStart, .loopTestStop: return .operator
         }
     }
 }

@@ -11,6 +11,8 @@ public struct ControlRequest: Codable, Sendable {
         case configDiff
         /// The model ledger of a loop (decision 0031).
         case loopModelList, loopModelShow, loopModelActivate, loopModelRollback, loopModelAdd, loopModelShadow
+        /// Plant tests of a loop (decision 0034).
+        case loopTestStart, loopTestStop, loopTestList, loopTestShow
     }
 
     public var command: Command
@@ -36,6 +38,8 @@ public struct ControlRequest: Codable, Sendable {
     public var note: String? = nil
     /// `loopModelAdd`: the model file's text (its name is in `path`), parsed by the agent against the loop.
     public var text: String? = nil
+    /// `loopTestStart`: the test asked for.
+    public var plantTest: PlantTestRequest? = nil
 
     public init(
         command: Command, tag: String? = nil, value: String? = nil, source: String? = nil, since: Int64? = nil,
@@ -76,6 +80,8 @@ public struct ControlResponse: Codable, Sendable {
     public var forbidden: Bool? = nil
     /// `loop NAME model …`: the loop's model ledger.
     public var models: ModelLedgerReport? = nil
+    /// `loop NAME test …`: plant tests, newest first.
+    public var tests: [PlantTestReport]? = nil
 
     public init(
         ok: Bool = true, error: String? = nil, status: StatusReport? = nil, tags: [TagReport]? = nil,

@@ -365,6 +365,10 @@ extension ControlRequest.Command {
         case .loopModelRollback: return "loop model rollback"
         case .loopModelAdd: return "loop model add"
         case .loopModelShadow: return "loop model shadow"
+        case .loopTestStart: return "loop test start"
+        case .loopTestStop: return "loop test stop"
+        case .loopTestList: return "loop test list"
+        case .loopTestShow: return "loop test show"
         default: return rawValue
         }
     }

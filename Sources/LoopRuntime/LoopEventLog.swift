@@ -17,6 +17,8 @@ enum LoopEventReason: Sendable {
     case modelActivated(version: Int64)
     /// MV `mv`'s writes kept falling behind the loop: the link is slower than the loop period.
     case writesLagging(mv: Int)
+    /// An operator started a plant test (decision 0034).
+    case testStarted
 
     /// A fault the loop does not recover from by itself (`recover_after`): the controller's output was not a number.
     var needsOperator: Bool {
@@ -26,6 +28,7 @@ enum LoopEventReason: Sendable {
 
     var isFault: Bool {
         switch self {
+        case .supervisor(.testEnded(.completed)), .supervisor(.testEnded(.stopped)): return false
         case .supervisor(let r): return r != .operatorRequest && r != .healthyPeriodElapsed
         case .fallbackManual, .writesLagging: return true
         default: return false
@@ -61,6 +64,9 @@ final class LoopEventLog: @unchecked Sendable {
     private let faultTransitions = Atomic<UInt64>(0)
     /// The reason of the newest event pushed; touched by the loop thread only.
     private(set) var lastPushedReason: LoopEventReason?
+    /// Told, as events are drained, that a plant test ended: outcome (`completed`, `stopped`, `aborted`), reason
+    /// and time. Set once by the runner before its threads start.
+    var testEnded: (@Sendable (_ outcome: String, _ reason: String, _ wall: Int64) -> Void)?
 
     init(definition: LoopDefinition, logger: Logger, audit: @escaping @Sendable (AuditRecord) -> Void) {
         self.definition = definition
@@ -101,6 +107,16 @@ final class LoopEventLog: @unchecked Sendable {
                 if $0.count > Self.kept { $0.removeFirst($0.count - Self.kept) }
             }
             if e.reason.isFault { faultTransitions.add(1, ordering: .relaxed) }
+            if e.from == .test && e.to != .test {
+                let outcome: String
+                switch e.reason {
+                case .supervisor(.testEnded(.completed)): outcome = "completed"
+                case .supervisor(.testEnded(.stopped)), .operatorRequest: outcome = "stopped"
+                default: outcome = "aborted"
+                }
+                testEnded?(
+                    outcome, outcome == "aborted" ? "plant test aborted: \(text)" : text, e.wallMicroseconds)
+            }
             let level: Logger.Level = e.reason.isFault ? .warning : .notice
             logger.log(
                 level: level, "loop mode \(e.from.rawValue) → \(e.to.rawValue): \(text)",
@@ -139,6 +155,12 @@ final class LoopEventLog: @unchecked Sendable {
             case .healthyPeriodElapsed: return "healthy period elapsed"
             case .nonFiniteOutput(let mv):
                 return "controller output for MV \(definition.mvs[mv].tag) is not a finite number"
+            case .testEnded(.completed): return "plant test completed"
+            case .testEnded(.stopped): return "plant test stopped by the operator"
+            case .testEnded(.cvOutsideBand(let cv, let value)):
+                let c = definition.cvs[cv]
+                return "plant test aborted: CV \(c.tag) at \(formatDouble(value)) left its soft limits "
+                    + "\(formatDouble(c.softLow)) … \(formatDouble(c.softHigh))"
             }
         }
         switch reason {
@@ -149,6 +171,7 @@ final class LoopEventLog: @unchecked Sendable {
         case .fallbackManual(let r): return "fallback to manual: \(supervisor(r))"
         case .retuned: return "retuned"
         case .modelActivated(let version): return "model version \(version) activated"
+        case .testStarted: return "plant test started"
         case .writesLagging(let l):
             return "MV writes lagging: MV \(definition.mvs[l].tag) not written before the next cycle's value, "
                 + "cycle after cycle (the link is slower than the loop period)"

@@ -4,7 +4,7 @@ import Devices
 /// reads. A value: taking it never blocks the loop for longer than copying a few numbers.
 public struct LoopSnapshot: Codable, Sendable {
     public var name: String
-    /// Who drives the MVs now: manual, pid or mpc.
+    /// Who drives the MVs now: manual, pid, mpc, or test while a plant test runs.
     public var mode: String
     /// The mode the operator (or the configuration) asked for; differs from `mode` after a fault shed.
     public var requestedMode: String
@@ -33,6 +33,8 @@ public struct LoopSnapshot: Codable, Sendable {
     public var shadowNRMSE: Double? = nil
     public var shadowVersion: Int64? = nil
     public var modelDegraded: Bool? = nil
+    /// The running plant test with its progress, or the last one this run of the loop (decision 0034).
+    public var test: PlantTestReport? = nil
 }
 
 /// One CV as the loop sees it.

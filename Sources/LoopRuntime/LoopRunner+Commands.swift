@@ -7,6 +7,8 @@ import Tags
 extension LoopRunner {
     /// Asks for a mode; the change happens at the next cycle and is reported with its reason.
     public func requestMode(_ mode: LoopMode) {
+        // TEST is entered only by `test start`, with a test to run.
+        guard mode != .test else { return }
         commands.withLock { $0.append(.mode(mode)) }
     }
 
@@ -54,6 +56,9 @@ extension LoopRunner {
     public func tune(_ request: LoopTuneRequest) throws(LoopCommandError) -> LoopTuning {
         rebuildLock.lock()
         defer { rebuildLock.unlock() }
+        if testRunning {
+            throw LoopCommandError("loop '\(definition.name)' is running a plant test; stop it first ('test stop')")
+        }
         var tuning = tuningState.withLock { $0 }
         func apply(
             _ values: [String: Double]?, _ names: [String], _ what: String, valid: (Double) -> Bool,

@@ -37,6 +37,9 @@ extension LoopRunner {
         }
         rebuildLock.lock()
         defer { rebuildLock.unlock() }
+        if testRunning {
+            throw LoopCommandError("loop '\(definition.name)' is running a plant test; stop it first ('test stop')")
+        }
         let next = model.applied(to: modelDefinition)
         let tuning = tuningState.withLock { $0 }
         let (outputs, targets) = board.withLock { board.outputsAndTargets(nominal: next.nominalMVs) }

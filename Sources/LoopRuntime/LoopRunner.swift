@@ -74,6 +74,9 @@ public final class LoopRunner: @unchecked Sendable {
     var modelVersion: Int64?
     /// Prediction error of the model in force and of a shadow candidate (decision 0036).
     let predictions: LoopModelPredictions
+    /// The current or last plant test of this runner (callers and the event log; never the loop thread).
+    let testRecord = Mutex<PlantTestReport?>(nil)
+    let testEndHandler = Mutex<(@Sendable (PlantTestReport) -> Void)?>(nil)
 
     // Loop-thread state (touched only by the loop thread once started).
     private var control: ControlLoop
@@ -93,6 +96,9 @@ public final class LoopRunner: @unchecked Sendable {
     private var writeEpoch: UInt64 = 0
     /// Overrun cycles minus clean ones, between zero and `lagLimit`; at `lagLimit` the loop sheds to MANUAL.
     private var lagScore = 0
+    /// The plant test started on this controller (loop thread); the board holds it too, so dropping it here frees
+    /// nothing.
+    private var runningTest: PlantTest?
     private var laggingMV = 0
     /// Net overrun cycles that make the writes "lagging": more than half the cycles overrunning for a while.
     static let lagLimit = 3
@@ -102,6 +108,8 @@ public final class LoopRunner: @unchecked Sendable {
         case setpoint(Int, Double)
         case manual(Int, Double)
         case resetKPIs
+        case beginTest(PlantTest)
+        case stopTest
     }
 
     /// Resolves every tag of `definition` through `bind` and builds the controller; throws a readable reason.
@@ -186,6 +194,9 @@ public final class LoopRunner: @unchecked Sendable {
         board = LoopStateBoard(
             definition: d, requestedMode: requestedMode, cvUnits: cvs.map(unitsOf), mvUnits: mvs.map(unitsOf))
         commands.withLock { $0.reserveCapacity(64) }
+        events.testEnded = { [weak self] outcome, reason, wall in
+            self?.testEnded(outcome: outcome, reason: reason, at: wall)
+        }
     }
 
     deinit {
@@ -323,7 +334,9 @@ public final class LoopRunner: @unchecked Sendable {
         }
 
         // Start, and return to the operator's mode after a fault once the inputs stayed healthy long enough.
-        if !swapping && resumeAfterSwap == nil && control.mode != requestedMode && healthy && allMVsKnown {
+        if !swapping && resumeAfterSwap == nil && control.mode != requestedMode && control.mode != .test && healthy
+            && allMVsKnown
+        {
             if !started {
                 started = true
                 control.request(requestedMode)
@@ -402,11 +415,18 @@ public final class LoopRunner: @unchecked Sendable {
         // Statistics and KPIs.
         let dt = lastCycleEnd == 0 ? schedule.periodNanoseconds : max(0, now - lastCycleEnd)
         lastCycleEnd = now
+        if mode != .test { runningTest = nil }
+        if control.testDropped {
+            board.lock()
+            board.testDropped = true
+            board.unlock()
+        }
         board.publish(
             LoopStateBoard.CycleFigures(
                 mode: swapping ? modeBefore : mode, requestedMode: requestedMode, transitioned: recordedTransition,
                 reason: events.lastPushedReason, wallMicroseconds: wall, now: now, elapsed: dt, lateness: lateness,
-                limitedMoves: limitedMoves, overrun: overrun, mpc: report.mpc, heartbeat: beat),
+                limitedMoves: limitedMoves, overrun: overrun, mpc: report.mpc, heartbeat: beat,
+                testPosition: runningTest?.position ?? 0, testCycles: runningTest?.cycles ?? 0),
             b)
     }
 
@@ -449,6 +469,10 @@ public final class LoopRunner: @unchecked Sendable {
             events.push(LoopEvent(from: from, to: t.to, reason: reason, wallMicroseconds: wall, bump: bump))
         }
         if t.to != .manual { for l in 0..<nu { b.operatorManual[l] = .nan } }
+        if t.from == .test && t.to == .manual, let test = runningTest {
+            // A test started in MANUAL leaves the MVs where they were before it, approached at the rate limit.
+            for l in 0..<nu where test.tested[l] && test.base[l].isFinite { b.operatorManual[l] = test.base[l] }
+        }
         return (recorded, hold)
     }
 
@@ -495,6 +519,14 @@ public final class LoopRunner: @unchecked Sendable {
                     if control.mode == .manual { buffers.operatorManual[l] = value }
                 case .resetKPIs:
                     board.resetKPIs(now: now)
+                case .beginTest(let test):
+                    if control.mode != .test {
+                        runningTest = test
+                        control.beginTest(test)
+                        pendingReason = .testStarted
+                    }
+                case .stopTest:
+                    control.stopTest()
                 }
             }
             queue.removeAll(keepingCapacity: true)
@@ -512,6 +544,7 @@ public final class LoopRunner: @unchecked Sendable {
         s.shadowNRMSE = figures.shadow.isFinite ? figures.shadow : nil
         s.shadowVersion = figures.shadowVersion
         s.modelDegraded = figures.degraded
+        s.test = plantTest
         return s
     }
 

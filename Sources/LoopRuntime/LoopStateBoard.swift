@@ -22,8 +22,11 @@ final class LoopStateBoard: @unchecked Sendable {
         var skipped: UInt64 = 0
         var writeOverruns: UInt64 = 0
         var limited: UInt64 = 0
-        var modeNanoseconds: (Int64, Int64, Int64) = (0, 0, 0)
+        var modeNanoseconds: (Int64, Int64, Int64, Int64) = (0, 0, 0, 0)
         var heartbeat: UInt64?
+        /// The running plant test's cycles applied and total (0 when none runs).
+        var testPosition = 0
+        var testCycles = 0
     }
 
     /// One cycle's figures besides the arrays, for `publish`.
@@ -40,6 +43,8 @@ final class LoopStateBoard: @unchecked Sendable {
         var overrun: Bool
         var mpc: MPCStepResult?
         var heartbeat: UInt64?
+        var testPosition: Int
+        var testCycles: Int
     }
 
     private let definition: LoopDefinition
@@ -70,6 +75,10 @@ final class LoopStateBoard: @unchecked Sendable {
     /// The controller a swap replaced: kept here so it is freed by the next rebuild, on that caller's thread,
     /// never on the loop thread.
     var retiredLoop: ControlLoop?
+    /// The plant test started last: held here so the loop thread never frees it (decision 0034).
+    var currentTest: PlantTest?
+    /// The loop dropped `currentTest` before it began (another mode was asked for in the same cycle).
+    var testDropped = false
 
     init(definition d: LoopDefinition, requestedMode: LoopMode, cvUnits: [String?], mvUnits: [String?]) {
         definition = d
@@ -157,7 +166,10 @@ final class LoopStateBoard: @unchecked Sendable {
         case .manual: scalars.modeNanoseconds.0 += f.elapsed
         case .pid: scalars.modeNanoseconds.1 += f.elapsed
         case .mpc: scalars.modeNanoseconds.2 += f.elapsed
+        case .test: scalars.modeNanoseconds.3 += f.elapsed
         }
+        scalars.testPosition = f.testPosition
+        scalars.testCycles = f.testCycles
         if f.transitioned || scalars.modeSince == nil {
             scalars.modeSince = f.wallMicroseconds
             if let r = f.reason { scalars.reason = r }
@@ -179,7 +191,8 @@ final class LoopStateBoard: @unchecked Sendable {
         for i in 0..<ny {
             let y = b.cvValue[i]
             let (lo, hi) = (b.targetLow[i], b.targetHigh[i])
-            b.kpiError[i] = f.mode == .manual || !b.cvGood[i] ? .nan : (y < lo ? lo - y : (y > hi ? hi - y : 0))
+            b.kpiError[i] =
+                f.mode == .manual || f.mode == .test || !b.cvGood[i] ? .nan : (y < lo ? lo - y : (y > hi ? hi - y : 0))
         }
         for l in 0..<nu {
             let v = b.applied[l]
@@ -187,11 +200,15 @@ final class LoopStateBoard: @unchecked Sendable {
             b.kpiSaturated[l] = v <= mvLow[l] + tolerance || v >= mvHigh[l] - tolerance
         }
         kpi.add(
-            now: f.now, dt: f.elapsed, mode: f.mode == .manual ? 0 : (f.mode == .pid ? 1 : 2), error: b.kpiError,
+            now: f.now, dt: f.elapsed, mode: f.mode == .manual || f.mode == .test ? 0 : (f.mode == .pid ? 1 : 2),
+            error: b.kpiError,
             saturated: b.kpiSaturated)
     }
 
     // MARK: - Readers (lock held by the caller where said)
+
+    /// MV l as last applied (caller holds the lock); NaN before the loop knew it.
+    func appliedMV(_ l: Int) -> Double { mv[l] }
 
     /// The MVs and CV targets now in force (caller holds the lock), for a bumpless retune.
     func outputsAndTargets(nominal: [Double]) -> ([Double], [CVTarget]) {
@@ -253,7 +270,7 @@ final class LoopStateBoard: @unchecked Sendable {
                     writeOverruns: scalars.writeOverruns, limitedMoves: scalars.limited),
                 secondsInMode: [
                     "manual": Double(scalars.modeNanoseconds.0) / 1e9, "pid": Double(scalars.modeNanoseconds.1) / 1e9,
-                    "mpc": Double(scalars.modeNanoseconds.2) / 1e9,
+                    "mpc": Double(scalars.modeNanoseconds.2) / 1e9, "test": Double(scalars.modeNanoseconds.3) / 1e9,
                 ],
                 heartbeat: scalars.heartbeat, scheduling: scheduling, transitions: transitions)
         }

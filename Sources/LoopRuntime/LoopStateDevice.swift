@@ -79,7 +79,9 @@ public final class LoopStateDevice: DeviceDriver, @unchecked Sendable {
                     pollGroup: "loop"))
             fields.append(field)
         }
-        add(.mode, "mode", .string(registers: 8), writable: true, description: "mode in force: mpc, pid or manual")
+        add(
+            .mode, "mode", .string(registers: 8), writable: true,
+            description: "mode in force: mpc, pid, manual, or test during a plant test")
         add(.requestedMode, "requested_mode", .string(registers: 8), description: "mode asked for by the operator")
         add(.reason, "reason", .string(registers: 64), description: "why the loop is in its mode")
         add(.solverStatus, "health/solver_status", .string(registers: 16), description: "last MPC solve")
@@ -170,7 +172,8 @@ public final class LoopStateDevice: DeviceDriver, @unchecked Sendable {
             switch fields[index] {
             case .mode:
                 guard case .string(let text) = value,
-                    let mode = LoopMode(rawValue: text.trimmingCharacters(in: .whitespaces).lowercased())
+                    let mode = LoopMode(rawValue: text.trimmingCharacters(in: .whitespaces).lowercased()),
+                    mode != .test
                 else {
                     throw LoopCommandError("mode must be mpc, pid or manual, not '\(value)'")
                 }

@@ -21,7 +21,11 @@ struct IdentifyCommand: ParsableCommand {
 
     @Option(name: .long, help: "The loop's name.") var loop: String
     @Option(name: .long, help: "Start: a duration back from now (90m, 2h, 1d) or an ISO-8601 time.")
-    var since: String
+    var since: String?
+    @Option(
+        name: .long,
+        help: "A plant test's id ('edgepilot loop NAME test list'): identify over exactly its window, test mode only.")
+    var test: Int64?
     @Option(name: .long, help: "End: a duration back from now or an ISO-8601 time (default: now).")
     var until: String?
     @Option(name: .long, help: "fopdt (first order plus dead time per path) or ss (state space).")
@@ -30,14 +34,16 @@ struct IdentifyCommand: ParsableCommand {
     var order: Int?
     @Option(
         name: .long,
-        help: "Loop modes whose data is used, comma-separated (mpc, pid, manual), or 'any' to ignore the mode.")
-    var modes: String = "mpc,pid"
+        help: "Loop modes whose data is used (mpc, pid, manual, test; default mpc,pid, or test with --test), or any.")
+    var modes: String?
     @Option(name: .long, help: "Write the model block to this file instead of stdout.") var output: String?
     @Option(name: .long, help: "The configuration file.") var config: String = "/etc/edgepilot/edgepilot.yaml"
     @Option(name: .long, help: "The history file (default: the configuration's history.path).") var history: String?
     @OptionGroup var format: OutputOptions
 
     func validate() throws {
+        guard (since == nil) != (test == nil) else { throw ValidationError("give either --since or --test") }
+        if test != nil && until != nil { throw ValidationError("--test sets the window; leave out --until") }
         guard ["fopdt", "ss"].contains(structure.lowercased()) else {
             throw ValidationError("--structure must be fopdt or ss, found '\(structure)'")
         }
@@ -58,15 +64,21 @@ struct IdentifyCommand: ParsableCommand {
                 "no loop '\(loop)' in \(config); "
                     + (names.isEmpty ? "it defines no loops" : "loops defined: \(names.joined(separator: ", "))"))
         }
-        let start = try parseSince(since)
-        let end = try until.map { try parseSince($0) } ?? Int64(Date().timeIntervalSince1970 * 1_000_000)
+        let path = history ?? configuration.history.path
+        let start: Int64
+        let end: Int64
+        if let test {
+            (start, end) = try Self.testWindow(test, loop: loop, history: path)
+        } else {
+            start = try parseSince(since ?? "")
+            end = try until.map { try parseSince($0) } ?? Int64(Date().timeIntervalSince1970 * 1_000_000)
+        }
         guard end > start else {
             throw CLIError("--until (\(formatTimestamp(end))) must be after --since (\(formatTimestamp(start)))")
         }
         var settings = LoopIdentificationSettings(
             structure: structure.lowercased() == "ss" ? .stateSpace(order: order) : .fopdt)
-        settings.usableModes = try Self.modes(modes)
-        let path = history ?? configuration.history.path
+        settings.usableModes = try Self.modes(modes ?? (test == nil ? "mpc,pid" : "test"))
         let report: LoopIdentificationReport
         do {
             let reader = try HistoryReader(path: path)
@@ -97,6 +109,26 @@ struct IdentifyCommand: ParsableCommand {
         }
     }
 
+    /// The recorded window of plant test `id` of `loop`.
+    static func testWindow(_ id: Int64, loop: String, history path: String) throws -> (Int64, Int64) {
+        let record: PlantTestRecord?
+        do {
+            let reader = try HistoryReader(path: path)
+            defer { reader.close() }
+            record = try reader.plantTest(id: id)
+        } catch let error as HistoryError {
+            throw CLIError("cannot read the history: \(error)")
+        }
+        guard let record, record.loop == loop else {
+            throw CLIError(
+                "loop '\(loop)' has no plant test \(id) in \(path); 'edgepilot loop \(loop) test list' shows them")
+        }
+        guard let ended = record.endedAt else {
+            throw CLIError("plant test \(id) has not ended (still running, or cut short when the agent stopped)")
+        }
+        return (record.startedAt, ended)
+    }
+
     func progress(_ message: String) {
         FileHandle.standardError.write(Data("identify: \(message)\n".utf8))
     }
@@ -104,9 +136,10 @@ struct IdentifyCommand: ParsableCommand {
     static func modes(_ text: String) throws -> Set<String>? {
         let items = text.lowercased().split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
         if items == ["any"] { return nil }
-        let known = Set(LoopModeSetting.allCases.map(\.rawValue))
+        let known = Set(LoopModeSetting.allCases.map(\.rawValue) + ["test"])
         for item in items where !known.contains(item) {
-            throw ValidationError("--modes: unknown mode '\(item)'; use mpc, pid, manual (comma-separated) or any")
+            throw ValidationError(
+                "--modes: unknown mode '\(item)'; use mpc, pid, manual, test (comma-separated) or any")
         }
         guard !items.isEmpty else { throw ValidationError("--modes needs at least one mode, or any") }
         return Set(items)

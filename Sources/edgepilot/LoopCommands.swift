@@ -55,6 +55,13 @@ struct LoopsCommand: ParsableCommand {
                 head += "  shadow v\(version) nrmse " + (l.shadowNRMSE.map { number($0, 3) } ?? "(pending)")
             }
             out.append(head)
+            if let t = l.test, t.outcome == "running" {
+                out.append(
+                    "  plant test \(t.id.map(String.init) ?? "?") (\(t.signal) on \(t.mvs.joined(separator: ", "))): "
+                        + String(format: "%.0f %% done", t.percent ?? 0)
+                        + (t.secondsLeft.map { ", \(formatDuration($0)) left" } ?? "")
+                        + ", returns to \(t.returnMode.uppercased())")
+            }
             let t = l.timing
             out.append(
                 "  period \(l.periodMilliseconds)ms  cycles \(t.cycles)  jitter p50/p99/max "
@@ -116,7 +123,8 @@ struct LoopsCommand: ParsableCommand {
 
 struct LoopCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "loop", abstract: "Operate one control loop: mode, setpoint, manual MV, tuning, model versions.",
+        commandName: "loop",
+        abstract: "Operate one control loop: mode, setpoint, manual MV, tuning, model versions, plant tests.",
         discussion: """
             Changes take effect at the loop's next cycle, bumplessly, and are audited with who made them:
 
@@ -128,15 +136,24 @@ struct LoopCommand: ParsableCommand {
               edgepilot loop NAME model list | show ID | add FILE [--note TEXT]
               edgepilot loop NAME model activate ID [--force] [--note TEXT] | rollback [--note TEXT]
               edgepilot loop NAME model shadow ID|off
+              edgepilot loop NAME test start --mv MV [--mv MV …] --signal gbn|step [--amplitude A]
+                                 [--switch-time T] [--duration D] [--settling-time T] [--seed N]
+              edgepilot loop NAME test stop | list | show ID
 
             Model versions live in the history file's ledger; 'add' registers a file 'edgepilot identify --output' \
             wrote (with its window, data hash and fit); 'activate' refuses a model whose tags or dimensions do not \
             match the loop, or whose recorded validation fit is below the loop's model_min_fit (--force overrides \
-            the fit check only). 'shadow' runs a version beside the model in force, predicting every cycle without             acting: loop/NAME/shadow/nrmse against loop/NAME/model/nrmse (until 'shadow off' or a restart).
+            the fit check only). 'shadow' runs a version beside the model in force, predicting every cycle without \
+            acting: loop/NAME/shadow/nrmse against loop/NAME/model/nrmse (until 'shadow off' or a restart).
+
+            A plant test moves the named MVs around their current values (the others hold) in mode TEST, within \
+            their limits and rate limits, and returns to the previous mode when it completes, is stopped, or a CV \
+            leaves its soft limits or an input goes bad. Defaults come from the settling time (or the loop's \
+            model); 'edgepilot identify --loop NAME --test ID' identifies over exactly the test's window.
             """)
 
     @Argument(help: "The loop's name.") var name: String
-    @Argument(help: "mode, setpoint, mv, tune or model.") var action: String
+    @Argument(help: "mode, setpoint, mv, tune, model or test.") var action: String
     @Argument(help: "The action's arguments.") var values: [String] = []
     @Option(name: .customLong("cv-weight"), help: "CV=WEIGHT (MPC tracking weight).") var cvWeight: [String] = []
     @Option(name: .customLong("move-weight"), help: "MV=WEIGHT (MPC move suppression).") var moveWeight: [String] = []
@@ -146,6 +163,18 @@ struct LoopCommand: ParsableCommand {
     @Flag(name: .long, help: "model activate: activate although the recorded fit is below the threshold.")
     var force = false
     @Option(name: .long, help: "model activate|rollback|add: a note kept in the ledger.") var note: String?
+    @Option(name: .long, help: "test start: an MV to move (repeat for several).") var mv: [String] = []
+    @Option(name: .long, help: "test start: gbn (generalized binary noise) or step.") var signal: String?
+    @Option(name: .long, help: "test start: amplitude in the MVs' units (default: 5 % of each MV's span).")
+    var amplitude: Double?
+    @Option(name: .customLong("switch-time"), help: "test start: GBN mean switch time or step hold (30s, 5m).")
+    var switchTime: String?
+    @Option(name: .long, help: "test start: how long (default: 6 × settling time for GBN, 4 × for steps).")
+    var duration: String?
+    @Option(name: .customLong("settling-time"), help: "test start: the process's settling time (e.g. 5m).")
+    var settlingTime: String?
+    @Option(name: .long, help: "test start: the GBN seed (default: from the clock; recorded either way).")
+    var seed: UInt64?
     @OptionGroup var connection: ConnectionOptions
     @OptionGroup var output: OutputOptions
 
@@ -164,6 +193,10 @@ struct LoopCommand: ParsableCommand {
     func run() throws {
         if action.lowercased() == "model" {
             try runModel()
+            return
+        }
+        if action.lowercased() == "test" {
+            try runTest()
             return
         }
         let request: ControlRequest
@@ -193,7 +226,7 @@ struct LoopCommand: ParsableCommand {
             }
             request = ControlRequest(command: .loopTune, loop: name, tune: tune)
         default:
-            throw ValidationError("unknown action '\(action)': use mode, setpoint, mv, tune or model")
+            throw ValidationError("unknown action '\(action)': use mode, setpoint, mv, tune, model or test")
         }
         let response = try connection.send(request)
         guard response.ok else { throw CLIError(response.error ?? "the agent refused") }

@@ -84,8 +84,8 @@ import Testing
         store.close()
         // Back to version 3, as a file written by the previous release.
         try RawDatabase(path).execute(
-            "DROP TABLE model_activations; DROP TABLE model_versions; DROP TABLE model_config; PRAGMA user_version = 3;"
-        )
+            "DROP TABLE plant_tests; DROP TABLE model_activations; DROP TABLE model_versions; DROP TABLE model_config; "
+                + "PRAGMA user_version = 3;")
         let ledger = try ModelLedger(path: path)
         _ = try ledger.register(candidate("tanks", "x"))
         ledger.close()

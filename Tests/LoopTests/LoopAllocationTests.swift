@@ -167,4 +167,45 @@ final class CycleAllocations: @unchecked Sendable {
             #expect(c.allocations == 0, "\(name): \(c.allocations) allocations in \(c.cycles) cycles")
         }
     }
+
+    /// A plant test's cycles, its start and its end included, allocate nothing on the loop thread: the sequence was
+    /// precomputed by `planTest` on the caller's thread (decision 0034).
+    @Test func plantTestCyclesAllocateNothing() throws {
+        let plant = try TankScenario.plant()
+        defer { plant.stop() }
+        let yaml = TankScenario.config(port: plant.port, periodMilliseconds: 50)
+            .replacingOccurrences(of: "@DIR@", with: "/tmp")
+        let configuration = try ConfigurationLoader.parse(yaml: yaml, file: "test.yaml").configuration
+        let table = TagTable(definitions: configuration.tags)
+        let poller = try ModbusPoller(
+            device: configuration.devices[0], pollGroups: configuration.pollGroups, table: table)
+        poller.start()
+        defer { poller.stop() }
+        let counter = CycleAllocations()
+        let runner = try LoopRunner(
+            definition: configuration.loops[0],
+            bind: { name in table.index(of: name).map { LoopTagBinding(table: table, index: $0, driver: poller) } },
+            cycleObserver: { counter.observe($0) })
+        runner.start()
+        defer { runner.stop() }
+        #expect(eventually(timeout: 10) { runner.snapshot().mode == "mpc" })
+        Thread.sleep(forTimeInterval: 0.5)
+        let plan = try runner.planTest(
+            PlantTestRequest(
+                mvs: ["pump1/voltage", "pump2/voltage"], signal: "gbn", amplitude: 0.3, durationSeconds: 2,
+                settlingTimeSeconds: 3),
+            by: "test", at: 0)
+        try runner.run(plan)
+        #expect(eventually(timeout: 5) { runner.snapshot().mode == "test" })
+        counter.counting.store(true, ordering: .relaxed)
+        let c0 = counter.counted
+        #expect(
+            eventually(timeout: 10) { runner.plantTest?.outcome == "completed" },
+            "\(String(describing: runner.plantTest))")
+        Thread.sleep(forTimeInterval: 0.5)
+        counter.counting.store(false, ordering: .relaxed)
+        #expect(runner.snapshot().mode == "mpc")
+        #expect(counter.counted - c0 >= 30)
+        #expect(counter.allocations == 0, "\(counter.allocations) allocations in \(counter.counted - c0) cycles")
+    }
 }
