@@ -101,13 +101,25 @@ struct LoopsCommand: ParsableCommand {
                 rows.append([
                     "CV", cv.tag, number(cv.iae), number(cv.iaeTotal), String(cv.loadDisturbances),
                     number(cv.oscillationIndex, 1) + (cv.oscillating ? " OSCILLATING" : ""),
+                    "below soft \(number(cv.belowSoftLowPercent, 1))%  above soft \(number(cv.aboveSoftHighPercent, 1))%",
+                    "\(cv.violations)" + (cv.violations > 0 ? " (worst \(number(cv.worstViolation)))" : "")
+                        + (cv.violating ? " NOW" : ""),
                 ])
             }
             for mv in k.mvs {
-                rows.append(["MV", mv.tag, "", "", "", "saturated \(number(mv.saturationPercent, 1))%"])
+                rows.append([
+                    "MV", mv.tag, "", "", "", "saturated \(number(mv.saturationPercent, 1))%",
+                    "low \(number(mv.atLowPercent, 1))%  high \(number(mv.atHighPercent, 1))%  "
+                        + "rate \(number(mv.atRateLimitPercent, 1))%", "",
+                ])
             }
             out.append(
-                table(["", "TAG", "IAE", "IAE TOTAL", "LOADS", "OSCILLATION / SATURATION"], rows).split(separator: "\n")
+                table(
+                    [
+                        "", "TAG", "IAE", "IAE TOTAL", "LOADS", "OSCILLATION / SATURATION", "TIME AT LIMITS",
+                        "VIOLATIONS",
+                    ], rows
+                ).split(separator: "\n")
                     .map { "  " + $0 }.joined(separator: "\n"))
         }
         return out.joined(separator: "\n")
