@@ -144,7 +144,9 @@ struct LoopCommand: ParsableCommand {
             Model versions live in the history file's ledger; 'add' registers a file 'edgepilot identify --output' \
             wrote (with its window, data hash and fit); 'activate' refuses a model whose tags or dimensions do not \
             match the loop, or whose recorded validation fit is below the loop's model_min_fit (--force overrides \
-            the fit check only). 'shadow' runs a version beside the model in force, predicting every cycle without             acting: loop/NAME/shadow/nrmse against loop/NAME/model/nrmse (until 'shadow off' or a restart).
+            the fit check only). 'shadow' runs a version beside the model in force, predicting every cycle without \
+            acting: loop/NAME/shadow/nrmse against loop/NAME/model/nrmse. The shadow is kept across restarts and \
+            reloads until 'shadow off'; the loop's 'shadow: VERSION' in the configuration is the initial one.
             """)
 
     @Argument(help: "The loop's name.") var name: String
