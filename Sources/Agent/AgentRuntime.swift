@@ -295,6 +295,7 @@ public final class AgentRuntime: @unchecked Sendable {
                 throw AgentStartError("\(error)")
             }
             adoptModel(runner)
+            adoptShadow(runner)
             loops[d.name] = runner
         }
         return loops

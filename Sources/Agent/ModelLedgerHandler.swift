@@ -59,6 +59,39 @@ extension AgentRuntime {
         }
     }
 
+    /// Starts the shadow model of a newly built loop (decision 0036): the ledger's stored shadow when the
+    /// configuration's `shadow:` is what it was when last read (a restart, or a reload that changed something
+    /// else), else the configuration's (it changed, or the loop is new), which is then stored.
+    func adoptShadow(_ runner: LoopRunner) {
+        let d = runner.definition
+        do {
+            let stored = try ledger.shadow(loop: d.name)
+            var wanted = d.shadowVersion
+            if let stored, stored.configVersion == d.shadowVersion {
+                wanted = stored.version
+            } else if stored != nil || d.shadowVersion != nil {
+                let now = HistoryClock.now()
+                try ledger.setShadow(
+                    loop: d.name, version: d.shadowVersion, configVersion: d.shadowVersion, by: "config", at: now)
+                recordAudit(
+                    AuditRecord(
+                        timestamp: now, source: "config", tag: "loop/\(d.name)/model",
+                        value: "shadow \(d.shadowVersion.map(String.init) ?? "off")", result: "ok",
+                        detail: "the configuration's shadow"))
+            }
+            guard let id = wanted else { return }
+            guard let v = try ledger.version(id: id), v.loop == d.name else {
+                throw LoopCommandError("loop '\(d.name)' has no model version \(id)")
+            }
+            try runner.setShadow(model: try decodeModel(v), version: v.id)
+            logger.notice("loop runs a model in shadow", metadata: ["loop": "\(d.name)", "version": "\(v.id)"])
+        } catch {
+            logger.warning(
+                "the shadow model cannot run; the loop runs without one",
+                metadata: ["loop": "\(d.name)", "reason": "\((error as? LoopCommandError)?.description ?? "\(error)")"])
+        }
+    }
+
     func handleModel(_ request: ControlRequest, from peer: ControlPeer) -> ControlResponse {
         guard let name = request.loop else { return .failure("the command needs a loop name") }
         let source = peer.auditSource
@@ -103,6 +136,7 @@ extension AgentRuntime {
             case .loopModelShadow:
                 if request.value?.lowercased() == "off" {
                     try runner.setShadow(model: nil, version: nil)
+                    try keepShadow(runner, nil, by: source)
                     message = "shadow model off"
                 } else {
                     let id = try versionID(request)
@@ -111,6 +145,7 @@ extension AgentRuntime {
                         return .notFound("loop '\(name)' has no model version \(id); 'model list' shows them")
                     }
                     try runner.setShadow(model: try decodeModel(v), version: v.id)
+                    try keepShadow(runner, v.id, by: source)
                     message = "model version \(v.id) runs in shadow from the next cycle (loop/\(name)/shadow/nrmse)"
                     shown = id
                 }
@@ -150,6 +185,13 @@ extension AgentRuntime {
             }
             return .failure("\(name): \(why)")
         }
+    }
+
+    /// Stores the shadow a command set, so a restart or a rebuilding reload starts it again (decision 0036).
+    private func keepShadow(_ runner: LoopRunner, _ version: Int64?, by source: String) throws {
+        let d = runner.definition
+        try ledger.setShadow(
+            loop: d.name, version: version, configVersion: d.shadowVersion, by: source, at: HistoryClock.now())
     }
 
     /// Checks and activates `v`: refused when it does not fit the loop, or its recorded fit is below the loop's

@@ -120,6 +120,7 @@ extension Builder {
                     hint: "e.g. model_alert_nrmse: 0.05 (RMS prediction error of 5 % of the CV's span)")
             }
         }
+        let shadow = r.int("shadow", range: 1...Int.max, sink: &sink)
         r.reportUnknownKeys(sink: &sink)
         guard !name.isEmpty, let period, let model else { return }
         var loop = LoopDefinition(
@@ -130,6 +131,7 @@ extension Builder {
             heartbeatTag: heartbeat, realtimePriority: priority, lockMemory: lock, kpiWindowMilliseconds: window)
         loop.modelMinFitPercent = minFit
         loop.modelAlertNRMSE = alert
+        loop.shadowVersion = shadow.map(Int64.init)
         loops.append((loop, Location(file: sink.file, line: r.line)))
     }
 

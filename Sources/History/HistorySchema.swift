@@ -134,6 +134,22 @@ public enum HistorySchema {
                 );
                 CREATE INDEX plant_tests_loop ON plant_tests(loop, id);
                 """),
+        // The shadow model per loop (decision 0036), so a shadow set by `loop NAME model shadow` outlives a restart
+        // or a rebuilding reload: `version` is the one in shadow (NULL: off), `config_version` the configuration's
+        // `shadow:` when last read (NULL: none), which tells "the file's shadow changed" from "the same file, with
+        // the shadow changed by command since", as `model_config` does for the model. Kept apart from the other
+        // migrations so it can be renumbered alone.
+        Migration(
+            version: 6, summary: "model shadow",
+            sql: """
+                CREATE TABLE model_shadow (
+                    loop TEXT PRIMARY KEY,
+                    version INTEGER REFERENCES model_versions(id),
+                    config_version INTEGER,
+                    ts INTEGER NOT NULL,
+                    set_by TEXT NOT NULL
+                ) WITHOUT ROWID;
+                """),
     ]
 
     /// The schema version this build writes.

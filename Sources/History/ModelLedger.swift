@@ -59,7 +59,7 @@ public struct ModelActivation: Sendable, Equatable, Codable {
 }
 
 /// The model ledger in the history file (schema v4, decision 0031): versions, activations, and the version each
-/// loop's configuration last held.
+/// loop's configuration last held; since v5 also the version each loop runs in shadow (decision 0036).
 ///
 /// It has its own connection to the history file, so the CLI's requests never queue behind the history writer's
 /// batches (WAL: readers and this writer share the file; a write waits at most the busy timeout for the history
@@ -187,6 +187,38 @@ public final class ModelLedger: @unchecked Sendable {
                     + "ON CONFLICT(loop) DO UPDATE SET version = excluded.version")
             s.bind(1, loop)
             s.bind(2, version)
+            try store.transaction { try s.run() }
+        }
+    }
+
+    /// The loop's stored shadow: the version in shadow (nil: off) and the configuration's `shadow:` when last read;
+    /// nil when none was ever stored (decision 0036).
+    public func shadow(loop: String) throws -> (version: Int64?, configVersion: Int64?)? {
+        try lock.withLock {
+            let s = try store.db.statement("SELECT version, config_version FROM model_shadow WHERE loop = ?1")
+            defer { s.reset() }
+            s.bind(1, loop)
+            guard try s.step() else { return nil }
+            return (s.isNull(0) ? nil : s.int64(0), s.isNull(1) ? nil : s.int64(1))
+        }
+    }
+
+    /// Stores the loop's shadow `version` (nil: off) and the configuration's `shadow:` it was decided against.
+    public func setShadow(loop: String, version: Int64?, configVersion: Int64?, by: String, at timestamp: Int64)
+        throws
+    {
+        try lock.withLock {
+            let s = try store.db.statement(
+                """
+                INSERT INTO model_shadow(loop, version, config_version, ts, set_by) VALUES (?1, ?2, ?3, ?4, ?5)
+                ON CONFLICT(loop) DO UPDATE SET version = excluded.version, config_version = excluded.config_version,
+                    ts = excluded.ts, set_by = excluded.set_by
+                """)
+            s.bind(1, loop)
+            if let version { s.bind(2, version) } else { s.bindNull(2) }
+            if let configVersion { s.bind(3, configVersion) } else { s.bindNull(3) }
+            s.bind(4, timestamp)
+            s.bind(5, by)
             try store.transaction { try s.run() }
         }
     }

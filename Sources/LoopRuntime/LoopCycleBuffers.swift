@@ -22,7 +22,10 @@ struct LoopCycleBuffers {
     let outValue: UnsafeMutablePointer<Double>
     let outWrite: UnsafeMutablePointer<Bool>
     let kpiError: UnsafeMutablePointer<Double>
-    let kpiSaturated: UnsafeMutablePointer<Bool>
+    /// Per MV, the `LoopKPIAccumulator.MVLimit` bits of this cycle.
+    let kpiLimits: UnsafeMutablePointer<UInt8>
+    /// Per CV, its value when good, else NaN.
+    let kpiCV: UnsafeMutablePointer<Double>
 
     init(cvs ny: Int, mvs nu: Int, dvs nd: Int) {
         func doubles(_ n: Int) -> UnsafeMutablePointer<Double> { allocateFilled(n, Double.nan) }
@@ -42,16 +45,19 @@ struct LoopCycleBuffers {
         outValue = doubles(nu)
         outWrite = bools(nu)
         kpiError = doubles(ny)
-        kpiSaturated = bools(nu)
+        kpiLimits = allocateFilled(nu, 0)
+        kpiCV = doubles(ny)
     }
 
     func deallocate() {
         for p in [
             applied, previous, operatorManual, targetLow, targetHigh, cvValue, dvValue, mvRead, outValue, kpiError,
+            kpiCV,
         ] {
             p.deallocate()
         }
-        for p in [cvGood, dvGood, mvGood, writeFailed, outWrite, kpiSaturated] { p.deallocate() }
+        for p in [cvGood, dvGood, mvGood, writeFailed, outWrite] { p.deallocate() }
+        kpiLimits.deallocate()
     }
 }
 

@@ -133,12 +133,27 @@ public struct LoopCVKPI: Codable, Sendable {
     /// Hägglund's detector with exponential forgetting; above 10 the loop oscillates.
     public var oscillationIndex: Double
     public var oscillating: Bool
+    /// Time below the soft low / above the soft high limit, percent of the covered window.
+    public var belowSoftLowPercent: Double
+    public var aboveSoftHighPercent: Double
+    /// Constraint-violation events in the window: excursions beyond a soft limit, counted once each (the CV must
+    /// come back inside by its hysteresis band, the oscillation amplitude, before another one counts).
+    public var violations: Int
+    /// Largest distance beyond a soft limit in the window (engineering units), 0 when none.
+    public var worstViolation: Double
+    /// Whether the CV is in a violation now.
+    public var violating: Bool
 }
 
 /// How often an MV sat at a limit.
 public struct LoopMVKPI: Codable, Sendable {
     public var tag: String
+    /// Time at either limit, percent of the covered window.
     public var saturationPercent: Double
+    public var atLowPercent: Double
+    public var atHighPercent: Double
+    /// Time moving at its rate limit.
+    public var atRateLimitPercent: Double
 }
 
 /// What `edgepilot loop NAME tune` may change; keys are CV or MV tag names.

@@ -53,6 +53,9 @@ final class LoopStateBoard: @unchecked Sendable {
     private let nd: Int
     private let mvLow: [Double]
     private let mvHigh: [Double]
+    /// Largest MV move per cycle, up and down: a move this large is at its rate limit.
+    private let rateStepUp: [Double]
+    private let rateStepDown: [Double]
     private let cvUnits: [String?]
     private let mvUnits: [String?]
     private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
@@ -87,6 +90,9 @@ final class LoopStateBoard: @unchecked Sendable {
         nd = d.dvs.count
         mvLow = d.mvs.map(\.low)
         mvHigh = d.mvs.map(\.high)
+        let steps = LoopFactory.rateSteps(d)
+        rateStepUp = steps.map(\.up)
+        rateStepDown = steps.map(\.down)
         self.cvUnits = cvUnits
         self.mvUnits = mvUnits
         cv = allocateFilled(ny, .nan)
@@ -105,7 +111,8 @@ final class LoopStateBoard: @unchecked Sendable {
         }
         kpi = LoopKPIAccumulator(
             cvs: ny, mvs: nu, windowNanoseconds: Int64(d.kpiWindowMilliseconds) * 1_000_000, amplitude: amplitude,
-            ultimatePeriod: ultimate, period: Double(d.periodMilliseconds) / 1000)
+            ultimatePeriod: ultimate, period: Double(d.periodMilliseconds) / 1000, softLow: d.cvs.map(\.softLow),
+            softHigh: d.cvs.map(\.softHigh), hysteresis: amplitude)
         pthread_mutex_init(mutex, nil)
         scalars.requestedMode = requestedMode
     }
@@ -194,15 +201,22 @@ final class LoopStateBoard: @unchecked Sendable {
             b.kpiError[i] =
                 f.mode == .manual || f.mode == .test || !b.cvGood[i] ? .nan : (y < lo ? lo - y : (y > hi ? hi - y : 0))
         }
+        for i in 0..<ny { b.kpiCV[i] = b.cvGood[i] ? b.cvValue[i] : .nan }
         for l in 0..<nu {
             let v = b.applied[l]
             let tolerance = 1e-6 * (mvHigh[l] - mvLow[l])
-            b.kpiSaturated[l] = v <= mvLow[l] + tolerance || v >= mvHigh[l] - tolerance
+            var bits: UInt8 = 0
+            if v <= mvLow[l] + tolerance { bits |= LoopKPIAccumulator.MVLimit.low }
+            if v >= mvHigh[l] - tolerance { bits |= LoopKPIAccumulator.MVLimit.high }
+            // A move as large as the rate allows: the limiter (or the QP's rate constraint) is active.
+            let move = v - b.previous[l]
+            let step = move >= 0 ? rateStepUp[l] : rateStepDown[l]
+            if move != 0 && step > 0 && abs(move) >= step * (1 - 1e-6) { bits |= LoopKPIAccumulator.MVLimit.rate }
+            b.kpiLimits[l] = bits
         }
         kpi.add(
             now: f.now, dt: f.elapsed, mode: f.mode == .manual || f.mode == .test ? 0 : (f.mode == .pid ? 1 : 2),
-            error: b.kpiError,
-            saturated: b.kpiSaturated)
+            error: b.kpiError, cv: b.kpiCV, limits: b.kpiLimits)
     }
 
     // MARK: - Readers (lock held by the caller where said)
@@ -304,9 +318,16 @@ final class LoopStateBoard: @unchecked Sendable {
                 cvs: (0..<ny).map { i in
                     LoopCVKPI(
                         tag: d.cvs[i].tag, iae: w.iae[i], iaeTotal: kpi.iaeTotal[i], loadDisturbances: Int(w.loads[i]),
-                        oscillationIndex: kpi.detector[i], oscillating: kpi.detector[i] > LoopKPIAccumulator.loadLimit)
+                        oscillationIndex: kpi.detector[i], oscillating: kpi.detector[i] > LoopKPIAccumulator.loadLimit,
+                        belowSoftLowPercent: 100 * w.belowSoft[i] / covered,
+                        aboveSoftHighPercent: 100 * w.aboveSoft[i] / covered, violations: Int(w.violations[i]),
+                        worstViolation: w.worst[i], violating: kpi.violating[i] != 0)
                 },
-                mvs: (0..<nu).map { l in LoopMVKPI(tag: d.mvs[l].tag, saturationPercent: 100 * w.saturated[l] / covered)
+                mvs: (0..<nu).map { l in
+                    LoopMVKPI(
+                        tag: d.mvs[l].tag, saturationPercent: 100 * w.saturated[l] / covered,
+                        atLowPercent: 100 * w.atLow[l] / covered, atHighPercent: 100 * w.atHigh[l] / covered,
+                        atRateLimitPercent: 100 * w.atRate[l] / covered)
                 })
         }
     }

@@ -24,11 +24,19 @@ public final class LoopStateDevice: DeviceDriver, @unchecked Sendable {
         case iae(Int)
         case oscillating(Int)
         case saturation(Int)
+        case belowSoftLow(Int)
+        case aboveSoftHigh(Int)
+        case violations(Int)
+        case worstViolation(Int)
+        case atLow(Int)
+        case atHigh(Int)
+        case atRateLimit(Int)
 
         /// Health and KPIs move continuously; they are refreshed less often than the state an operator acts on.
         var isSlow: Bool {
             switch self {
-            case .solveP99, .jitterP99, .serviceFactor, .iae, .oscillating, .saturation, .modelNRMSE, .shadowNRMSE:
+            case .solveP99, .jitterP99, .serviceFactor, .iae, .oscillating, .saturation, .modelNRMSE, .shadowNRMSE,
+                .belowSoftLow, .aboveSoftHigh, .violations, .worstViolation, .atLow, .atHigh, .atRateLimit:
                 return true
             default: return false
             }
@@ -110,6 +118,18 @@ public final class LoopStateDevice: DeviceDriver, @unchecked Sendable {
                 limits: WriteLimits(minimum: cv.softLow, maximum: cv.softHigh), description: "CV setpoint")
             add(.iae(i), "kpi/cv/\(cv.tag)/iae", .float64, deadband: 0.01, description: "IAE over the KPI window")
             add(.oscillating(i), "kpi/cv/\(cv.tag)/oscillating", .bool, description: "Hägglund oscillation detector")
+            add(
+                .belowSoftLow(i), "kpi/cv/\(cv.tag)/below_soft_low", .float64, units: "%", deadband: 0.1,
+                description: "time below the soft low limit over the KPI window")
+            add(
+                .aboveSoftHigh(i), "kpi/cv/\(cv.tag)/above_soft_high", .float64, units: "%", deadband: 0.1,
+                description: "time above the soft high limit over the KPI window")
+            add(
+                .violations(i), "kpi/cv/\(cv.tag)/violations", .int64,
+                description: "soft-limit violation events over the KPI window")
+            add(
+                .worstViolation(i), "kpi/cv/\(cv.tag)/worst_violation", .float64, units: tag?.units,
+                deadband: tag?.deadband ?? 0, description: "largest distance beyond a soft limit over the KPI window")
         }
         for (l, mv) in d.mvs.enumerated() {
             let tag = source(mv.tag)
@@ -120,6 +140,15 @@ public final class LoopStateDevice: DeviceDriver, @unchecked Sendable {
             add(
                 .saturation(l), "kpi/mv/\(mv.tag)/saturation", .float64, units: "%", deadband: 0.1,
                 description: "time at a limit over the KPI window")
+            add(
+                .atLow(l), "kpi/mv/\(mv.tag)/at_low", .float64, units: "%", deadband: 0.1,
+                description: "time at the low limit over the KPI window")
+            add(
+                .atHigh(l), "kpi/mv/\(mv.tag)/at_high", .float64, units: "%", deadband: 0.1,
+                description: "time at the high limit over the KPI window")
+            add(
+                .atRateLimit(l), "kpi/mv/\(mv.tag)/at_rate_limit", .float64, units: "%", deadband: 0.1,
+                description: "time moving at the rate limit over the KPI window")
         }
         add(.serviceFactor, "kpi/service_factor", .float64, deadband: 0.001, description: "fraction of time in MPC")
         self.fields = fields
@@ -286,6 +315,13 @@ public final class LoopStateDevice: DeviceDriver, @unchecked Sendable {
             case .iae(let i): put(kpi!.cvs[i].iae, index, at: now)
             case .oscillating(let i): put(.bool(kpi!.cvs[i].oscillating), index, at: now)
             case .saturation(let l): put(kpi!.mvs[l].saturationPercent, index, at: now)
+            case .belowSoftLow(let i): put(kpi!.cvs[i].belowSoftLowPercent, index, at: now)
+            case .aboveSoftHigh(let i): put(kpi!.cvs[i].aboveSoftHighPercent, index, at: now)
+            case .violations(let i): put(.int(Int64(kpi!.cvs[i].violations)), index, at: now)
+            case .worstViolation(let i): put(kpi!.cvs[i].worstViolation, index, at: now)
+            case .atLow(let l): put(kpi!.mvs[l].atLowPercent, index, at: now)
+            case .atHigh(let l): put(kpi!.mvs[l].atHighPercent, index, at: now)
+            case .atRateLimit(let l): put(kpi!.mvs[l].atRateLimitPercent, index, at: now)
             }
         }
         return true

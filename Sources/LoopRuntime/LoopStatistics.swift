@@ -61,8 +61,9 @@ struct SampleRing {
 }
 
 /// Loop performance over a rolling window, in fixed memory: the window is cut into `bucketCount` buckets, each
-/// accumulating integrated absolute error per CV, time per mode, saturated time per MV and the load disturbances
-/// the oscillation detector saw. The window's figures are the sum of the buckets.
+/// accumulating integrated absolute error per CV, time per mode, time at each limit per MV, time beyond each soft
+/// limit, violation events and the worst violation per CV, and the load disturbances the oscillation detector saw.
+/// The window's figures are the sum of the buckets (the maximum, for the worst violation).
 ///
 /// Oscillation detection follows Hägglund (1995, "A control-loop performance monitor"): the integrated absolute
 /// error between two zero crossings of the control error is compared with IAE_lim = 2a/ω_u (a the acceptable
@@ -74,7 +75,9 @@ struct LoopKPIAccumulator {
     let nu: Int
     let bucketNanoseconds: Int64
     let stride: Int
-    /// Per bucket: [start, nanoseconds, manual, pid, mpc, iae×ny, saturated×nu, loads×ny] as Doubles.
+    /// Per bucket, as Doubles: [start, nanoseconds, manual, pid, mpc, iae×ny, saturated×nu, loads×ny,
+    /// atLow×nu, atHigh×nu, atRate×nu, belowSoft×ny, aboveSoft×ny, violations×ny, worst×ny]; `Column` names the
+    /// offsets.
     let buckets: UnsafeMutablePointer<Double>
     var current = 0
     var currentStart: Int64 = -1
@@ -86,16 +89,68 @@ struct LoopKPIAccumulator {
     let detector: UnsafeMutablePointer<Double>
     let iaeTotal: UnsafeMutablePointer<Double>
     let loadsTotal: UnsafeMutablePointer<Double>
+    // Soft-limit violations per CV: the limits, the hysteresis band and which side the CV is beyond (−1, 0, 1).
+    let softLow: UnsafeMutablePointer<Double>
+    let softHigh: UnsafeMutablePointer<Double>
+    let band: UnsafeMutablePointer<Double>
+    let violating: UnsafeMutablePointer<Double>
     static let loadLimit = 10.0
 
+    /// What an MV was doing in a cycle, as bits of `add`'s `limits` (saturated = at low or high).
+    enum MVLimit {
+        static let low: UInt8 = 1
+        static let high: UInt8 = 2
+        static let rate: UInt8 = 4
+    }
+
+    /// Offsets of the bucket columns.
+    struct Column {
+        let iae: Int, saturated: Int, loads: Int, atLow: Int, atHigh: Int, atRate: Int
+        let belowSoft: Int, aboveSoft: Int, violations: Int, worst: Int
+
+        init(ny: Int, nu: Int) {
+            iae = 5
+            saturated = iae + ny
+            loads = saturated + nu
+            atLow = loads + ny
+            atHigh = atLow + nu
+            atRate = atHigh + nu
+            belowSoft = atRate + nu
+            aboveSoft = belowSoft + ny
+            violations = aboveSoft + ny
+            worst = violations + ny
+        }
+    }
+    let column: Column
+
+    /// The window's figures: seconds are covered time, per mode, and per MV and CV condition.
+    struct Window {
+        var seconds: Double
+        var modes: [Double]
+        var iae: [Double]
+        var saturated: [Double]
+        var loads: [Double]
+        var atLow: [Double]
+        var atHigh: [Double]
+        var atRate: [Double]
+        var belowSoft: [Double]
+        var aboveSoft: [Double]
+        var violations: [Double]
+        /// Largest distance beyond a soft limit (engineering units), 0 when none.
+        var worst: [Double]
+    }
+
+    /// `softLow`/`softHigh` are the CVs' soft limits (±infinity when none) and `hysteresis` how far back inside a
+    /// CV must come before its next excursion counts as a new violation event.
     init(
         cvs ny: Int, mvs nu: Int, windowNanoseconds: Int64, amplitude: [Double], ultimatePeriod: [Double],
-        period: Double
+        period: Double, softLow: [Double]? = nil, softHigh: [Double]? = nil, hysteresis: [Double]? = nil
     ) {
         self.ny = ny
         self.nu = nu
         bucketNanoseconds = max(1, windowNanoseconds / Int64(Self.bucketCount))
-        stride = 5 + 2 * ny + nu
+        column = Column(ny: ny, nu: nu)
+        stride = column.worst + ny
         buckets = .allocate(capacity: stride * Self.bucketCount)
         buckets.initialize(repeating: 0, count: stride * Self.bucketCount)
         func make(_ f: (Int) -> Double) -> UnsafeMutablePointer<Double> {
@@ -111,10 +166,19 @@ struct LoopKPIAccumulator {
         detector = make { _ in 0 }
         iaeTotal = make { _ in 0 }
         loadsTotal = make { _ in 0 }
+        self.softLow = make { softLow?[$0] ?? -.infinity }
+        self.softHigh = make { softHigh?[$0] ?? .infinity }
+        band = make { max(0, hysteresis?[$0] ?? 0) }
+        violating = make { _ in 0 }
     }
 
     func deallocate() {
-        for p in [buckets, iaeLimit, forgetting, excursion, lastSign, detector, iaeTotal, loadsTotal] { p.deallocate() }
+        for p in [
+            buckets, iaeLimit, forgetting, excursion, lastSign, detector, iaeTotal, loadsTotal, softLow, softHigh, band,
+            violating,
+        ] {
+            p.deallocate()
+        }
     }
 
     /// Starts a new, empty window at `now`.
@@ -126,16 +190,32 @@ struct LoopKPIAccumulator {
             detector[i] = 0
             iaeTotal[i] = 0
             loadsTotal[i] = 0
+            violating[i] = 0
         }
         current = 0
         currentStart = now
         buckets[0] = Double(now)
     }
 
+    /// One step of a CV's violation state with hysteresis: `state` is the side it was beyond (−1 low, 1 high, 0
+    /// inside). Beyond a limit it is violating; it stops only once back inside by more than `band`, so noise
+    /// around a limit counts one event, not one per crossing. `entered` says a new event began.
+    static func violation(
+        state: Double, value y: Double, low: Double, high: Double, band: Double
+    ) -> (state: Double, entered: Bool) {
+        if y > high { return (1, state != 1) }
+        if y < low { return (-1, state != -1) }
+        if state == 1 && y > high - band { return (1, false) }
+        if state == -1 && y < low + band { return (-1, false) }
+        return (0, false)
+    }
+
     /// Adds one cycle of `dt` ns ending at `now`: `error[i]` is the control error of CV i (NaN when undefined, e.g.
-    /// in MANUAL), `saturated[l]` whether MV l sits at a limit, `mode` 0 manual / 1 pid / 2 mpc.
+    /// in MANUAL), `cv[i]` its value (NaN when bad), `limits[l]` the `MVLimit` bits of MV l, `mode` 0 manual /
+    /// 1 pid / 2 mpc.
     mutating func add(
-        now: Int64, dt: Int64, mode: Int, error: UnsafeMutablePointer<Double>, saturated: UnsafeMutablePointer<Bool>
+        now: Int64, dt: Int64, mode: Int, error: UnsafeMutablePointer<Double>, cv: UnsafeMutablePointer<Double>,
+        limits: UnsafeMutablePointer<UInt8>
     ) {
         if currentStart < 0 { reset(now: now) }
         while now - currentStart >= bucketNanoseconds {
@@ -146,23 +226,40 @@ struct LoopKPIAccumulator {
             b[0] = Double(currentStart)
         }
         let b = buckets + current * stride
+        let c = column
         let h = Double(dt) / 1e9
         b[1] += Double(dt)
         b[2 + mode] += Double(dt)
         for i in 0..<ny {
             detector[i] *= forgetting[i]
+            // Soft limits are the plant's, whoever drives the MVs: counted in every mode while the CV is good; a
+            // bad CV leaves the violation state as it was, so a dropout inside an excursion is not a second event.
+            let y = cv[i]
+            if y.isFinite {
+                let (lo, hi) = (softLow[i], softHigh[i])
+                let step = Self.violation(state: violating[i], value: y, low: lo, high: hi, band: band[i])
+                violating[i] = step.state
+                if step.entered { b[c.violations + i] += 1 }
+                if y < lo {
+                    b[c.belowSoft + i] += Double(dt)
+                    b[c.worst + i] = max(b[c.worst + i], lo - y)
+                } else if y > hi {
+                    b[c.aboveSoft + i] += Double(dt)
+                    b[c.worst + i] = max(b[c.worst + i], y - hi)
+                }
+            }
             let e = error[i]
             guard e.isFinite else {
                 excursion[i] = 0
                 lastSign[i] = 0
                 continue
             }
-            b[5 + i] += abs(e) * h
+            b[c.iae + i] += abs(e) * h
             iaeTotal[i] += abs(e) * h
             let sign: Double = e > 0 ? 1 : (e < 0 ? -1 : 0)
             if sign != 0 && lastSign[i] != 0 && sign != lastSign[i] {
                 if excursion[i] > iaeLimit[i] {
-                    b[5 + ny + nu + i] += 1
+                    b[c.loads + i] += 1
                     loadsTotal[i] += 1
                     detector[i] += 1
                 }
@@ -171,19 +268,30 @@ struct LoopKPIAccumulator {
             if sign != 0 { lastSign[i] = sign }
             excursion[i] += abs(e) * h
         }
-        for l in 0..<nu where saturated[l] { b[5 + ny + l] += Double(dt) }
+        for l in 0..<nu {
+            let bits = limits[l]
+            if bits & (MVLimit.low | MVLimit.high) != 0 { b[c.saturated + l] += Double(dt) }
+            if bits & MVLimit.low != 0 { b[c.atLow + l] += Double(dt) }
+            if bits & MVLimit.high != 0 { b[c.atHigh + l] += Double(dt) }
+            if bits & MVLimit.rate != 0 { b[c.atRate + l] += Double(dt) }
+        }
     }
 
-    /// The window's sums: covered seconds, seconds per mode, IAE per CV, saturated seconds per MV, loads per CV.
-    func window() -> (seconds: Double, modes: [Double], iae: [Double], saturated: [Double], loads: [Double]) {
+    /// The window's sums (the worst violation: its maximum).
+    func window() -> Window {
         var total = [Double](repeating: 0, count: stride)
+        let c = column
         for k in 0..<Self.bucketCount {
             let b = buckets + k * stride
-            for j in 1..<stride { total[j] += b[j] }
+            for j in 1..<c.worst { total[j] += b[j] }
+            for j in c.worst..<stride { total[j] = max(total[j], b[j]) }
         }
-        return (
-            total[1] / 1e9, (0..<3).map { total[2 + $0] / 1e9 }, (0..<ny).map { total[5 + $0] },
-            (0..<nu).map { total[5 + ny + $0] / 1e9 }, (0..<ny).map { total[5 + ny + nu + $0] }
-        )
+        func seconds(_ at: Int, _ n: Int) -> [Double] { (0..<n).map { total[at + $0] / 1e9 } }
+        func values(_ at: Int, _ n: Int) -> [Double] { (0..<n).map { total[at + $0] } }
+        return Window(
+            seconds: total[1] / 1e9, modes: seconds(2, 3), iae: values(c.iae, ny), saturated: seconds(c.saturated, nu),
+            loads: values(c.loads, ny), atLow: seconds(c.atLow, nu), atHigh: seconds(c.atHigh, nu),
+            atRate: seconds(c.atRate, nu), belowSoft: seconds(c.belowSoft, ny), aboveSoft: seconds(c.aboveSoft, ny),
+            violations: values(c.violations, ny), worst: values(c.worst, ny))
     }
 }

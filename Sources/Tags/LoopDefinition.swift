@@ -178,6 +178,9 @@ public struct LoopDefinition: Sendable, Hashable {
     /// `loop/NAME/model/degraded` goes on when the model in force predicts the CVs worse than this: the worst CV's
     /// RMS prediction error over the KPI window, as a fraction of its span (decision 0036).
     public var modelAlertNRMSE: Double = 0.05
+    /// The ledger version to run in shadow (`shadow:`), the initial value a `model shadow` command may change;
+    /// nil = none (decision 0036).
+    public var shadowVersion: Int64? = nil
 
     public init(
         name: String, periodMilliseconds: Int, mode: LoopModeSetting = .manual, cvs: [LoopCVDefinition],

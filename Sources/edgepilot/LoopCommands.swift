@@ -108,13 +108,25 @@ struct LoopsCommand: ParsableCommand {
                 rows.append([
                     "CV", cv.tag, number(cv.iae), number(cv.iaeTotal), String(cv.loadDisturbances),
                     number(cv.oscillationIndex, 1) + (cv.oscillating ? " OSCILLATING" : ""),
+                    "below soft \(number(cv.belowSoftLowPercent, 1))%  above soft \(number(cv.aboveSoftHighPercent, 1))%",
+                    "\(cv.violations)" + (cv.violations > 0 ? " (worst \(number(cv.worstViolation)))" : "")
+                        + (cv.violating ? " NOW" : ""),
                 ])
             }
             for mv in k.mvs {
-                rows.append(["MV", mv.tag, "", "", "", "saturated \(number(mv.saturationPercent, 1))%"])
+                rows.append([
+                    "MV", mv.tag, "", "", "", "saturated \(number(mv.saturationPercent, 1))%",
+                    "low \(number(mv.atLowPercent, 1))%  high \(number(mv.atHighPercent, 1))%  "
+                        + "rate \(number(mv.atRateLimitPercent, 1))%", "",
+                ])
             }
             out.append(
-                table(["", "TAG", "IAE", "IAE TOTAL", "LOADS", "OSCILLATION / SATURATION"], rows).split(separator: "\n")
+                table(
+                    [
+                        "", "TAG", "IAE", "IAE TOTAL", "LOADS", "OSCILLATION / SATURATION", "TIME AT LIMITS",
+                        "VIOLATIONS",
+                    ], rows
+                ).split(separator: "\n")
                     .map { "  " + $0 }.joined(separator: "\n"))
         }
         return out.joined(separator: "\n")
@@ -144,7 +156,8 @@ struct LoopCommand: ParsableCommand {
             wrote (with its window, data hash and fit); 'activate' refuses a model whose tags or dimensions do not \
             match the loop, or whose recorded validation fit is below the loop's model_min_fit (--force overrides \
             the fit check only). 'shadow' runs a version beside the model in force, predicting every cycle without \
-            acting: loop/NAME/shadow/nrmse against loop/NAME/model/nrmse (until 'shadow off' or a restart).
+            acting: loop/NAME/shadow/nrmse against loop/NAME/model/nrmse. The shadow is kept across restarts and \
+            reloads until 'shadow off'; the loop's 'shadow: VERSION' in the configuration is the initial one.
 
             A plant test moves the named MVs around their current values (the others hold) in mode TEST, within \
             their limits and rate limits, and returns to the previous mode when it completes, is stopped, or a CV \

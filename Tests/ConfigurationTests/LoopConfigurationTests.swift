@@ -97,6 +97,11 @@ import Testing
         #expect(try load(loop + "\n    model_alert_nrmse: 0.02").modelAlertNRMSE == 0.02)
         let e = errors(loop + "\n    model_alert_nrmse: -1" + Self.model)
         #expect(e.contains { $0.message.contains("model_alert_nrmse must be a number above 0") && $0.line > 0 }, "\(e)")
+        // The initial shadow model: a ledger version id (decision 0036).
+        #expect(try load(loop).shadowVersion == nil)
+        #expect(try load(loop + "\n    shadow: 3").shadowVersion == 3)
+        let bad = errors(loop + "\n    shadow: latest" + Self.model)
+        #expect(bad.contains { $0.message.contains("'shadow'") && $0.line > 0 }, "\(bad)")
     }
 
     @Test func mvMustBeWritableAndInsideItsTagLimits() {

@@ -21,8 +21,8 @@ import Testing
         let tables = raw.rows("SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name").map { $0[0] }
         #expect(
             tables == [
-                "audit", "counters", "forward_queue", "model_activations", "model_config", "model_versions",
-                "plant_tests", "samples", "sqlite_sequence", "tags",
+                "audit", "counters", "forward_queue", "model_activations", "model_config", "model_shadow",
+                "model_versions", "plant_tests", "samples", "sqlite_sequence", "tags",
             ])
         let indexes = raw.rows("SELECT name FROM sqlite_schema WHERE type = 'index' AND sql IS NOT NULL").map { $0[0] }
         #expect(indexes.contains("samples_tag_ts"))

@@ -84,7 +84,8 @@ import Testing
         store.close()
         // Back to version 3, as a file written by the previous release.
         try RawDatabase(path).execute(
-            "DROP TABLE plant_tests; DROP TABLE model_activations; DROP TABLE model_versions; DROP TABLE model_config; "
+            "DROP TABLE model_shadow; DROP TABLE plant_tests; DROP TABLE model_activations; DROP TABLE model_versions; "
+                + "DROP TABLE model_config; "
                 + "PRAGMA user_version = 3;")
         let ledger = try ModelLedger(path: path)
         _ = try ledger.register(candidate("tanks", "x"))
@@ -93,5 +94,41 @@ import Testing
         #expect(raw.int("PRAGMA user_version") == Int64(HistorySchema.currentVersion))
         #expect(raw.int("SELECT count(*) FROM samples") == 1)
         #expect(raw.int("SELECT count(*) FROM model_versions") == 1)
+    }
+
+    @Test("The shadow version is stored per loop with the configuration's, off included, and survives a reopen")
+    func storesTheShadow() throws {
+        let dir = try TemporaryDirectory("ledger-tests")
+        defer { dir.remove() }
+        let path = dir.path + "/history.db"
+        var ledger = try ModelLedger(path: path)
+        let v = try ledger.register(candidate("tanks", "x")).version.id
+        #expect(try ledger.shadow(loop: "tanks") == nil)
+        try ledger.setShadow(loop: "tanks", version: v, configVersion: nil, by: "cli:uid=0", at: 10)
+        ledger.close()
+        ledger = try ModelLedger(path: path)
+        defer { ledger.close() }
+        var stored = try #require(try ledger.shadow(loop: "tanks"))
+        #expect(stored.version == v && stored.configVersion == nil)
+        try ledger.setShadow(loop: "tanks", version: nil, configVersion: v, by: "config", at: 20)
+        stored = try #require(try ledger.shadow(loop: "tanks"))
+        #expect(stored.version == nil && stored.configVersion == v)
+        #expect(try ledger.shadow(loop: "boiler") == nil)
+    }
+
+    @Test("A history file of schema version 5 gains the shadow table and keeps its ledger")
+    func upgradesALedgerFile() throws {
+        let dir = try TemporaryDirectory("ledger-tests")
+        defer { dir.remove() }
+        let path = dir.path + "/history.db"
+        var ledger = try ModelLedger(path: path)
+        let v = try ledger.register(candidate("tanks", "x")).version.id
+        ledger.close()
+        try RawDatabase(path).execute("DROP TABLE model_shadow; PRAGMA user_version = 5;")
+        ledger = try ModelLedger(path: path)
+        defer { ledger.close() }
+        try ledger.setShadow(loop: "tanks", version: v, configVersion: nil, by: "cli:uid=0", at: 10)
+        #expect(try ledger.shadow(loop: "tanks")?.version == v)
+        #expect(try ledger.versions(loop: "tanks").map(\.id) == [v])
     }
 }

@@ -116,11 +116,16 @@ final class CycleAllocations: @unchecked Sendable {
 
     /// Every mode counts, and so do the cycles that switch between them (PID takes over, the operator drives the
     /// MVs by hand, MPC comes back): not only steady MPC cycles.
+    /// Tank 1's soft high limit sits just above its setpoint, so the manual ramp takes it over: the counted cycles
+    /// include MVs at their rate limit and a soft-limit violation event.
     @Test func pidManualAndModeChangeCyclesAllocateNothing() throws {
         let plant = try TankScenario.plant()
         defer { plant.stop() }
         let yaml = TankScenario.config(port: plant.port, periodMilliseconds: 50)
             .replacingOccurrences(of: "@DIR@", with: "/tmp")
+            .replacingOccurrences(
+                of: "setpoint: \(TankScenario.h0.0), soft_low: 2, soft_high: 18",
+                with: "setpoint: \(TankScenario.h0.0), soft_low: 2, soft_high: \(TankScenario.h0.0 + 0.1)")
         let configuration = try ConfigurationLoader.parse(yaml: yaml, file: "test.yaml").configuration
         let table = TagTable(definitions: configuration.tags)
         let poller = try ModbusPoller(
@@ -162,6 +167,8 @@ final class CycleAllocations: @unchecked Sendable {
             "loop allocations per phase: \(counts.map { "\($0.key): \($0.value.allocations) in \($0.value.cycles) cycles" })"
         )
         #expect(runner.snapshot().mode == "mpc")
+        let kpis = runner.kpis()
+        #expect(kpis.mvs[0].atRateLimitPercent > 0 && kpis.cvs[0].violations >= 1, "\(kpis)")
         for (name, c) in counts {
             #expect(c.cycles >= 15, "\(name): only \(c.cycles) cycles counted")
             #expect(c.allocations == 0, "\(name): \(c.allocations) allocations in \(c.cycles) cycles")

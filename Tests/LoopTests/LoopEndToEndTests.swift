@@ -174,6 +174,41 @@ extension LoopEndToEndTests {
         #expect(agent.log.contains("loop mode mpc → pid: operator request"))
     }
 
+    /// A CV driven past its soft high limit (the operator's manual MV) is a constraint-violation event in
+    /// `loops --kpi --json`, with its time beyond the limit and how far it went.
+    @Test func softLimitViolationIsCountedInTheKPIs() throws {
+        let plant = try TankScenario.plant()
+        defer { plant.stop() }
+        let config = TankScenario.config(port: plant.port)
+            .replacingOccurrences(
+                of: "{tag: tank1/level, setpoint: \(TankScenario.h0.0), soft_low: 2, soft_high: 18}",
+                with: "{tag: tank1/level, setpoint: \(TankScenario.h0.0), soft_low: 2, soft_high: 13.5}")
+        #expect(config.contains("soft_high: 13.5"))
+        let agent = try AgentProcess(config: config)
+        defer {
+            agent.stop()
+            agent.dir.remove()
+        }
+        #expect(eventually(timeout: 10) { agent.mode() == "mpc" }, "\(agent.log)")
+        #expect(settled(plant, TankScenario.h0, within: 0.05))
+        func cv() -> [String: Any] { ((try? agent.kpi()["cvs"] as? [[String: Any]]) ?? []).first ?? [:] }
+        #expect(cv()["violations"] as? Int == 0)
+        _ = try agent.cli(["loop", "tanks", "mode", "manual"])
+        #expect(eventually { agent.mode() == "manual" })
+        let up = try agent.cli(["loop", "tanks", "mv", "pump1/voltage", "5"])
+        #expect(up.status == 0, "\(up.stderr)")
+        #expect(eventually(timeout: 30) { (plant.levels.first ?? 0) > 14 }, "levels \(plant.levels)")
+        #expect(eventually { (cv()["aboveSoftHighPercent"] as? Double ?? 0) > 0 })
+        let violated = cv()
+        #expect(violated["violations"] as? Int == 1, "\(violated)")
+        #expect(violated["violating"] as? Bool == true)
+        #expect((violated["worstViolation"] as? Double ?? 0) > 0.4)
+        let mv = ((try agent.kpi()["mvs"] as? [[String: Any]]) ?? []).first ?? [:]
+        #expect(mv["atRateLimitPercent"] as? Double ?? 0 > 0, "\(mv)")
+        let text = try agent.cli(["loops", "--kpi"])
+        #expect(text.stdout.contains("VIOLATIONS") && text.stdout.contains("above soft"), "\(text.stdout)")
+    }
+
     @Test func droppedConnectionShedsToFallbackAndRecovers() throws {
         let plant = try TankScenario.plant()
         defer { plant.stop() }

@@ -25,7 +25,10 @@ import Testing
             "loop/tanks/health/missed_deadlines", "loop/tanks/cv/tank1/level/setpoint",
             "loop/tanks/cv/tank2/level/value",
             "loop/tanks/mv/pump1/voltage/value", "loop/tanks/kpi/service_factor", "loop/tanks/kpi/cv/tank1/level/iae",
-            "loop/tanks/kpi/mv/pump2/voltage/saturation",
+            "loop/tanks/kpi/mv/pump2/voltage/saturation", "loop/tanks/kpi/cv/tank1/level/violations",
+            "loop/tanks/kpi/cv/tank2/level/above_soft_high", "loop/tanks/kpi/cv/tank1/level/below_soft_low",
+            "loop/tanks/kpi/cv/tank1/level/worst_violation", "loop/tanks/kpi/mv/pump1/voltage/at_low",
+            "loop/tanks/kpi/mv/pump1/voltage/at_high", "loop/tanks/kpi/mv/pump2/voltage/at_rate_limit",
         ] {
             #expect(byName[name] != nil, "missing \(name) in \(byName.keys.sorted())")
             #expect(byName[name]?["device"] as? String == "loop-tanks")

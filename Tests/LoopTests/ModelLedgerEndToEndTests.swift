@@ -208,4 +208,60 @@ import Testing
         #expect(versions.count == 4, "\(versions)")
         #expect(versions.last?["source"] as? String == "file" && versions.last?["active"] as? Bool == true)
     }
+
+    func shadowVersion(_ agent: AgentProcess) -> Int? { (try? agent.loop())?["shadowVersion"] as? Int }
+
+    /// The shadow set by command survives a restart and a reload that rebuilds the loop; `shadow off` does too; the
+    /// configuration's `shadow:` is the initial one, and a command's choice holds until the file's changes.
+    @Test func shadowIsKeptAcrossRestartAndReloadAndCanComeFromTheConfiguration() throws {
+        let plant = try TankScenario.plant()
+        defer { plant.stop() }
+        let config = TankScenario.config(port: plant.port)
+        let agent = try AgentProcess(config: config)
+        defer {
+            agent.stop()
+            agent.dir.remove()
+        }
+        #expect(eventually(timeout: 10) { agent.mode() == "mpc" }, "\(agent.log)")
+        let file = agent.dir.path + "/candidate.yaml"
+        try Self.candidate(gainScale: 1.1, fits: (92.0, 90.5)).write(toFile: file, atomically: true, encoding: .utf8)
+        let added = try agent.object(["loop", "tanks", "model", "add", file])
+        let v2 = try #require((added["versions"] as? [[String: Any]])?.first?["id"] as? Int)
+        let set = try agent.object(["loop", "tanks", "model", "shadow", String(v2)])
+        #expect(set["shadow"] as? Int == v2, "\(set)")
+
+        agent.stop()
+        try agent.start()
+        #expect(eventually(timeout: 10) { agent.mode() == "mpc" }, "\(agent.log)")
+        #expect(shadowVersion(agent) == v2, "after a restart: \((try? agent.loop()) ?? [:])")
+        #expect(
+            eventually {
+                ((try? agent.json(["read", "loop/tanks/shadow/version"])) as? [String: Any])?["value"] as? Int == v2
+            }, "the loop device shows the shadow after a restart")
+
+        // A reload that rebuilds the loop (its weights changed) keeps the shadow.
+        let reweighted = config.replacingOccurrences(of: "move_weight: 0.078", with: "move_weight: 0.117")
+        try agent.reload(config: reweighted)
+        #expect(eventually(timeout: 10) { agent.log.contains("reloaded") }, "\(agent.log)")
+        #expect(eventually { agent.mode() == "mpc" && shadowVersion(agent) == v2 }, "after a reload")
+
+        // 'shadow off' is kept too.
+        _ = try agent.object(["loop", "tanks", "model", "shadow", "off"])
+        agent.stop()
+        try agent.start()
+        #expect(eventually(timeout: 10) { agent.mode() == "mpc" }, "\(agent.log)")
+        #expect(shadowVersion(agent) == nil, "after 'shadow off' and a restart: \((try? agent.loop()) ?? [:])")
+
+        // The configuration's shadow: applied when the file's value changes, then a command's choice holds.
+        let withShadow = reweighted.replacingOccurrences(
+            of: "kpi_window: 10m", with: "kpi_window: 10m\n    shadow: \(v2)")
+        #expect(withShadow != reweighted)
+        try agent.reload(config: withShadow)
+        #expect(eventually(timeout: 10) { shadowVersion(agent) == v2 }, "from the configuration: \(agent.log)")
+        _ = try agent.object(["loop", "tanks", "model", "shadow", "off"])
+        agent.stop()
+        try agent.start()
+        #expect(eventually(timeout: 10) { agent.mode() == "mpc" }, "\(agent.log)")
+        #expect(shadowVersion(agent) == nil, "the command's 'off' holds over an unchanged configuration")
+    }
 }
