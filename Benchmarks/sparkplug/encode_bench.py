@@ -2,10 +2,12 @@
 and the Tahu schema shipped by mqtt-spb-wrapper. Prints one JSON object."""
 
 import argparse
+import gzip
 import json
 import os
 import sys
 import time
+import zlib
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "Tests", "Peers"))
 from sparkplug_tahu import DT, pb  # noqa: E402
@@ -55,9 +57,29 @@ def _double(m, name, alias, ts, value):
     r.boolean_value = True
 
 
-def births(metrics, members, templates):
+def compress(message, algorithm):
+    """Tahu's PayloadUtil.compress: the encoded payload compressed whole (zlib's format for DEFLATE, as Java's
+    Deflater writes it; gzip for GZIP; level 6 as Java's default) in the body of a SPBV1.0_COMPRESSED payload with the
+    original's seq and timestamp and the `algorithm` metric, as the agent's SparkplugCompressor."""
+    payload = message.SerializeToString()
+    if algorithm == "none":
+        return payload
+    w = pb.Payload()
+    w.timestamp = message.timestamp
+    w.seq = message.seq
+    w.uuid = "SPBV1.0_COMPRESSED"
+    w.body = zlib.compress(payload, 6) if algorithm == "deflate" else gzip.compress(payload, compresslevel=6)
+    m = w.metrics.add()
+    m.name = "algorithm"
+    m.datatype = DT.String
+    m.string_value = algorithm.upper()
+    return w.SerializeToString()
+
+
+def births(metrics, members, templates, algorithm="none"):
     """NBIRTH and one DBIRTH per device of `members` Double metrics, flat or one template instance each: the shape
-    sparkplugbench --births builds through EdgeNodeSession. Returns the serialized messages."""
+    sparkplugbench --births builds through EdgeNodeSession. Returns the serialized messages, compressed with
+    `algorithm` (none, deflate, gzip)."""
     ts = 1_700_000_000_000
     nb = pb.Payload()
     nb.timestamp = ts
@@ -84,7 +106,7 @@ def births(metrics, members, templates):
             mm.name = "m%d" % k
             mm.datatype = DT.Double
             mm.is_null = True
-    out = [nb.SerializeToString()]
+    out = [compress(nb, algorithm)]
     alias = 1
     for i in range(metrics // members):
         p = pb.Payload()
@@ -106,7 +128,7 @@ def births(metrics, members, templates):
             for k in range(members):
                 _double(p.metrics.add(), "pump%d/m%d" % (i, k), alias, ts, (i * members + k) * 0.5)
                 alias += 1
-        out.append(p.SerializeToString())
+        out.append(compress(p, algorithm))
     return out
 
 
@@ -115,13 +137,14 @@ def births_main(args):
         "implementation": "python protobuf %s (%s)" % (protobuf_version, api_implementation.Type()),
         "metrics": args.births,
         "members": args.members,
+        "compression": args.compression,
     }
     for key, templates in (("flat", False), ("templates", True)):
-        msgs = births(args.births, args.members, templates)
+        msgs = births(args.births, args.members, templates, args.compression)
         rounds = 0
         start = time.perf_counter()
         while True:
-            births(args.births, args.members, templates)
+            births(args.births, args.members, templates, args.compression)
             rounds += 1
             elapsed = time.perf_counter() - start
             if elapsed >= args.seconds and rounds >= 3:
@@ -142,6 +165,7 @@ def main():
     ap.add_argument("--seconds", type=float, default=2.0)
     ap.add_argument("--births", type=int, help="NBIRTH/DBIRTH for this many metrics, flat and as templates")
     ap.add_argument("--members", type=int, default=10)
+    ap.add_argument("--compression", choices=("none", "deflate", "gzip"), default="none")
     args = ap.parse_args()
     if args.births:
         births_main(args)

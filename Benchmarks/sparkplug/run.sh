@@ -2,10 +2,11 @@
 # Sparkplug NDATA encode throughput: EdgePilot's Swift encoder beside the Python protobuf encoder, same payload
 # shape, same run, plus heap allocations per encoded NDATA (malloc-counting LD_PRELOAD shim).
 # Usage: Benchmarks/sparkplug/run.sh [metrics-per-payload] [seconds]
-#        Benchmarks/sparkplug/run.sh births [metrics] [seconds] [--compression none]
+#        Benchmarks/sparkplug/run.sh births [metrics] [seconds] [--compression none|deflate|gzip|all]
 #          NBIRTH/DBIRTH size and build time for that many metrics (default 10,000), flat and as template instances
-#          (10 members each), beside the Python Tahu encoder. --compression is passed to sparkplugbench, which
-#          accepts only `none` until the encoder compresses.
+#          (10 members each), beside the Python Tahu encoder; with deflate/gzip each birth is compressed as
+#          sparkplug.compression does (the agent's SparkplugCompressor; Python's zlib/gzip modules, level 6), the
+#          compression counted in the build time. `all` runs none, deflate and gzip in turn (default: none).
 # SPARKPLUG_BENCH_BIN=/path/to/sparkplugbench skips building it (e.g. from a development package).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -40,21 +41,30 @@ if [[ -z "$bin" ]]; then
 fi
 
 if [[ "$mode" == births ]]; then
-    swift_json="$("$bin" --births "$metrics" --members 10 --seconds "$seconds" --compression "$compression")"
-    python_json="$("$python" -W ignore "$here/encode_bench.py" --births "$metrics" --members 10 --seconds "$seconds")"
-    "$python" - "$swift_json" "$python_json" <<'PY'
+    [[ "$compression" == all ]] && algorithms=(none deflate gzip) || algorithms=("$compression")
+    runs=()
+    for algorithm in "${algorithms[@]}"; do
+        runs+=("$("$bin" --births "$metrics" --members 10 --seconds "$seconds" --compression "$algorithm")")
+        runs+=("$("$python" -W ignore "$here/encode_bench.py" --births "$metrics" --members 10 --seconds "$seconds" \
+            --compression "$algorithm")")
+    done
+    "$python" - "${runs[@]}" <<'PY'
 import json, sys
-s, p = (json.loads(x) for x in sys.argv[1:3])
-print("Sparkplug births, %d metrics as %d devices of %d (compression: %s)"
-      % (s["metrics"], s["metrics"] // s["members"], s["members"], s["compression"]))
-print("%-40s %12s %14s %10s %12s" % ("", "NBIRTH B", "DBIRTHs B", "messages", "build ms"))
-for impl, label in ((s, "swift session"), (p, "python tahu encode")):
+runs = [json.loads(x) for x in sys.argv[1:]]
+s0 = runs[0]
+print("Sparkplug births, %d metrics as %d devices of %d"
+      % (s0["metrics"], s0["metrics"] // s0["members"], s0["members"]))
+print("%-48s %12s %14s %10s %12s" % ("", "NBIRTH B", "DBIRTHs B", "messages", "build ms"))
+for s, p in zip(runs[0::2], runs[1::2]):
+    for impl, label in ((s, "swift session"), (p, "python tahu encode")):
+        for key in ("flat", "templates"):
+            r = impl[key]
+            print("%-48s %12d %14d %10d %12.1f" % ("%s, %s, %s" % (label, key, impl["compression"]),
+                                                   r["nbirth_bytes"], r["dbirth_bytes"], r["messages"], r["build_ms"]))
+for s, p in zip(runs[0::2], runs[1::2]):
     for key in ("flat", "templates"):
-        r = impl[key]
-        print("%-40s %12d %14d %10d %12.1f" % ("%s, %s" % (label, key), r["nbirth_bytes"], r["dbirth_bytes"],
-                                               r["messages"], r["build_ms"]))
-for key in ("flat", "templates"):
-    print("ratio python/swift build time, %s: %.2fx" % (key, p[key]["build_ms"] / s[key]["build_ms"]))
+        print("ratio python/swift build time, %s, %s: %.2fx"
+              % (key, s["compression"], p[key]["build_ms"] / s[key]["build_ms"]))
 PY
     exit 0
 fi

@@ -1,12 +1,24 @@
 // Births for many metrics: NBIRTH/DBIRTH size and the time the session takes to build and encode them, with the
-// metrics flat or as template instances (issue 13). Same shape as encode_bench.py --births.
+// metrics flat or as template instances (issue 13), plain or compressed as the publisher compresses births
+// (sparkplug.compression, decision 0038). Same shape as encode_bench.py --births.
 
 import Foundation
 import Sparkplug
 
 /// One device of `metrics` Double metrics, flat (`pump<i>/m<k>`) or as `metrics / members` instances of a
 /// `members`-member definition; each metric with timestamp, Quality and readOnly as the agent births them.
-func birthsBenchmark(metrics: Int, members: Int, seconds: Double, compression: String) throws -> [String: Any] {
+/// With a `compressor`, every birth is compressed by it within the timed build, as the publisher's `step` does.
+func birthsBenchmark(
+    metrics: Int, members: Int, seconds: Double, compressor: SparkplugCompressor?
+) throws -> [String: Any] {
+    func compressed(_ actions: [EdgeNodeAction]) throws -> [EdgeNodeAction] {
+        guard let compressor else { return actions }
+        return try actions.map { action in
+            guard case .publish(var p) = action else { return action }
+            p.payload = try compressor.compress(p.payload)
+            return .publish(p)
+        }
+    }
     func run(templates: Bool) throws -> [String: Any] {
         var session = try EdgeNodeSession(
             configuration: EdgeNodeConfiguration(groupID: "G", edgeNodeID: "N"), nodeMetrics: [], lastBdSeq: nil)
@@ -40,7 +52,7 @@ func birthsBenchmark(metrics: Int, members: Int, seconds: Double, compression: S
             _ = try session.addDevice("d\(i)", metrics: slice, template: binding, now: 0)
         }
         _ = session.prepareConnect(now: 0)
-        var births = session.connected(now: 1)
+        var births = try compressed(session.connected(now: 1))
         func sizes(_ actions: [EdgeNodeAction]) -> (nbirth: Int, dbirth: Int, count: Int) {
             var n = 0
             var d = 0
@@ -59,7 +71,7 @@ func birthsBenchmark(metrics: Int, members: Int, seconds: Double, compression: S
         repeat {
             session.requestRebirth(now: now)
             now += 2_000
-            births = session.serveDueRebirth(now: now)
+            births = try compressed(session.serveDueRebirth(now: now))
             rounds += 1
             elapsed = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
         } while elapsed < seconds || rounds < 3
@@ -70,6 +82,7 @@ func birthsBenchmark(metrics: Int, members: Int, seconds: Double, compression: S
     }
     return [
         "implementation": "swift EdgeNodeSession (swift-protobuf 1.39.0)", "metrics": metrics, "members": members,
-        "compression": compression, "flat": try run(templates: false), "templates": try run(templates: true),
+        "compression": compressor?.algorithm.rawValue.lowercased() ?? "none", "flat": try run(templates: false),
+        "templates": try run(templates: true),
     ]
 }

@@ -2,7 +2,8 @@
 // Prints one JSON object on stdout; Benchmarks/sparkplug/run.sh puts it beside the Python encoder's figures.
 //
 // Usage: sparkplugbench [--metrics N] [--seconds S]
-//        sparkplugbench --births N [--members M] [--seconds S] [--compression none]   (NBIRTH/DBIRTH, Births.swift)
+//        sparkplugbench --births N [--members M] [--seconds S] [--compression none|deflate|gzip]
+//          (NBIRTH/DBIRTH, Births.swift)
 // Allocations are counted only when the malloc-counting shim (built by run.sh) is LD_PRELOADed; otherwise null.
 
 import Foundation
@@ -16,7 +17,7 @@ var metricsPerPayload = 10
 var seconds = 2.0
 var birthMetrics: Int?
 var members = 10
-// The hook for payload compression (issue 13): births are measured uncompressed until the encoder has it.
+// Births only: compressed with the publisher's SparkplugCompressor (sparkplug.compression).
 var compression = "none"
 var arguments = CommandLine.arguments.dropFirst().makeIterator()
 while let arg = arguments.next() {
@@ -33,12 +34,17 @@ while let arg = arguments.next() {
 }
 
 if let birthMetrics {
-    guard compression == "none" else {
-        FileHandle.standardError.write(Data("--compression \(compression): not implemented in this build\n".utf8))
+    let compressor: SparkplugCompressor?
+    switch compression {
+    case "none": compressor = nil
+    case "deflate": compressor = SparkplugCompressor(algorithm: .deflate)
+    case "gzip": compressor = SparkplugCompressor(algorithm: .gzip)
+    default:
+        FileHandle.standardError.write(Data("--compression \(compression): expected none, deflate or gzip\n".utf8))
         exit(2)
     }
     let result = try birthsBenchmark(
-        metrics: birthMetrics, members: members, seconds: seconds, compression: compression)
+        metrics: birthMetrics, members: members, seconds: seconds, compressor: compressor)
     let json = try JSONSerialization.data(withJSONObject: result, options: [.sortedKeys])
     print(String(decoding: json, as: UTF8.self))
     exit(0)
