@@ -3,9 +3,11 @@ import Control
 /// Open-loop replay: a model driven by the recorded inputs, its prediction set beside the recorded outputs
 /// (decision 0035).
 ///
-/// Every usable stretch of `PreparedData` is simulated on its own, starting at rest at its first sample (state zero
-/// in deviations from the stretch's first inputs) with its level the least-squares constant, which is how
-/// identification treats a stretch's level; two models replayed on the same data are thus judged by the same rule.
+/// Every usable stretch of `PreparedData` is simulated on its own from its first inputs, with its initial state and
+/// its output levels the least-squares fit to the stretch (B fixed), which is how identification judges a model on
+/// its validation data (`compare` in other tools): a stretch that begins while the plant still moves (a test
+/// started soon after the loop) is not charged to the model. Two models replayed on the same data are judged by
+/// the same rule.
 /// Inputs are the data's inputs in order: the model's MVs first, then its DVs (more data inputs than the model has
 /// are ignored, so a model without DV paths is replayed on the same data).
 public enum ModelReplay {
@@ -42,16 +44,63 @@ public enum ModelReplay {
                 }
                 swap(&x, &next)
             }
-            // The stretch's level: the mean residual, the least-squares constant.
-            for j in 0..<ny where j < segment.outputs.count {
-                var level = 0.0
-                for k in 0..<count { level += segment.outputs[j][k] - yHat[j][k] }
-                level /= Double(max(1, count))
-                for k in 0..<count { yHat[j][k] += level }
+            let (x0, levels) = initialState(model, outputs: segment.outputs, zeroState: yHat)
+            // The free response of x0, C·Aᵏ·x0, and the levels.
+            var state = x0
+            for k in 0..<count {
+                for j in 0..<ny where j < segment.outputs.count {
+                    var s = levels[j]
+                    for i in 0..<n { s += model.c[j * n + i] * state[i] }
+                    yHat[j][k] += s
+                }
+                for r in 0..<n {
+                    var s = 0.0
+                    for i in 0..<n { s += model.a[r * n + i] * state[i] }
+                    next[r] = s
+                }
+                swap(&state, &next)
             }
             out.append(yHat)
         }
         return out
+    }
+
+    /// The initial state and per-output levels that best fit `outputs − zeroState` in least squares: regressors
+    /// C·Aᵏ for the state and an indicator per output for its level (normal equations, n + ny unknowns).
+    static func initialState(
+        _ model: StateSpaceModel, outputs: [[Double]], zeroState: [[Double]]
+    ) -> (state: [Double], levels: [Double]) {
+        let n = model.stateCount
+        let ny = min(model.outputCount, outputs.count)
+        let unknowns = n + model.outputCount
+        var normal = DenseMatrix(rows: unknowns, cols: unknowns)
+        var rhs = [Double](repeating: 0, count: unknowns)
+        var row = [Double](repeating: 0, count: unknowns)
+        // power = C·Aᵏ, advanced one step per sample.
+        var power = model.c
+        var advanced = power
+        let count = outputs.first?.count ?? 0
+        for k in 0..<count {
+            for q in 0..<ny {
+                let e = outputs[q][k] - zeroState[q][k]
+                for r in 0..<n { row[r] = power[q * n + r] }
+                for j in 0..<model.outputCount { row[n + j] = j == q ? 1 : 0 }
+                for r in 0..<unknowns where row[r] != 0 {
+                    rhs[r] += row[r] * e
+                    for c in 0..<unknowns { normal[r, c] += row[r] * row[c] }
+                }
+            }
+            for q in 0..<model.outputCount {
+                for c in 0..<n {
+                    var s = 0.0
+                    for i in 0..<n { s += power[q * n + i] * model.a[i * n + c] }
+                    advanced[q * n + c] = s
+                }
+            }
+            swap(&power, &advanced)
+        }
+        let theta = normal.solveSymmetric(rhs)
+        return (Array(theta[0..<n]), Array(theta[n...]))
     }
 
     /// Fit % per output over all stretches: 100·(1 − ‖y − ŷ‖/‖y − ȳ‖), as identification reports it.

@@ -91,6 +91,25 @@ import Testing
         let fits = (report["outputs"] as? [[String: Any]])?.compactMap { $0["validationFitPercent"] as? Double } ?? []
         #expect(fits.count == 2 && fits.allSatisfy { $0 >= Self.minFit }, "fit % \(fits)")
 
+        // Validated by replaying the test's data: the identified model fits it as identify said (before the replay
+        // fitted each stretch's initial state, a test begun while the tanks still settled read 71 % and 51 % here),
+        // and its MPC runs closed loop against it.
+        let validated = try runCommand(
+            agent.binary,
+            [
+                "model", "validate", "--config", agent.configPath, "--loop", "tanks", modelFile, "--since", "30m",
+                "--modes", "test", "--json",
+            ], timeout: 120)
+        #expect(validated.status == 0, "\(validated.stderr)")
+        let validation = try #require(
+            try JSONSerialization.jsonObject(with: Data(validated.stdout.utf8)) as? [String: Any])
+        let openLoop = (validation["openLoop"] as? [[String: Any]]) ?? []
+        let candidateFits = openLoop.compactMap { $0["candidateFitPercent"] as? Double }
+        let activeFits = openLoop.compactMap { $0["activeFitPercent"] as? Double }
+        #expect(candidateFits.count == 2 && candidateFits.allSatisfy { $0 >= Self.minFit }, "\(validated.stdout)")
+        #expect(validation["candidateMeetsMinimumFit"] as? Bool == true, "\(validated.stdout)")
+        #expect(((validation["closedLoopCVs"] as? [[String: Any]]) ?? []).count == 2, "\(validated.stdout)")
+
         // Into the ledger and in force; then a setpoint step settles within 2 % of the step, with no offset.
         let added = try agent.object(["loop", "tanks", "model", "add", modelFile, "--note", "GBN test \(id)"])
         let version = try #require((added["versions"] as? [[String: Any]])?.first?["id"] as? Int, "\(added)")
@@ -117,6 +136,7 @@ import Testing
         #expect(agent.mode() == "mpc", "\((try? agent.loop()) ?? [:])")
         print(
             "plant test \(id): largest received move \(largest) V (limit \(Self.rateStep) V); identify fit % \(fits); "
+                + "validate fit % \(candidateFits) (configuration's model \(activeFits)); "
                 + "setpoint step of \(step) cm settled to \(h[0]) (target \(target))")
     }
 
