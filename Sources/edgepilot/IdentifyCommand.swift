@@ -52,18 +52,7 @@ struct IdentifyCommand: ParsableCommand {
     }
 
     func run() throws {
-        let configuration: AgentConfiguration
-        do {
-            configuration = try ConfigurationLoader.load(contentsOf: config).configuration
-        } catch {
-            throw CLIError("cannot read the configuration \(config):\n\(error)")
-        }
-        guard let definition = configuration.loops.first(where: { $0.name == loop }) else {
-            let names = configuration.loops.map(\.name)
-            throw CLIError(
-                "no loop '\(loop)' in \(config); "
-                    + (names.isEmpty ? "it defines no loops" : "loops defined: \(names.joined(separator: ", "))"))
-        }
+        let (configuration, definition) = try IdentifyCommand.configuredLoop(loop, in: config)
         let path = history ?? configuration.history.path
         let start: Int64
         let end: Int64
@@ -107,6 +96,25 @@ struct IdentifyCommand: ParsableCommand {
                 print("\n" + report.model, terminator: "")
             }
         }
+    }
+
+    /// The configuration in `path` and its loop `name`; an unknown loop is "not found" (exit 2) naming the loops
+    /// there are. Shared by `identify` and `model validate`, which read the same two things first.
+    static func configuredLoop(_ name: String, in path: String) throws -> (AgentConfiguration, LoopDefinition) {
+        let configuration: AgentConfiguration
+        do {
+            configuration = try ConfigurationLoader.load(contentsOf: path).configuration
+        } catch {
+            throw CLIError("cannot read the configuration \(path):\n\(error)")
+        }
+        guard let definition = configuration.loops.first(where: { $0.name == name }) else {
+            let names = configuration.loops.map(\.name)
+            throw CLIError(
+                "no loop '\(name)' in \(path); "
+                    + (names.isEmpty ? "it defines no loops" : "loops defined: \(names.joined(separator: ", "))"),
+                notFound: true)
+        }
+        return (configuration, definition)
     }
 
     /// The recorded window of plant test `id` of `loop`.

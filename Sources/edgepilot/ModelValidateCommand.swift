@@ -45,19 +45,7 @@ struct ModelValidateCommand: ParsableCommand {
     @OptionGroup var format: OutputOptions
 
     func run() throws {
-        let configuration: AgentConfiguration
-        do {
-            configuration = try ConfigurationLoader.load(contentsOf: config).configuration
-        } catch {
-            throw CLIError("cannot read the configuration \(config):\n\(error)")
-        }
-        guard let definition = configuration.loops.first(where: { $0.name == loop }) else {
-            let names = configuration.loops.map(\.name)
-            throw CLIError(
-                "no loop '\(loop)' in \(config); "
-                    + (names.isEmpty ? "it defines no loops" : "loops defined: \(names.joined(separator: ", "))"),
-                notFound: true)
-        }
+        let (configuration, definition) = try IdentifyCommand.configuredLoop(loop, in: config)
         let start = try parseSince(since)
         let end = try until.map { try parseSince($0) } ?? Int64(Date().timeIntervalSince1970 * 1_000_000)
         guard end > start else {

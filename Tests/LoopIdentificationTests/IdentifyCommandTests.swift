@@ -130,12 +130,12 @@ struct IdentifyCommandTests {
         #expect(second?["dataHash"] as? String == report["dataHash"] as? String)
     }
 
-    @Test("an unknown loop is refused, naming the file and the loops it defines")
+    @Test("an unknown loop is refused as not found (exit 2), naming the file and the loops it defines")
     func unknownLoop() throws {
         let box = try Box()
         defer { box.dir.remove() }
         let result = try box.identify(["--loop", "nope", "--since", "1d"])
-        #expect(result.status != 0)
+        #expect(result.status == 2, "identify exited 1 on an unknown loop where model validate exits 2")
         #expect(result.stderr.contains("no loop 'nope' in \(box.config); loops defined: unit"), "\(result.stderr)")
     }
 
