@@ -233,15 +233,7 @@ public struct SparkplugPayload: Sendable, Hashable {
             pv.isNull = true
             return pv
         }
-        switch value.wire {
-        case .int(let v): pv.intValue = v
-        case .long(let v): pv.longValue = v
-        case .float(let v): pv.floatValue = v
-        case .double(let v): pv.doubleValue = v
-        case .boolean(let v): pv.booleanValue = v
-        case .string(let v): pv.stringValue = v
-        case .bytes, .template:
-            // PropertyValue has no bytes field: the spec allows only basic types as property values.
+        guard pv.setBasic(value.wire) else {
             throw .invalidValue(
                 context: "\(metric) property '\(prop.key)'", reason: "\(value.dataType) is not a property value type")
         }

@@ -72,15 +72,8 @@ extension SparkplugPayload {
                         context: "\(metric) parameter '\(p.name)'",
                         reason: "declared \(p.type), value is \(value.dataType)")
                 }
-                switch value.wire {
-                case .int(let v): pv.intValue = v
-                case .long(let v): pv.longValue = v
-                case .float(let v): pv.floatValue = v
-                case .double(let v): pv.doubleValue = v
-                case .boolean(let v): pv.booleanValue = v
-                case .string(let v): pv.stringValue = v
-                case .bytes, .template:
-                    // tck-id-payloads-template-parameter-value-type: parameters hold basic types only.
+                // tck-id-payloads-template-parameter-value-type: parameters hold basic types only.
+                guard pv.setBasic(value.wire) else {
                     throw .invalidValue(
                         context: "\(metric) parameter '\(p.name)'", reason: "\(p.type) is not a parameter type")
                 }

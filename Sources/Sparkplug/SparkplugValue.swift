@@ -307,3 +307,34 @@ enum ArrayPacking {
         return result
     }
 }
+
+/// The generated messages that hold one basic value in the same six fields: a metric's property value and a template
+/// parameter. One setter serves both, so what either may hold is decided in one place.
+protocol BasicValueMessage {
+    var intValue: UInt32 { get set }
+    var longValue: UInt64 { get set }
+    var floatValue: Float { get set }
+    var doubleValue: Double { get set }
+    var booleanValue: Bool { get set }
+    var stringValue: String { get set }
+}
+
+extension SpB_Payload.PropertyValue: BasicValueMessage {}
+extension SpB_Payload.Template.Parameter: BasicValueMessage {}
+
+extension BasicValueMessage {
+    /// Sets the field of `wire`'s kind; false for bytes and templates, which these messages have no field for (the
+    /// specification allows basic types only in properties and parameters).
+    mutating func setBasic(_ wire: WireValue) -> Bool {
+        switch wire {
+        case .int(let v): intValue = v
+        case .long(let v): longValue = v
+        case .float(let v): floatValue = v
+        case .double(let v): doubleValue = v
+        case .boolean(let v): booleanValue = v
+        case .string(let v): stringValue = v
+        case .bytes, .template: return false
+        }
+        return true
+    }
+}
