@@ -142,10 +142,12 @@ public final class ModbusConnection {
     /// RTU frames carry no transaction id, so a reply that arrives after its request timed out is taken for the
     /// answer to the next request of the same function and size: a good-quality value in the wrong tag (seen with
     /// the simulator answering 150 ms after a 300 ms timeout). A flush right after the timeout misses such a reply,
-    /// which is still on its way; so discard input until the line has been quiet for a whole response timeout. A
-    /// reply later than that stays indistinguishable; the response timeout must cover the device.
+    /// which is still on its way; so discard input until the line has been quiet for twice the response timeout.
+    /// Once the quiet period was one timeout, and a fresh-clone run on a loaded machine still saw the wrong tag: the
+    /// late reply, due 150 ms after the timeout, came more than 300 ms after it. The wait is on the fault path only.
+    /// A reply later than that stays indistinguishable; the response timeout must cover the device.
     private func drainSerialLine() {
-        let quiet = Int32(clamping: max(1, device.timeoutMilliseconds))
+        let quiet = Int32(clamping: 2 * max(1, device.timeoutMilliseconds))
         var descriptor = pollfd(fd: modbus_get_socket(context), events: Int16(POLLIN), revents: 0)
         // Bounded, so a device that never stops talking cannot hold the poller forever.
         for _ in 0..<8 {
