@@ -375,20 +375,10 @@ public final class DenseQPSolver {
     }
 
     private func validateInputs() -> QPStatus? {
-        for i in 0..<n {
-            let f = linearCost[i]
-            let lo = variableLower[i]
-            let hi = variableUpper[i]
-            if !f.isFinite || lo.isNaN || hi.isNaN { return .invalidInput }
-            if lo == .infinity || hi == -.infinity || lo > hi { return .infeasible }
-        }
-        for i in 0..<m {
-            let lo = lower[i]
-            let hi = upper[i]
-            if lo.isNaN || hi.isNaN { return .invalidInput }
-            if lo == .infinity || hi == -.infinity || lo > hi { return .infeasible }
-        }
-        return nil
+        checkQPInputs(
+            variables: n, constraints: m, linearCost: linearCost, variableLower: variableLower,
+            variableUpper: variableUpper, lower: lower,
+            upper: upper)
     }
 
     @inline(__always)

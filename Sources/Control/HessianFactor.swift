@@ -1,5 +1,29 @@
-// The factorization of a QP's Hessian, shared by `DenseQPSolver` and the reference solver the tests check it
-// against, so that the two differ only in the algorithm under test. Raw buffers, no allocation, no Foundation.
+// The checks of a QP's data and the factorization of its Hessian, shared by `DenseQPSolver` and the reference solver
+// the tests check it against, so that the two differ only in the algorithm under test. Raw buffers, no allocation,
+// no Foundation.
+
+/// The status a solve must return without iterating, or nil when f and the bounds can be solved: a non-finite cost or
+/// a NaN bound is invalid input; an empty range (lower above upper, or a side at the wrong infinity) is infeasible.
+func checkQPInputs(
+    variables n: Int, constraints m: Int, linearCost: UnsafeMutableBufferPointer<Double>,
+    variableLower: UnsafeMutableBufferPointer<Double>,
+    variableUpper: UnsafeMutableBufferPointer<Double>, lower: UnsafeMutableBufferPointer<Double>,
+    upper: UnsafeMutableBufferPointer<Double>
+) -> QPStatus? {
+    for i in 0..<n {
+        let lo = variableLower[i]
+        let hi = variableUpper[i]
+        if !linearCost[i].isFinite || lo.isNaN || hi.isNaN { return .invalidInput }
+        if lo == .infinity || hi == -.infinity || lo > hi { return .infeasible }
+    }
+    for i in 0..<m {
+        let lo = lower[i]
+        let hi = upper[i]
+        if lo.isNaN || hi.isNaN { return .invalidInput }
+        if lo == .infinity || hi == -.infinity || lo > hi { return .infeasible }
+    }
+    return nil
+}
 
 /// Checks that `h` (n×n, row-major) is finite and symmetric to 1e-10 relative.
 func checkSymmetricHessian(_ h: [Double], _ n: Int) throws(ControlError) {
