@@ -56,11 +56,9 @@ public final class LoopMonitorDevice: DeviceDriver, @unchecked Sendable {
     private let auto: MonitorTagBinding?
     private let publishEvery: Int
 
-    private let cond = NSCondition()
-    private var running = false
-    private var stopRequested = false
-    private var thread: Thread?
-    private let finished = DispatchSemaphore(value: 0)
+    private let worker = ComputedDeviceThread(name: "monitor")
+    private var cond: NSCondition { worker.cond }
+    private var stopRequested: Bool { worker.stopRequested }
     private var samples: UInt64 = 0
     // Guarded by `cond`: the figures last computed, for `edgepilot monitors`.
     private var latest = LoopMonitorKPIs()
@@ -112,34 +110,14 @@ public final class LoopMonitorDevice: DeviceDriver, @unchecked Sendable {
 
     // MARK: - DeviceDriver
 
-    public func start() {
-        let t = cond.withLock { () -> Thread? in
-            guard !running else { return nil }
-            running = true
-            let t = Thread { [self] in
-                run()
-                finished.signal()
-            }
-            t.name = "monitor"
-            thread = t
-            return t
-        }
-        t?.start()
-    }
+    public func start() { worker.start { [self] in run() } }
 
-    public func stop() {
-        let wasRunning = cond.withLock {
-            stopRequested = true
-            cond.broadcast()
-            return thread != nil
-        }
-        if wasRunning { finished.wait() }
-    }
+    public func stop() { worker.stop() }
 
     public var driverStatus: DeviceDriverStatus {
         cond.withLock {
             var s = DeviceDriverStatus()
-            s.state = running && !stopRequested ? "connected" : "stopped"
+            s.state = worker.state
             s.polls = samples
             return s
         }
@@ -174,10 +152,6 @@ public final class LoopMonitorDevice: DeviceDriver, @unchecked Sendable {
         }
         let now = loopWallMicroseconds()
         for i in Field.allCases.indices { table.markQuality(i, Quality(.outOfService), timestamp: now) }
-        cond.withLock {
-            running = false
-            thread = nil
-        }
     }
 
     /// Takes one sample of the loop's tags.

@@ -52,12 +52,10 @@ public final class LoopStateDevice: DeviceDriver, @unchecked Sendable {
     private let slowEvery: Int
     private let periodNanoseconds: UInt64
 
-    private let cond = NSCondition()
-    private var running = false
-    private var stopRequested = false
+    private let worker = ComputedDeviceThread(name: "loop-state")
+    private var cond: NSCondition { worker.cond }
+    private var stopRequested: Bool { worker.stopRequested }
     private var refreshSoon = false
-    private var thread: Thread?
-    private let finished = DispatchSemaphore(value: 0)
     private var refreshes: UInt64 = 0
     private var writes: UInt64 = 0
 
@@ -159,34 +157,14 @@ public final class LoopStateDevice: DeviceDriver, @unchecked Sendable {
 
     // MARK: - DeviceDriver
 
-    public func start() {
-        let t = cond.withLock { () -> Thread? in
-            guard !running else { return nil }
-            running = true
-            let t = Thread { [self] in
-                run()
-                finished.signal()
-            }
-            t.name = "loop-state"
-            thread = t
-            return t
-        }
-        t?.start()
-    }
+    public func start() { worker.start { [self] in run() } }
 
-    public func stop() {
-        let wasRunning = cond.withLock {
-            stopRequested = true
-            cond.broadcast()
-            return thread != nil
-        }
-        if wasRunning { finished.wait() }
-    }
+    public func stop() { worker.stop() }
 
     public var driverStatus: DeviceDriverStatus {
         cond.withLock {
             var s = DeviceDriverStatus()
-            s.state = running && !stopRequested ? "connected" : "stopped"
+            s.state = worker.state
             s.polls = refreshes
             s.writes = writes
             return s
@@ -251,10 +229,6 @@ public final class LoopStateDevice: DeviceDriver, @unchecked Sendable {
         }
         let now = Self.nowMicros()
         for i in fields.indices { table.markQuality(i, Quality(.outOfService), timestamp: now) }
-        cond.withLock {
-            running = false
-            thread = nil
-        }
     }
 
     /// Copies the loop's state into the table; false before the loop's first cycle, when there is none to copy.
